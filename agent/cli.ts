@@ -1,0 +1,104 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { isPlantBridgeError } from '../contracts/errors.ts';
+import { VERSION } from '../contracts/version.ts';
+
+/**
+ * plantbridge-agent — exit codes: 0 ok, 1 invalid config or usage, 2 runtime failure.
+ * Heavy modules (drivers, the outbox) load only for the commands that need them, so --version,
+ * --help and check-config answer at once.
+ */
+
+const HELP = `plantbridge-agent ${VERSION} — reads machines, keeps a durable outbox, forwards to the PlantBridge hub
+
+Usage:
+  plantbridge-agent run [--config FILE]              run the agent (Ctrl-C / SIGTERM stop it cleanly)
+  plantbridge-agent check-config [--config FILE]     validate the config offline and exit
+  plantbridge-agent outbox stats [--config FILE]     pending, oldest age, dead letters, disk use (JSON)
+  plantbridge-agent outbox dead-letters [--config FILE] [--limit N]
+  plantbridge-agent outbox replay <id> [--config FILE]
+  plantbridge-agent outbox discard <id> [--config FILE]
+  plantbridge-agent outbox ack-alarm <code> [--config FILE]
+  plantbridge-agent --version | --help
+
+Options:
+  -c, --config FILE   agent.yaml (default: $PLANTBRIDGE_AGENT_CONFIG, else ./agent.yaml)
+
+Exit codes: 0 ok, 1 invalid configuration or usage, 2 runtime failure.
+Docs: README.md, docs/ARCHITECTURE.md, config/agent.example.yaml`;
+
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        version: { type: 'boolean', short: 'v' },
+        help: { type: 'boolean', short: 'h' },
+        live: { type: 'boolean' },
+        limit: { type: 'string' },
+      },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.version) {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  const [command, sub, arg] = positionals;
+  if (values.help || command === 'help') {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  if (!command) throw new UsageError('a command is needed');
+  const configFile = values.config ?? process.env.PLANTBRIDGE_AGENT_CONFIG ?? 'agent.yaml';
+  const { loadAgentConfig } = await import('./config/load.ts');
+
+  switch (command) {
+    case 'check-config': {
+      const { config, version } = loadAgentConfig(configFile);
+      process.stdout.write(
+        `${configFile}: valid (config version ${version}; agent ${config.agent.id}, plant ${config.agent.plant}, ` +
+          `${config.drivers.length} driver(s), ${config.rules.length} rule(s), mode ${config.agent.mode})\n`,
+      );
+      if (values.live) process.stdout.write('--live: connection checks are not available yet in this version; the offline checks passed\n');
+      return 0;
+    }
+    case 'run': {
+      const { config, version } = loadAgentConfig(configFile);
+      const { runAgent } = await import('./main.ts');
+      return runAgent(config, version);
+    }
+    case 'outbox': {
+      const { config } = loadAgentConfig(configFile);
+      const { outboxCommand } = await import('./outbox/outbox-cli.ts');
+      return outboxCommand(config, sub, arg, { limit: values.limit ? Number(values.limit) : 50 });
+    }
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`plantbridge-agent: ${err.message}\n\n${HELP}\n`);
+      process.exitCode = 1;
+    } else if (isPlantBridgeError(err, 'CONFIG_INVALID')) {
+      process.stderr.write(`plantbridge-agent: ${err.message}\n`);
+      process.exitCode = 1;
+    } else {
+      process.stderr.write(`plantbridge-agent: ${isPlantBridgeError(err) ? `${err.code}: ` : ''}${(err as Error)?.stack ?? String(err)}\n`);
+      process.exitCode = 2;
+    }
+  },
+);

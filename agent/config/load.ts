@@ -1,0 +1,39 @@
+import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { configError, parseConfig, parseYaml, resolveSecrets, type SecretSources } from '../../contracts/index.ts';
+import { agentConfigSchema, type AgentConfig } from './schema.ts';
+
+export interface LoadedConfig<T> {
+  config: T;
+  file: string;
+  /** sha256 of the file's bytes, short: reported in heartbeats so the hub sees which config runs */
+  version: string;
+}
+
+export function defaultSecretSources(baseDir: string): SecretSources {
+  return {
+    env: process.env,
+    readFile: (p) => readFileSync(isAbsolute(p) ? p : resolve(baseDir, p), 'utf8'),
+  };
+}
+
+/** Reads, validates and resolves agent.yaml. Throws CONFIG_INVALID listing every problem with its path. */
+export function loadAgentConfig(file: string, sources?: SecretSources): LoadedConfig<AgentConfig> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw configError([{ path: '(file)', message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }]);
+  }
+  return parseAgentConfig(text, file, sources);
+}
+
+export function parseAgentConfig(text: string, file: string, sources?: SecretSources): LoadedConfig<AgentConfig> {
+  const baseDir = dirname(resolve(file));
+  const raw = parseYaml(text, file);
+  const parsed = parseConfig(agentConfigSchema, raw ?? {}, file);
+  const config = resolveSecrets(parsed, sources ?? defaultSecretSources(baseDir));
+  config.agent.stateDir = isAbsolute(config.agent.stateDir) ? config.agent.stateDir : resolve(baseDir, config.agent.stateDir);
+  return { config, file, version: createHash('sha256').update(text).digest('hex').slice(0, 12) };
+}

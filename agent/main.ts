@@ -1,0 +1,40 @@
+import type { AgentConfig } from './config/schema.ts';
+import { buildAgent } from './build-agent.ts';
+import { createLogger } from './log.ts';
+
+/**
+ * Runs the agent until SIGINT / SIGTERM, then stops it gracefully: drivers drain, the in-flight commit
+ * finishes, the forwarder settles what it has in flight, and the database is closed.
+ */
+export async function runAgent(config: AgentConfig, configVersion: string, nativeBinding?: string): Promise<number> {
+  const log = createLogger({ level: config.log.level, agentId: config.agent.id });
+  const agent = buildAgent({ config, configVersion, log, ...(nativeBinding ? { nativeBinding } : {}) });
+  let signalled = false;
+  const done = new Promise<void>((resolve) => {
+    const onSignal = (sig: string) => {
+      if (signalled) {
+        log.warn({ signal: sig }, 'Second signal: exiting now');
+        process.exit(2);
+      }
+      signalled = true;
+      log.info({ signal: sig }, 'Stopping');
+      resolve();
+    };
+    process.once('SIGINT', () => onSignal('SIGINT'));
+    process.once('SIGTERM', () => onSignal('SIGTERM'));
+  });
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err }, 'Uncaught exception: stopping');
+    void agent.stop().finally(() => process.exit(2));
+  });
+  try {
+    await agent.start();
+  } catch (err) {
+    log.fatal({ err }, 'Agent failed to start');
+    await agent.stop().catch(() => {});
+    return 2;
+  }
+  await done;
+  await agent.stop();
+  return 0;
+}

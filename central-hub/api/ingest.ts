@@ -1,0 +1,83 @@
+import type { FastifyInstance } from 'fastify';
+import {
+  PlantBridgeError,
+  ingestBatchSchema,
+  issuesToText,
+  schemaId,
+  validate,
+  validateTransaction,
+  type IngestResult,
+  type ItemResult,
+  type Transaction,
+} from '../../contracts/index.ts';
+import type { HubMetricsSet } from '../metrics.ts';
+import type { HubStore } from '../store/hub-store.ts';
+import { requireAgent } from './auth.ts';
+import type { RateLimiter } from './rate-limit.ts';
+
+/**
+ * POST /v1/ingest — strict, per-item results (DESIGN.md §2 "Accept"). A bad item is rejected alone; a
+ * write for a plant the credential does not cover refuses the whole batch (403, audited, nothing stored).
+ */
+export function ingestRoutes(app: FastifyInstance, deps: { store: HubStore; metrics: HubMetricsSet; limiter: RateLimiter; onAccepted: () => void }): void {
+  const { store, metrics, limiter } = deps;
+  app.post('/v1/ingest', { preHandler: requireAgent(store) }, async (req, reply) => {
+    const agent = req.agent!;
+    const wait = limiter.take(agent.id);
+    if (wait > 0) {
+      reply.header('retry-after', String(Math.ceil(wait / 1000)));
+      throw new PlantBridgeError('RATE_LIMITED', `too many requests from agent ${agent.id}; retry after ${Math.ceil(wait / 1000)} s`, { correlationId: req.id });
+    }
+    const frame = validate(ingestBatchSchema, req.body);
+    if (!frame.ok) throw new PlantBridgeError('SCHEMA_INVALID', issuesToText(frame.issues), { details: frame.issues, correlationId: req.id });
+    const batch = frame.value;
+    if (batch.agentId !== agent.id) {
+      throw new PlantBridgeError('SCHEMA_INVALID', `agentId "${batch.agentId}" does not match the credential's agent "${agent.id}"`, { correlationId: req.id });
+    }
+    const results: Array<ItemResult | undefined> = new Array(batch.items.length);
+    const valid: Array<{ index: number; tx: Transaction }> = [];
+    const foreignPlants = new Set<string>();
+    batch.items.forEach((item, index) => {
+      const v = validateTransaction(item);
+      const id = typeof item.id === 'string' ? item.id.slice(0, 200) : '';
+      const key = typeof item.idempotencyKey === 'string' ? item.idempotencyKey.slice(0, 300) : '';
+      if (!v.ok) {
+        const code = v.unsupported ? 'SCHEMA_UNSUPPORTED' : 'SCHEMA_INVALID';
+        results[index] = { id, idempotencyKey: key, status: 'rejected', code, reason: issuesToText(v.issues).slice(0, 2000) };
+        metrics.rejected.inc({ code });
+        return;
+      }
+      if (!agent.plants.includes(v.value.plant)) foreignPlants.add(v.value.plant);
+      if (v.value.agentId !== agent.id) {
+        results[index] = { id, idempotencyKey: key, status: 'rejected', code: 'SCHEMA_INVALID', reason: `agentId "${v.value.agentId}" is not the sender "${agent.id}"` };
+        metrics.rejected.inc({ code: 'SCHEMA_INVALID' });
+        return;
+      }
+      valid.push({ index, tx: v.value });
+    });
+    if (foreignPlants.size > 0) {
+      await store.audit({ actor: `agent:${agent.id}`, action: 'ingest.plant_mismatch', detail: { plants: [...foreignPlants], allowed: agent.plants, batchId: batch.batchId } });
+      req.log.warn({ agentId: agent.id, plants: [...foreignPlants] }, 'Agent tried to write for a plant it is not enrolled for');
+      throw new PlantBridgeError('PLANT_MISMATCH', `agent ${agent.id} may write for ${agent.plants.join(', ')} only, not ${[...foreignPlants].join(', ')}`, { correlationId: req.id });
+    }
+    if (valid.length > 0) {
+      const stored = await store.ingest(agent.id, valid.map((v) => v.tx), new Date());
+      let accepted = 0;
+      stored.forEach((r, i) => {
+        results[valid[i].index] = r;
+        if (r.status === 'accepted') {
+          accepted++;
+          metrics.received.inc({ plant: valid[i].tx.plant });
+        } else metrics.duplicate.inc();
+      });
+      if (accepted > 0) deps.onAccepted();
+    }
+    const body: IngestResult = {
+      schema: schemaId('ingest-result', 1, 0),
+      batchId: batch.batchId,
+      receivedAt: new Date().toISOString(),
+      results: results as ItemResult[],
+    };
+    return body;
+  });
+}

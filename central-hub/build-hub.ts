@@ -1,0 +1,159 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { ErrorCodes, PlantBridgeError, VERSION, type ErrorBody, type Transaction } from '../contracts/index.ts';
+import { tokenHash } from './api/auth.ts';
+import { fleetRoutes } from './api/fleet.ts';
+import { heartbeatRoutes } from './api/heartbeat.ts';
+import { ingestRoutes } from './api/ingest.ts';
+import { RateLimiter } from './api/rate-limit.ts';
+import type { HubConfig } from './config/schema.ts';
+import { renderDashboard } from './dashboard/page.ts';
+import type { ErpAdapter } from './erp/erp-adapter.ts';
+import { PostingService } from './erp/posting-service.ts';
+import { createAdapter } from './erp/registry.ts';
+import { createHubMetrics } from './metrics.ts';
+import { fleetStatus } from './monitor/fleet-status.ts';
+import type { HubStore, PostingOutcome } from './store/hub-store.ts';
+import { SqliteHubStore } from './store/sqlite/sqlite-store.ts';
+import { createHubLogger } from './log.ts';
+
+export interface HubOptions {
+  config: HubConfig;
+  log?: Logger;
+  /** inject a store (tests, the PostgreSQL store); default: from config */
+  store?: HubStore;
+  /** inject an adapter; default: from config.erp */
+  adapter?: ErpAdapter;
+  /** called for every ERP outcome recorded (the demo prints these) */
+  onOutcome?: (tx: Transaction, outcome: PostingOutcome) => void;
+}
+
+export interface Hub {
+  readonly app: FastifyInstance;
+  readonly store: HubStore;
+  readonly posting: PostingService;
+  readonly log: Logger;
+  /** http(s)://host:port once listening */
+  readonly url: string;
+  /** registers static agents, starts posting, listens */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function openStore(config: HubConfig): Promise<HubStore> {
+  if (config.store.type === 'sqlite') return new SqliteHubStore(config.store.path ?? join(config.hub.dataDir, 'hub.db'));
+  // loaded only when configured: pg is not needed by the embedded default
+  const pgModule = './store/postgres/postgres-store.ts';
+  const { PostgresHubStore } = (await import(pgModule)) as { PostgresHubStore: new (o: { connectionString: string; max: number }) => HubStore };
+  return new PostgresHubStore({ connectionString: config.store.url.reveal(), max: config.store.poolSize });
+}
+
+/**
+ * Builds the hub from a validated config without side effects: nothing is opened or listened on until
+ * start(). Routes are testable with `hub.app.inject()` after start().
+ */
+export function buildHub(opts: HubOptions): Hub {
+  const { config } = opts;
+  const log = opts.log ?? createHubLogger(config.log.level);
+  const metrics = createHubMetrics();
+  const limiter = new RateLimiter(config.hub.rateLimitPerAgent);
+  let store = opts.store;
+  let posting: PostingService | undefined;
+  let url = '';
+  const adapter = opts.adapter ?? createAdapter(config.erp, { logger: log.child({ component: 'erp' }) });
+
+  const app = Fastify({
+    // per-request lines are noise at info: the api logger speaks from warn up (counts are in /metrics)
+    loggerInstance: log.child({ component: 'api' }, { level: log.isLevelEnabled('debug') ? 'debug' : 'warn' }) as FastifyBaseLogger,
+    bodyLimit: config.hub.bodyLimit,
+    genReqId: () => `req-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`,
+    ...(config.hub.tls ? { https: { cert: readFileSync(config.hub.tls.cert), key: readFileSync(config.hub.tls.key) } } : {}),
+  }) as unknown as FastifyInstance;
+
+  app.setErrorHandler((err: FastifyError | PlantBridgeError, req, reply) => {
+    let e: PlantBridgeError;
+    if (err instanceof PlantBridgeError) e = err;
+    else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') e = new PlantBridgeError('PAYLOAD_TOO_LARGE', `request body exceeds ${config.hub.bodyLimit} bytes; send smaller batches`);
+    else if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') e = new PlantBridgeError('SCHEMA_INVALID', 'expected content-type application/json');
+    else if (err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || err instanceof SyntaxError || err.statusCode === 400) e = new PlantBridgeError('SCHEMA_INVALID', `body is not valid JSON: ${err.message}`);
+    else {
+      req.log.error({ err }, 'Unexpected error while handling a request');
+      e = new PlantBridgeError('INTERNAL', 'internal error; see the hub log for the correlation id');
+    }
+    const body: ErrorBody = { error: { ...e.toJSON(), correlationId: e.correlationId ?? req.id } };
+    if (e.code === 'UNAUTHENTICATED') reply.header('www-authenticate', 'Bearer');
+    void reply.status(ErrorCodes[e.code].http).send(body);
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.status(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}`, retriable: false, correlationId: req.id } });
+  });
+
+  const hub: Hub = {
+    app,
+    get store() {
+      if (!store) throw new PlantBridgeError('INTERNAL', 'hub not started');
+      return store;
+    },
+    get posting() {
+      if (!posting) throw new PlantBridgeError('INTERNAL', 'hub not started');
+      return posting;
+    },
+    log,
+    get url() {
+      return url;
+    },
+    async start() {
+      store ??= await openStore(config);
+      await store.migrate();
+      for (const a of config.agents) await store.upsertAgent({ id: a.id, plants: a.plants, tokenHash: tokenHash(a.token.reveal()) });
+      const s = store;
+      posting = new PostingService({
+        store: s,
+        adapter,
+        log: log.child({ component: 'posting' }),
+        metrics,
+        concurrency: config.posting.concurrency,
+        maxAttempts: config.posting.maxAttempts,
+        retryMaxDelayMs: config.posting.retryMaxDelay,
+        leaseMs: config.posting.lease,
+        ...(opts.onOutcome ? { onOutcome: opts.onOutcome } : {}),
+      });
+      const p = posting;
+      const fleetOpts = { offlineAfterMs: config.fleet.offlineAfter, backlogSlaMs: config.fleet.backlogSla };
+      ingestRoutes(app, { store: s, metrics, limiter, onAccepted: () => p.notify() });
+      heartbeatRoutes(app, { store: s, metrics });
+      fleetRoutes(app, { store: s, ...fleetOpts });
+      app.get('/healthz', async (_req, reply) => {
+        const erp = await adapter.healthcheck().catch((err: Error) => ({ ok: false, message: err.message }));
+        const counts = await s.counts();
+        void reply.status(200).send({ ok: true, version: VERSION, store: s.kind, erp, counts });
+      });
+      app.get('/metrics', async (_req, reply) => {
+        const counts = await s.counts();
+        for (const [state, n] of Object.entries(counts)) metrics.queue.set({ state }, n);
+        const agents = (await s.listAgents()).map((r) => fleetStatus(r, fleetOpts));
+        metrics.agents.reset();
+        for (const st of ['online', 'degraded', 'offline', 'never-seen']) metrics.agents.set({ status: st }, agents.filter((a) => a.status === st).length);
+        void reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());
+      });
+      app.get('/', async (_req, reply) => {
+        const [rows, counts, transactions] = await Promise.all([s.listAgents(), s.counts(), s.listTransactions({ limit: 50 })]);
+        const html = renderDashboard({ agents: rows.map((r) => fleetStatus(r, fleetOpts)), counts, transactions, version: VERSION });
+        void reply.header('content-type', 'text/html; charset=utf-8').send(html);
+      });
+      posting.start();
+      const address = await app.listen({ host: config.hub.host, port: config.hub.port });
+      url = address.replace('[::1]', '127.0.0.1');
+      log.info({ url, store: s.kind, erp: adapter.name, version: VERSION }, 'Hub listening');
+    },
+    async stop() {
+      await app.close();
+      await posting?.stop();
+      await adapter.close?.();
+      await store?.close();
+    },
+  };
+  return hub;
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { isPlantBridgeError } from '../contracts/errors.ts';
+import { VERSION } from '../contracts/version.ts';
+
+const HELP = `plantbridge-hub ${VERSION} — receives plant transactions, posts them to the ERP once, shows the fleet
+
+Usage:
+  plantbridge-hub serve [--config FILE]           run the hub (Ctrl-C / SIGTERM stop it cleanly)
+  plantbridge-hub check-config [--config FILE]    validate the config offline and exit
+  plantbridge-hub --version | --help
+
+Options:
+  -c, --config FILE   hub.yaml (default: $PLANTBRIDGE_HUB_CONFIG, else ./hub.yaml)
+
+Exit codes: 0 ok, 1 invalid configuration or usage, 2 runtime failure.`;
+
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { config: { type: 'string', short: 'c' }, version: { type: 'boolean', short: 'v' }, help: { type: 'boolean', short: 'h' } },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.version) {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  const [command] = positionals;
+  if (values.help || command === 'help') {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  if (!command) throw new UsageError('a command is needed');
+  const file = values.config ?? process.env.PLANTBRIDGE_HUB_CONFIG ?? 'hub.yaml';
+  const { loadHubConfig } = await import('./config/load.ts');
+  switch (command) {
+    case 'check-config': {
+      const { config, version } = loadHubConfig(file);
+      process.stdout.write(`${file}: valid (config version ${version}; listens on ${config.hub.host}:${config.hub.port}, store ${config.store.type}, ERP ${config.erp.type}, ${config.agents.length} agent(s))\n`);
+      return 0;
+    }
+    case 'serve': {
+      const { config } = loadHubConfig(file);
+      const { serveHub } = await import('./main.ts');
+      return serveHub(config);
+    }
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`plantbridge-hub: ${err.message}\n\n${HELP}\n`);
+      process.exitCode = 1;
+    } else if (isPlantBridgeError(err, 'CONFIG_INVALID')) {
+      process.stderr.write(`plantbridge-hub: ${err.message}\n`);
+      process.exitCode = 1;
+    } else {
+      process.stderr.write(`plantbridge-hub: ${isPlantBridgeError(err) ? `${err.code}: ` : ''}${(err as Error)?.stack ?? String(err)}\n`);
+      process.exitCode = 2;
+    }
+  },
+);

@@ -1,0 +1,49 @@
+import { PlantBridgeError, type Transaction } from '../../contracts/index.ts';
+
+/**
+ * The ErpAdapter contract (DESIGN.md §4). None of the ERP APIs accepts an idempotency key, so the hub
+ * is responsible: the posting service calls `lookup` before anything is sent again after an in-doubt
+ * outcome, and only posts when the ERP has no document for the key.
+ */
+export type ErpPostResult =
+  | { status: 'posted'; erpRef: string; detail?: Record<string, unknown> }
+  /** a business refusal: order closed, unit unknown, ... A person must act; never retried by itself. */
+  | { status: 'rejected'; code: string; reason: string; detail?: Record<string, unknown> };
+
+export type ErpLookupResult = { found: true; erpRef: string } | { found: false };
+
+export interface ErpCallContext {
+  /** 1 for the first try */
+  attempt: number;
+  signal?: AbortSignal;
+}
+
+export interface ErpAdapter {
+  /** adapter type, e.g. sap-odata; used as the metrics label */
+  readonly name: string;
+  post(tx: Transaction, ctx: ErpCallContext): Promise<ErpPostResult>;
+  lookup(tx: Transaction, ctx: ErpCallContext): Promise<ErpLookupResult>;
+  healthcheck(): Promise<{ ok: boolean; message?: string }>;
+  close?(): Promise<void>;
+}
+
+/**
+ * Thrown by adapters for anything that is not a definite answer:
+ * - UPSTREAM_UNAVAILABLE: nothing was applied (connection refused, 429, 503 before processing, CSRF) — retry
+ * - ERP_IN_DOUBT: the request may have been applied (timeout after sending, reset, 5xx with unknown effect) —
+ *   look the key up before sending again
+ */
+export class ErpError extends PlantBridgeError {
+  readonly retryAfterMs: number | undefined;
+  readonly erpCode: string | undefined;
+  constructor(
+    code: 'UPSTREAM_UNAVAILABLE' | 'ERP_IN_DOUBT',
+    message: string,
+    opts: { retryAfterMs?: number; erpCode?: string; cause?: unknown; correlationId?: string } = {},
+  ) {
+    super(code, message, { cause: opts.cause, correlationId: opts.correlationId });
+    this.name = 'ErpError';
+    this.retryAfterMs = opts.retryAfterMs;
+    this.erpCode = opts.erpCode;
+  }
+}

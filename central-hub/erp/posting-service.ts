@@ -1,0 +1,168 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { isPlantBridgeError, type Transaction } from '../../contracts/index.ts';
+import type { HubMetricsSet } from '../metrics.ts';
+import type { HubStore, PostingJob, PostingOutcome } from '../store/hub-store.ts';
+import { ErpError, type ErpAdapter } from './erp-adapter.ts';
+
+/**
+ * Claims accepted transactions and posts them to the ERP, exactly once (DESIGN.md §2 "Post").
+ *
+ * - One order posts in arrival order (the store leases only the oldest unfinished item per order);
+ *   different orders post in parallel, at most `concurrency` calls at once.
+ * - Any attempt after the first may follow an attempt whose effect is unknown (a timeout, a reset, or this
+ *   hub dying mid-call with its lease expiring), so it looks the key up in the ERP before sending again.
+ * - Business refusals become dead letters at once; transient failures retry with backoff up to
+ *   maxAttempts, then become dead letters too. A replay after a fix looks up first as well.
+ */
+export interface PostingServiceOptions {
+  store: HubStore;
+  adapter: ErpAdapter;
+  log: Logger;
+  metrics?: HubMetricsSet;
+  concurrency?: number;
+  leaseMs?: number;
+  maxAttempts?: number;
+  retryMaxDelayMs?: number;
+  idleMs?: number;
+  owner?: string;
+  onOutcome?: (tx: Transaction, outcome: PostingOutcome) => void;
+}
+
+export class PostingService {
+  private readonly o: Required<Omit<PostingServiceOptions, 'metrics' | 'onOutcome'>> & Pick<PostingServiceOptions, 'metrics' | 'onOutcome'>;
+  private running = false;
+  private loopDone: Promise<void> | undefined;
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly waiters = new Set<() => void>();
+
+  constructor(opts: PostingServiceOptions) {
+    this.o = {
+      concurrency: 4,
+      leaseMs: 120_000,
+      maxAttempts: 20,
+      retryMaxDelayMs: 300_000,
+      idleMs: 250,
+      owner: `hub-${randomUUID()}`,
+      ...opts,
+    };
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loopDone = this.loop();
+  }
+
+  /** New work arrived (ingest accepted something). */
+  notify(): void {
+    for (const w of [...this.waiters]) w();
+  }
+
+  /** Stops claiming and waits for the calls in flight to finish and be recorded. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.notify();
+    await this.loopDone;
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.waiters.add(done);
+    });
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      const free = this.o.concurrency - this.inFlight.size;
+      if (free <= 0) {
+        await Promise.race(this.inFlight);
+        continue;
+      }
+      let jobs: PostingJob[];
+      try {
+        jobs = await this.o.store.claimPostings(free, this.o.leaseMs, this.o.owner);
+      } catch (err) {
+        this.o.log.warn({ err }, 'Could not claim postings; will retry');
+        await this.sleep(1000);
+        continue;
+      }
+      if (jobs.length === 0) {
+        if (this.inFlight.size > 0) await Promise.race([...this.inFlight, this.sleep(this.o.idleMs)]);
+        else await this.sleep(this.o.idleMs);
+        continue;
+      }
+      for (const job of jobs) {
+        const p = this.process(job).finally(() => this.inFlight.delete(p));
+        this.inFlight.add(p);
+      }
+    }
+  }
+
+  private async process(job: PostingJob): Promise<void> {
+    const { adapter, store, metrics } = this.o;
+    const log = this.o.log.child({ idempotencyKey: job.tx.idempotencyKey, traceparent: job.tx.traceparent, attempt: job.attempt });
+    const ctx = { attempt: job.attempt };
+    const started = performance.now();
+    let outcome: PostingOutcome;
+    try {
+      let done = false;
+      outcome = { kind: 'retry', delayMs: 0, code: 'INTERNAL', message: 'not attempted', inDoubt: false };
+      if (job.attempt > 1) {
+        // an earlier attempt may have reached the ERP: look before sending again
+        const found = await adapter.lookup(job.tx, ctx);
+        if (found.found) {
+          outcome = { kind: 'posted', erpRef: found.erpRef, detail: { resolvedBy: 'lookup' } };
+          log.info({ erpRef: found.erpRef }, 'In-doubt posting found in the ERP: not sent again');
+          done = true;
+        }
+      }
+      if (!done) {
+        const r = await adapter.post(job.tx, ctx);
+        if (r.status === 'posted') outcome = { kind: 'posted', erpRef: r.erpRef, ...(r.detail ? { detail: r.detail } : {}) };
+        else {
+          outcome = { kind: 'failed', code: 'ERP_BUSINESS', message: r.reason, erpCode: r.code };
+          metrics?.erpFailed.inc({ adapter: adapter.name, class: 'business' });
+          log.warn({ erpCode: r.code, reason: r.reason }, 'ERP refused the posting: dead letter, a person must act');
+        }
+      }
+    } catch (err) {
+      const inDoubt = isPlantBridgeError(err, 'ERP_IN_DOUBT');
+      const cls = inDoubt ? 'in_doubt' : err instanceof ErpError ? 'transient' : 'internal';
+      metrics?.erpFailed.inc({ adapter: adapter.name, class: cls });
+      const message = err instanceof Error ? err.message : String(err);
+      const code = isPlantBridgeError(err) ? err.code : 'INTERNAL';
+      if (job.attempt >= this.o.maxAttempts) {
+        outcome = { kind: 'failed', code, message: `gave up after ${job.attempt} attempts: ${message}` };
+        metrics?.erpFailed.inc({ adapter: adapter.name, class: 'exhausted' });
+        log.error({ err: message }, 'ERP posting failed too often: dead letter');
+      } else {
+        const backoff = Math.min(this.o.retryMaxDelayMs, 1000 * 2 ** Math.min(job.attempt - 1, 20));
+        const retryAfter = err instanceof ErpError ? (err.retryAfterMs ?? 0) : 0;
+        const delayMs = Math.round(Math.max(retryAfter, backoff / 2 + (Math.random() * backoff) / 2));
+        outcome = { kind: 'retry', delayMs, code, message, inDoubt };
+        log.warn({ err: message, code, retryInMs: delayMs }, inDoubt ? 'ERP outcome unknown: will look the key up before any re-send' : 'ERP not available: will retry');
+      }
+    }
+    metrics?.erpSeconds.observe({ adapter: adapter.name }, (performance.now() - started) / 1000);
+    try {
+      const applied = await store.completePosting(job.seq, this.o.owner, outcome);
+      if (!applied) {
+        log.warn('Lease was lost before the outcome was recorded; the next owner will look the key up first');
+        return;
+      }
+    } catch (err) {
+      log.error({ err }, 'Could not record the ERP outcome; the lease will expire and the key is looked up first');
+      return;
+    }
+    if (outcome.kind === 'posted') metrics?.erpPosted.inc({ adapter: adapter.name });
+    this.o.onOutcome?.(job.tx, outcome);
+  }
+}

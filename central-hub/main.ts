@@ -1,0 +1,24 @@
+import type { HubConfig } from './config/schema.ts';
+import { buildHub } from './build-hub.ts';
+import { createHubLogger } from './log.ts';
+
+/** Serves until SIGINT / SIGTERM; then stops listening, lets ERP calls in flight finish and record, closes the store. */
+export async function serveHub(config: HubConfig): Promise<number> {
+  const log = createHubLogger(config.log.level);
+  const hub = buildHub({ config, log });
+  const signalled = new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+  try {
+    await hub.start();
+  } catch (err) {
+    log.fatal({ err }, 'Hub failed to start');
+    await hub.stop().catch(() => {});
+    return 2;
+  }
+  const sig = await signalled;
+  log.info({ signal: sig }, 'Stopping');
+  await hub.stop();
+  return 0;
+}

@@ -1,0 +1,126 @@
+import { ErrorCodes, type AgentHeartbeat, type ItemResult, type Outcome, type Transaction } from '../../contracts/index.ts';
+
+/**
+ * The HubStore contract (DESIGN.md §4). SQLite (embedded default) and PostgreSQL (scale-out) implement it
+ * and pass one contract suite (store/contract-suite.ts). Every method is safe to call from several hub
+ * instances at once on PostgreSQL.
+ */
+
+export interface AgentRecord {
+  id: string;
+  plants: string[];
+  /** sha256 hex of the agent's bearer token; the token itself is never stored */
+  tokenHash: string;
+  revokedAt?: string;
+}
+
+/** Where a transaction stands on its way into the ERP. */
+export type PostingState = 'queued' | 'posted' | 'failed' | 'discarded';
+
+export interface PostingJob {
+  seq: number;
+  tx: Transaction;
+  /** attempts started so far, including this one: > 1 means an earlier attempt may have reached the ERP */
+  attempt: number;
+  orderKey: string;
+}
+
+export type PostingOutcome =
+  | { kind: 'posted'; erpRef: string; detail?: unknown }
+  /** a business refusal, or transient failures past maxAttempts: a dead letter a person resolves */
+  | { kind: 'failed'; code: string; message: string; erpCode?: string }
+  | { kind: 'retry'; delayMs: number; code: string; message: string; inDoubt: boolean };
+
+export interface TransactionRow {
+  seq: number;
+  idempotencyKey: string;
+  type: string;
+  plant: string;
+  agentId: string;
+  workCenter: string | null;
+  order: string;
+  quantity: number | null;
+  uom: string | null;
+  eventTime: string;
+  receivedAt: string;
+  state: PostingState;
+  attempts: number;
+  inDoubt: boolean;
+  erpRef: string | null;
+  postedAt: string | null;
+  errorCode: string | null;
+  errorMessage: string | null;
+}
+
+export interface AgentStatusRow {
+  id: string;
+  plants: string[];
+  lastHeartbeatAt: string | null;
+  heartbeat: AgentHeartbeat | null;
+  transactions: number;
+}
+
+export interface AuditEvent {
+  actor: string;
+  action: string;
+  target?: string;
+  detail?: unknown;
+}
+
+export interface HubStore {
+  readonly kind: 'sqlite' | 'postgres';
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+
+  /** Registers or updates an agent's credential (static tokens from hub.yaml, enrollment). */
+  upsertAgent(agent: AgentRecord): Promise<void>;
+  findAgentByTokenHash(tokenHash: string): Promise<AgentRecord | undefined>;
+
+  /**
+   * Stores validated transactions idempotently, unique by idempotencyKey, in one database transaction.
+   * Returns one result per item in order: accepted, or duplicate with the original outcome.
+   */
+  ingest(agentId: string, items: Transaction[], receivedAt: Date): Promise<ItemResult[]>;
+
+  recordHeartbeat(hb: AgentHeartbeat, receivedAt: Date): Promise<void>;
+
+  /**
+   * Leases up to `limit` transactions to post: per order only the oldest unfinished one (so each order
+   * posts in arrival order), different orders in parallel; a lease that expires comes back.
+   */
+  claimPostings(limit: number, leaseMs: number, owner: string, now?: Date): Promise<PostingJob[]>;
+  /** Applies an outcome; only the lease owner's outcome counts (a lease lost to expiry is ignored). */
+  completePosting(seq: number, owner: string, outcome: PostingOutcome, now?: Date): Promise<boolean>;
+
+  /** Failed (dead-lettered) transactions go back to the queue: the next attempt looks the key up first. */
+  replay(seq: number, actor: string): Promise<boolean>;
+  discard(seq: number, actor: string, reason: string): Promise<boolean>;
+
+  outcomeOf(idempotencyKey: string): Promise<Outcome | undefined>;
+  listTransactions(opts: { limit: number; state?: PostingState; plant?: string }): Promise<TransactionRow[]>;
+  getTransaction(idempotencyKey: string): Promise<(TransactionRow & { body: Transaction }) | undefined>;
+  listAgents(): Promise<AgentStatusRow[]>;
+  counts(): Promise<Record<PostingState, number>>;
+
+  audit(event: AuditEvent): Promise<void>;
+  listAudit(limit: number): Promise<Array<AuditEvent & { at: string }>>;
+}
+
+/** The posting order key: one work center's order posts strictly in arrival order. */
+export function orderKeyOf(tx: Transaction): string {
+  return `${tx.plant}:${tx.data.order}`;
+}
+
+export function quantityOf(tx: Transaction): { qty: number; uom: string } | undefined {
+  const d = tx.data as { yield?: { qty: number; uom: string }; quantity?: { qty: number; uom: string } };
+  return d.yield ?? d.quantity;
+}
+
+export function outcomeFromRow(row: { state: PostingState; erpRef: string | null; postedAt: string | null; errorCode: string | null; errorMessage: string | null }): Outcome {
+  if (row.state === 'posted') return { state: 'posted', ...(row.erpRef ? { erpRef: row.erpRef } : {}), ...(row.postedAt ? { postedAt: row.postedAt } : {}) };
+  if (row.state === 'failed' || row.state === 'discarded') {
+    const code = row.errorCode && row.errorCode in ErrorCodes ? row.errorCode : 'ERP_BUSINESS';
+    return { state: 'failed', code, ...(row.errorMessage ? { message: row.errorMessage.slice(0, 1000) } : {}) };
+  }
+  return { state: 'pending' };
+}

@@ -1,0 +1,300 @@
+import { inspect } from 'node:util';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+import { PlantBridgeError } from './errors.ts';
+import { formatPath, type Issue } from './validate.ts';
+
+/**
+ * Pure helpers that both the agent's and the hub's configuration use: secret references, sizes,
+ * durations, and error messages that name the path and give a hint. No I/O here: reading environment
+ * variables and files is injected by the caller.
+ */
+
+const REDACTED = '[secret]';
+
+/** A resolved secret. It never prints itself: not in logs, not in JSON, not in util.inspect. */
+export class Secret {
+  readonly #value: string;
+  readonly ref: string;
+  constructor(value: string, ref: string) {
+    this.#value = value;
+    this.ref = ref;
+  }
+  reveal(): string {
+    return this.#value;
+  }
+  toString(): string {
+    return REDACTED;
+  }
+  toJSON(): string {
+    return REDACTED;
+  }
+  [inspect.custom](): string {
+    return REDACTED;
+  }
+}
+
+/** An unresolved reference, as parsed from YAML: `${ENV_VAR}` or `file:/path/to/secret`. */
+export class SecretRef {
+  readonly ref: string;
+  constructor(ref: string) {
+    this.ref = ref;
+  }
+  toJSON(): string {
+    return this.ref;
+  }
+}
+
+const ENV_REF = /^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$/;
+
+export const secretRef = z
+  .string()
+  .refine((s) => ENV_REF.test(s) || (s.startsWith('file:') && s.length > 5), {
+    error: 'a secret must be a reference, ${ENV_VAR} or file:/path/to/secret, never the secret itself',
+  })
+  .transform((s) => new SecretRef(s))
+  .meta({ description: 'Secret reference: ${ENV_VAR} or file:/path/to/file (the file content, trimmed)' });
+
+export interface SecretSources {
+  env: Record<string, string | undefined>;
+  readFile: (path: string) => string;
+}
+
+/** Replaces every SecretRef in a parsed config with a Secret, reporting every missing one by path. */
+export function resolveSecrets<T>(config: T, sources: SecretSources): Resolved<T> {
+  const issues: Issue[] = [];
+  const walk = (v: unknown, path: PropertyKey[]): unknown => {
+    if (v instanceof SecretRef) {
+      const env = ENV_REF.exec(v.ref);
+      if (env) {
+        const value = sources.env[env[1]];
+        if (value === undefined || value === '') {
+          issues.push({ path: formatPath(path), message: `environment variable ${env[1]} is not set (referenced as ${v.ref})` });
+          return v;
+        }
+        return new Secret(value, v.ref);
+      }
+      const file = v.ref.slice('file:'.length);
+      try {
+        const value = sources.readFile(file).trim();
+        if (value === '') {
+          issues.push({ path: formatPath(path), message: `secret file ${file} is empty` });
+          return v;
+        }
+        return new Secret(value, v.ref);
+      } catch (err) {
+        issues.push({ path: formatPath(path), message: `cannot read secret file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` });
+        return v;
+      }
+    }
+    if (Array.isArray(v)) return v.map((x, i) => walk(x, [...path, i]));
+    if (v !== null && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
+      const out: Record<string, unknown> = {};
+      for (const [k, x] of Object.entries(v)) out[k] = walk(x, [...path, k]);
+      return out;
+    }
+    return v;
+  };
+  const out = walk(config, []) as Resolved<T>;
+  if (issues.length > 0) throw configError(issues);
+  return out;
+}
+
+export function configError(issues: Issue[], file?: string): PlantBridgeError {
+  const where = file ? `${file}: ` : '';
+  return new PlantBridgeError('CONFIG_INVALID', `${where}invalid configuration\n${issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`, {
+    details: issues,
+  });
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  tb: 1e12,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+  tib: 1024 ** 4,
+};
+
+/** A byte size: a number of bytes or a string such as "10 GiB", "500MB". */
+export const byteSize = z
+  .union([z.number().int().nonnegative(), z.string()])
+  .transform((v, ctx) => {
+    if (typeof v === 'number') return v;
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?\s*$/i.exec(v);
+    if (!m) {
+      ctx.addIssue({ code: 'custom', message: `expected a size such as 500MB or 10GiB, got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    return Math.round(Number(m[1]) * SIZE_UNITS[(m[2] ?? 'b').toLowerCase()]);
+  })
+  .meta({ description: 'Bytes, or a string with a unit: 500MB, 10GiB' });
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration in milliseconds: a number of ms or a string such as "15s", "5m", "7d". */
+export const duration = z
+  .union([z.number().int().nonnegative(), z.string()])
+  .transform((v, ctx) => {
+    if (typeof v === 'number') return v;
+    const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/.exec(v);
+    if (!m) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration such as 500ms, 15s, 5m, 7d, got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    return Math.round(Number(m[1]) * DURATION_UNITS[m[2]]);
+  })
+  .meta({ description: 'Milliseconds, or a string with a unit: 500ms, 15s, 5m, 2h, 7d' });
+
+/** A URL with one of the given schemes; the hint shows the expected form. */
+export function urlWithScheme(schemes: string[], example: string) {
+  return z.string().refine(
+    (s) => {
+      try {
+        const u = new URL(s);
+        return schemes.includes(u.protocol.replace(/:$/, '')) && u.hostname !== '';
+      } catch {
+        return false;
+      }
+    },
+    { error: (iss) => `expected ${example}, got ${JSON.stringify(iss.input)}` },
+  );
+}
+
+/** An IANA time zone name that this runtime knows. */
+export const timeZone = z.string().refine(
+  (tz) => {
+    try {
+      new Intl.DateTimeFormat('en', { timeZone: tz });
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { error: (iss) => `expected an IANA time zone such as Europe/Berlin, got ${JSON.stringify(iss.input)}` },
+);
+
+/** Walks a Zod schema along the input's path to list the keys allowed where an unknown key was found. */
+export function allowedKeysAt(schema: z.ZodType, input: unknown, path: readonly PropertyKey[]): string[] {
+  let s: any = schema;
+  let v: any = input;
+  const unwrap = () => {
+    for (;;) {
+      const def = s?._zod?.def;
+      if (!def) return;
+      if (def.type === 'optional' || def.type === 'default' || def.type === 'nullable' || def.type === 'prefault') s = def.innerType;
+      else if (def.type === 'pipe') s = def.in;
+      else if (def.type === 'union') {
+        const disc = def.discriminator as string | undefined;
+        const pick = (def.options as any[]).find((o) => {
+          const shape = o?._zod?.def?.shape;
+          if (!shape) return false;
+          if (disc && v && typeof v === 'object') {
+            const lit = shape[disc]?._zod?.def;
+            return lit?.values ? lit.values.includes(v[disc]) : false;
+          }
+          return true;
+        });
+        if (!pick) return;
+        s = pick;
+      } else return;
+    }
+  };
+  for (const seg of path) {
+    unwrap();
+    const def = s?._zod?.def;
+    if (!def) return [];
+    if (def.type === 'object') s = def.shape[seg as string];
+    else if (def.type === 'array') s = def.element;
+    else if (def.type === 'record') s = def.valueType;
+    else return [];
+    v = v?.[seg as any];
+  }
+  unwrap();
+  const def = s?._zod?.def;
+  return def?.type === 'object' ? Object.keys(def.shape) : [];
+}
+
+/** The closest known key, for "did you mean" hints (Damerau-free Levenshtein, small inputs only). */
+export function closest(word: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const d = levenshtein(word.toLowerCase(), c.toLowerCase());
+    if (d < bestD) {
+      bestD = d;
+      best = c;
+    }
+  }
+  return bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+function levenshtein(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length];
+}
+
+/**
+ * Validates a parsed YAML document against a config schema. Every problem is reported at once, each
+ * with its path and a hint; unknown keys suggest the nearest known one.
+ */
+export function parseConfig<S extends z.ZodType>(schema: S, input: unknown, file?: string): z.infer<S> {
+  const r = schema.safeParse(input);
+  if (r.success) return r.data;
+  const issues: Issue[] = [];
+  for (const issue of r.error.issues) {
+    if (issue.code === 'unrecognized_keys') {
+      const allowed = allowedKeysAt(schema, input, issue.path);
+      for (const key of issue.keys) {
+        const near = closest(key, allowed);
+        const hint = near ? `did you mean "${near}"?` : allowed.length ? `allowed here: ${allowed.join(', ')}` : '';
+        issues.push({ path: formatPath([...issue.path, key]), message: `unknown key${hint ? ` (${hint})` : ''}` });
+      }
+    } else if (issue.code === 'invalid_type' && issue.input === undefined) {
+      issues.push({ path: formatPath(issue.path), message: `is required (expected ${issue.expected})` });
+    } else if (issue.code === 'invalid_union' && (issue as any).discriminator) {
+      issues.push({ path: formatPath([...issue.path, (issue as any).discriminator]), message: issue.message });
+    } else {
+      issues.push({ path: formatPath(issue.path), message: issue.message });
+    }
+  }
+  throw configError(issues, file);
+}
+
+/** A parsed config type with its secret references replaced by resolved secrets (what resolveSecrets returns). */
+export type Resolved<T> = T extends SecretRef
+  ? Secret
+  : T extends Array<infer U>
+    ? Resolved<U>[]
+    : T extends (...args: any[]) => any
+      ? T
+      : T extends object
+        ? { [K in keyof T]: Resolved<T[K]> }
+        : T;
+
+/** Parses YAML text; syntax errors name the line and column. Duplicate keys are errors. */
+export function parseYaml(text: string, file: string): unknown {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw configError(
+      doc.errors.map((e) => ({
+        path: e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '(yaml)',
+        message: e.message.split('\n')[0],
+      })),
+      file,
+    );
+  }
+  return doc.toJS({ maxAliasCount: 100 });
+}

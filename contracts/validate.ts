@@ -1,0 +1,73 @@
+import type { z } from 'zod';
+import { PlantBridgeError, type ErrorCode } from './errors.ts';
+import { parseSchemaId } from './wire.ts';
+import { transactionSchemas, type Transaction } from './transactions.ts';
+
+export interface Issue {
+  /** JSONPath-like location: `items[3].data.yield.qty` */
+  path: string;
+  message: string;
+}
+
+export type Validation<T> = { ok: true; value: T } | { ok: false; issues: Issue[] };
+
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else out += out === '' ? String(seg) : `.${String(seg)}`;
+  }
+  return out === '' ? '(root)' : out;
+}
+
+export function issuesOf(error: z.ZodError, prefix: readonly PropertyKey[] = []): Issue[] {
+  const out: Issue[] = [];
+  for (const issue of error.issues) {
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) {
+        out.push({ path: formatPath([...prefix, ...issue.path, key]), message: 'unknown field' });
+      }
+      continue;
+    }
+    out.push({ path: formatPath([...prefix, ...issue.path]), message: issue.message });
+  }
+  return out;
+}
+
+export function validate<S extends z.ZodType>(schema: S, value: unknown, prefix: readonly PropertyKey[] = []): Validation<z.infer<S>> {
+  const r = schema.safeParse(value);
+  return r.success ? { ok: true, value: r.data } : { ok: false, issues: issuesOf(r.error, prefix) };
+}
+
+export function issuesToText(issues: Issue[]): string {
+  return issues.map((i) => `${i.path}: ${i.message}`).join('; ');
+}
+
+/** Validates and throws a PlantBridgeError naming every offending path. */
+export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, code: ErrorCode = 'SCHEMA_INVALID'): z.infer<S> {
+  const r = validate(schema, value);
+  if (!r.ok) throw new PlantBridgeError(code, issuesToText(r.issues), { details: r.issues });
+  return r.value;
+}
+
+/**
+ * Validates one transaction, dispatching on its `schema` field so that the error names the fields of
+ * the right type (a union would report every alternative's complaints).
+ */
+export function validateTransaction(value: unknown): Validation<Transaction> & { unsupported?: boolean } {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { ok: false, issues: [{ path: '(root)', message: 'expected an object' }] };
+  }
+  const id = parseSchemaId((value as { schema?: unknown }).schema);
+  const known = id && (transactionSchemas as Record<string, z.ZodType>)[id.type];
+  if (!id || !known) {
+    return {
+      ok: false,
+      issues: [{ path: 'schema', message: `expected one of ${Object.keys(transactionSchemas).map((t) => `plantbridge.${t}/1.0`).join(', ')}` }],
+    };
+  }
+  const r = validate(known, value);
+  if (!r.ok && id.major === 1 && id.minor > 0) return { ...r, unsupported: true };
+  if (!r.ok && id.major !== 1) return { ...r, unsupported: true };
+  return r as Validation<Transaction>;
+}
