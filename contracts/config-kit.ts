@@ -286,7 +286,13 @@ export type Resolved<T> = T extends SecretRef
 
 /** Parses YAML text; syntax errors name the line and column. Duplicate keys are errors. */
 export function parseYaml(text: string, file: string): unknown {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (text.length > 4 * 1024 * 1024) throw configError([{ path: '(file)', message: `${text.length} bytes is far too large for a configuration file (limit 4 MiB)` }], file);
+  let doc;
+  try {
+    doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  } catch (err) {
+    throw configError([{ path: '(yaml)', message: `cannot parse: ${(err as Error).message}` }], file);
+  }
   if (doc.errors.length > 0) {
     throw configError(
       doc.errors.map((e) => ({
@@ -296,5 +302,10 @@ export function parseYaml(text: string, file: string): unknown {
       file,
     );
   }
-  return doc.toJS({ maxAliasCount: 100 });
+  try {
+    return doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    // alias bombs and absurd nesting end here, as a config error rather than a crash
+    throw configError([{ path: '(yaml)', message: (err as Error).message }], file);
+  }
 }

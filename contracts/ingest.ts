@@ -45,3 +45,37 @@ export const ingestResultSchema = z.strictObject({
   results: z.array(itemResultSchema),
 });
 export type IngestResult = z.infer<typeof ingestResultSchema>;
+
+/** `GET /v1/agents/me/outcomes?since=<cursor>` — ERP outcomes of the calling agent's transactions, oldest first. */
+export const outcomesQuerySchema = z.strictObject({
+  since: z.string().regex(/^\d{1,18}$/, 'expected a cursor from an earlier answer (digits), or 0').optional(),
+  limit: z.string().regex(/^\d{1,4}$/, 'expected a number 1-1000').optional(),
+});
+
+export const outcomesResponseSchema = z.strictObject({
+  schema: schemaField('agent-outcomes', 1, 0),
+  /** pass back as `since` to get what came after */
+  cursor: z.string(),
+  /** true when the answer was cut at `limit`: ask again at once */
+  more: z.boolean(),
+  items: z.array(z.strictObject({ idempotencyKey: z.string().max(300), outcome: outcomeSchema })),
+});
+export type OutcomesResponse = z.infer<typeof outcomesResponseSchema>;
+
+/** `POST /v1/enroll` — a one-time enrollment token (24 h, single use) for a long-lived agent credential. */
+export const enrollRequestSchema = z.strictObject({
+  schema: schemaField('enroll-request', 1, 0),
+  token: z.string().min(16).max(200),
+  /** the agent id in agent.yaml; when given it must match the id the token was issued for */
+  agentId: idString.optional(),
+});
+export type EnrollRequest = z.infer<typeof enrollRequestSchema>;
+
+export const enrollResponseSchema = z.strictObject({
+  schema: schemaField('enroll-response', 1, 0),
+  agentId: idString,
+  plants: z.array(nonEmpty(64)).min(1),
+  /** the bearer credential: shown once, stored by the agent (mode 0600), kept by the hub as a hash only */
+  credential: z.string().min(16).max(200),
+});
+export type EnrollResponse = z.infer<typeof enrollResponseSchema>;

@@ -60,6 +60,51 @@ export interface AgentStatusRow {
   transactions: number;
 }
 
+/** An agent as the admin CLI sees it (`plantbridge-hub agents list`). */
+export interface AgentInfo {
+  id: string;
+  plants: string[];
+  /** false while only an enrollment token exists */
+  enrolled: boolean;
+  createdAt: string;
+  credentialAt: string | null;
+  revokedAt: string | null;
+  lastHeartbeatAt: string | null;
+  /** unused, unexpired enrollment tokens */
+  pendingEnrollments: number;
+}
+
+export interface NewEnrollment {
+  /** sha256 hex of the one-time token; the token itself is printed once and never stored */
+  tokenHash: string;
+  agentId: string;
+  plants: string[];
+  expiresAt: Date;
+}
+
+export type RedeemResult = { ok: true; agent: AgentRecord } | { ok: false; reason: 'unknown' | 'used' | 'expired' | 'revoked' };
+
+/** One ERP outcome for the agent that sent the transaction (`GET /v1/agents/me/outcomes`). */
+export interface OutcomeEvent {
+  cursor: number;
+  idempotencyKey: string;
+  outcome: Outcome;
+}
+
+export interface LineageEvent {
+  at: string;
+  kind: string;
+  detail?: unknown;
+}
+
+export interface HeartbeatPoint {
+  receivedAt: string;
+  pending: number;
+  deadLetters: number;
+  driversUp: number;
+  driversTotal: number;
+}
+
 export interface AuditEvent {
   actor: string;
   action: string;
@@ -80,7 +125,7 @@ export interface HubStore {
    * Stores validated transactions idempotently, unique by idempotencyKey, in one database transaction.
    * Returns one result per item in order: accepted, or duplicate with the original outcome.
    */
-  ingest(agentId: string, items: Transaction[], receivedAt: Date): Promise<ItemResult[]>;
+  ingest(agentId: string, items: Transaction[], receivedAt: Date, meta?: { batchId?: string }): Promise<ItemResult[]>;
 
   recordHeartbeat(hb: AgentHeartbeat, receivedAt: Date): Promise<void>;
 
@@ -101,6 +146,21 @@ export interface HubStore {
   getTransaction(idempotencyKey: string): Promise<(TransactionRow & { body: Transaction }) | undefined>;
   listAgents(): Promise<AgentStatusRow[]>;
   counts(): Promise<Record<PostingState, number>>;
+
+  /** Enrollment (issue 6): one-time tokens, redeemed once, before they expire, for a long-lived credential. */
+  createEnrollment(e: NewEnrollment, actor: string): Promise<void>;
+  /** Atomically: checks the token (unknown, used, expired, agent revoked), marks it used, stores the credential hash. */
+  redeemEnrollment(tokenHash: string, credentialHash: string, now?: Date): Promise<RedeemResult>;
+  /** Revokes at once: the credential and any unused enrollment token stop working. */
+  revokeAgent(agentId: string, actor: string): Promise<boolean>;
+  getAgent(agentId: string): Promise<AgentInfo | undefined>;
+  listAgentInfo(): Promise<AgentInfo[]>;
+
+  /** ERP outcomes (posted / failed) of one agent's transactions after `cursor`, oldest first. */
+  outcomesSince(agentId: string, cursor: number, limit: number): Promise<{ items: OutcomeEvent[]; cursor: number }>;
+  /** What happened to one transaction: received (agent, batch), posting attempts, outcome, replays. */
+  lineage(idempotencyKey: string): Promise<{ transaction: TransactionRow & { body: Transaction; batchId: string | null }; events: LineageEvent[] } | undefined>;
+  heartbeatHistory(agentId: string, limit: number): Promise<HeartbeatPoint[]>;
 
   audit(event: AuditEvent): Promise<void>;
   listAudit(limit: number): Promise<Array<AuditEvent & { at: string }>>;
@@ -123,4 +183,11 @@ export function outcomeFromRow(row: { state: PostingState; erpRef: string | null
     return { state: 'failed', code, ...(row.errorMessage ? { message: row.errorMessage.slice(0, 1000) } : {}) };
   }
   return { state: 'pending' };
+}
+
+/** What the lineage keeps of a posting attempt. */
+export function lineageDetail(o: PostingOutcome, owner: string): Record<string, unknown> {
+  if (o.kind === 'posted') return { owner, erpRef: o.erpRef };
+  if (o.kind === 'failed') return { owner, code: o.code, message: o.message.slice(0, 500), ...(o.erpCode ? { erpCode: o.erpCode } : {}) };
+  return { owner, code: o.code, message: o.message.slice(0, 500), delayMs: o.delayMs, inDoubt: o.inDoubt };
 }

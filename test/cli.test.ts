@@ -1,0 +1,122 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { VERSION } from '../contracts/version.ts';
+import { startSapSimulator, SAP_SIM_USER } from '../central-hub/erp/sap-odata/sap-simulator.ts';
+import { freePort } from './helpers/services.ts';
+
+const root = resolve(import.meta.dirname, '..');
+const AGENT = join(root, 'agent', 'cli.ts');
+const HUB = join(root, 'central-hub', 'cli.ts');
+
+function run(cli: string, args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+test('--version, --help and usage errors answer with the documented exit codes', () => {
+  for (const cli of [AGENT, HUB]) {
+    const v = run(cli, ['--version']);
+    assert.equal(v.code, 0);
+    assert.equal(v.out.trim(), VERSION);
+    const h = run(cli, ['--help']);
+    assert.equal(h.code, 0);
+    assert.match(h.out, /Usage:/);
+    assert.match(h.out, /check-config/);
+    const bad = run(cli, ['frobnicate']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /unknown command "frobnicate"/);
+    const none = run(cli, []);
+    assert.equal(none.code, 1);
+    const badFlag = run(cli, ['--no-such-flag']);
+    assert.equal(badFlag.code, 1);
+  }
+});
+
+test('check-config: 0 for the examples, 1 with every problem named by path', () => {
+  const env = { PLANTBRIDGE_AGENT_TOKEN: 't-0123456789abcdef', LINE7_OPCUA_PASSWORD: 'p', CELL3_MQTT_PASSWORD: 'p', PLANTBRIDGE_TOKEN_EDGE_P1010_01: 't', SAP_PASSWORD: 's' };
+  const ok = run(AGENT, ['check-config', '--config', join(root, 'config', 'agent.example.yaml')], env);
+  assert.equal(ok.code, 0, ok.err);
+  assert.match(ok.out, /valid/);
+  const hubOk = run(HUB, ['check-config', '-c', join(root, 'config', 'hub.example.yaml')], env);
+  assert.equal(hubOk.code, 0, hubOk.err);
+
+  const dir = mkdtempSync(join(tmpdir(), 'pb-cli-'));
+  const broken = join(dir, 'agent.yaml');
+  writeFileSync(
+    broken,
+    `agent: { id: a1, plant: "1010", stateDr: ./x }
+hub: { url: "https://hub", token: "\${NOT_SET_ANYWHERE_4711}" }
+drivers: [{ type: opcua, name: plc, endpoint: "http://plc7", nodes: [{ ref: good, nodeId: "ns=1;s=G" }] }]
+`,
+  );
+  const bad = run(AGENT, ['check-config', '-c', broken]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.err, /agent\.stateDr: unknown key \(did you mean "stateDir"\?\)/);
+  assert.match(bad.err, /drivers\[0\]\.endpoint: expected opc\.tcp:\/\/host:port, got "http:\/\/plc7"/);
+  const missingFile = run(AGENT, ['check-config', '-c', join(dir, 'nope.yaml')]);
+  assert.equal(missingFile.code, 1);
+  assert.match(missingFile.err, /cannot read .*nope\.yaml: ENOENT/);
+  writeFileSync(broken, `agent: { id: a1, plant: "1010" }\nhub: { url: "https://hub", token: "\${NOT_SET_ANYWHERE_4711}" }\ndrivers: [{ type: simulator, name: sim }]\n`);
+  const missingSecret = run(AGENT, ['check-config', '-c', broken]);
+  assert.equal(missingSecret.code, 1);
+  assert.match(missingSecret.err, /hub\.token: environment variable NOT_SET_ANYWHERE_4711 is not set/);
+});
+
+test('secrets never reach any output: hub and agent run with canary secrets, failing auth on purpose, at trace level', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pb-canary-'));
+  const canary = {
+    AGENT_TOKEN: 'CANARY-agent-token-7f3a9c1e5b',
+    WRONG_TOKEN: 'CANARY-wrong-token-2d8e4f6a0c',
+    SAP_PASSWORD: 'CANARY-sap-password-9b1d3f5h7j',
+  };
+  const sap = await startSapSimulator();
+  try {
+    const port = await freePort();
+    writeFileSync(
+      join(dir, 'hub.yaml'),
+      `hub: { port: ${port}, dataDir: ${join(dir, 'hub')} }
+log: { level: trace }
+agents: [{ id: canary-edge, plants: ["1010"], token: "\${AGENT_TOKEN}" }]
+erp: { type: sap-odata, url: "${sap.url}", auth: { type: basic, username: ${SAP_SIM_USER.username}, password: "\${SAP_PASSWORD}" }, timeout: 2s }
+`,
+    );
+    const agentYaml = (token: string, name: string) => `agent: { id: canary-edge, plant: "1010", stateDir: ${join(dir, name)} }
+log: { level: trace }
+status: { port: 0 }
+hub: { url: "http://127.0.0.1:${port}", token: "\${${token}}", heartbeatInterval: 200ms }
+drivers: [{ type: simulator, name: sim, interval: 50ms, partsPerTick: 10, orderSize: 1000 }]
+rules: [{ id: r, type: count-production, workCenter: WC, counter: { source: sim, ref: good }, activeOrder: { source: sim, ref: order }, emitEvery: { parts: 20 } }]
+`;
+    writeFileSync(join(dir, 'agent.yaml'), agentYaml('AGENT_TOKEN', 'a'));
+    writeFileSync(join(dir, 'agent-wrong.yaml'), agentYaml('WRONG_TOKEN', 'b'));
+    const env = { ...process.env, ...canary };
+    const outputs: string[] = [];
+    const start = (args: string[]) => {
+      const p = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      p.stdout.on('data', (d) => outputs.push(String(d)));
+      p.stderr.on('data', (d) => outputs.push(String(d)));
+      return { p, exited: new Promise<number | null>((r) => p.once('exit', (code) => r(code))) };
+    };
+    const hub = start([HUB, 'serve', '-c', join(dir, 'hub.yaml')]);
+    await new Promise((r) => setTimeout(r, 1500));
+    // the SAP simulator refuses the canary password: the hub logs ERP auth failures
+    const agent = start([AGENT, 'run', '-c', join(dir, 'agent.yaml')]);
+    const wrong = start([AGENT, 'run', '-c', join(dir, 'agent-wrong.yaml')]);
+    await new Promise((r) => setTimeout(r, 4000));
+    for (const x of [agent, wrong, hub]) x.p.kill('SIGTERM');
+    const codes = await Promise.all([agent.exited, wrong.exited, hub.exited]);
+    assert.deepEqual(codes, [0, 0, 0], 'SIGTERM stops each process gracefully with exit code 0');
+    const all = outputs.join('');
+    assert.ok(all.length > 1000, 'the processes did log (trace level)');
+    assert.match(all, /UNAUTHENTICATED|401|refused this agent/, 'the wrong token was refused and said so');
+    for (const [name, value] of Object.entries(canary)) assert.ok(!all.includes(value), `${name} leaked into the output`);
+    for (const [name, value] of Object.entries(canary)) assert.ok(!all.includes(Buffer.from(value).toString('base64')), `${name} leaked base64-encoded`);
+    assert.ok(!all.includes(Buffer.from(`${SAP_SIM_USER.username}:${canary.SAP_PASSWORD}`).toString('base64')), 'the basic auth header leaked');
+  } finally {
+    await sap.stop();
+  }
+});
