@@ -8,6 +8,10 @@ const HELP = `plantbridge-hub ${VERSION} — receives plant transactions, posts 
 Usage:
   plantbridge-hub serve [--config FILE]           run the hub (Ctrl-C / SIGTERM stop it cleanly)
   plantbridge-hub check-config [--config FILE]    validate the config offline and exit
+  plantbridge-hub dead-letters list [--json] [--limit N]
+  plantbridge-hub dead-letters show <seq|key>
+  plantbridge-hub dead-letters replay <seq>        queue again after a fix (the ERP is checked first)
+  plantbridge-hub dead-letters discard <seq> --reason "…"
   plantbridge-hub --version | --help
 
 Options:
@@ -23,7 +27,14 @@ async function main(argv: string[]): Promise<number> {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { config: { type: 'string', short: 'c' }, version: { type: 'boolean', short: 'v' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        config: { type: 'string', short: 'c' },
+        version: { type: 'boolean', short: 'v' },
+        help: { type: 'boolean', short: 'h' },
+        json: { type: 'boolean' },
+        limit: { type: 'string' },
+        reason: { type: 'string' },
+      },
     });
   } catch (err) {
     throw new UsageError((err as Error).message);
@@ -33,7 +44,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  const [command] = positionals;
+  const [command, sub, arg] = positionals;
   if (values.help || command === 'help') {
     process.stdout.write(`${HELP}\n`);
     return 0;
@@ -51,6 +62,15 @@ async function main(argv: string[]): Promise<number> {
       const { config } = loadHubConfig(file);
       const { serveHub } = await import('./main.ts');
       return serveHub(config);
+    }
+    case 'dead-letters': {
+      const { config } = loadHubConfig(file);
+      const { deadLettersCommand } = await import('./dead-letters-cli.ts');
+      return deadLettersCommand(config, sub, arg, {
+        ...(values.reason ? { reason: values.reason } : {}),
+        ...(values.json ? { json: true } : {}),
+        ...(values.limit ? { limit: Number(values.limit) } : {}),
+      });
     }
     default:
       throw new UsageError(`unknown command "${command}"`);

@@ -120,3 +120,39 @@ rules: [{ id: r, type: count-production, workCenter: WC, counter: { source: sim,
     await sap.stop();
   }
 });
+
+test('hub dead-letters list | show | replay | discard work on the store and are audited', async () => {
+  const { SqliteHubStore } = await import('../central-hub/store/sqlite/sqlite-store.ts');
+  const { confirmation } = await import('../central-hub/erp/test-kit/transactions.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'pb-dl-'));
+  const store = new SqliteHubStore(join(dir, 'hub', 'hub.db'));
+  const a = confirmation('5000001', 0);
+  const b = confirmation('5000002', 0);
+  await store.ingest('test-agent', [a, b], new Date());
+  for (const job of await store.claimPostings(10, 60_000, 'seed')) {
+    await store.completePosting(job.seq, 'seed', { kind: 'failed', code: 'ERP_BUSINESS', message: 'Order closed', erpCode: 'RU/494' });
+  }
+  await store.close();
+  writeFileSync(join(dir, 'hub.yaml'), `hub: { dataDir: ${join(dir, 'hub')} }\nerp: { type: sap-odata, url: "https://s4.example.com", auth: { type: basic, username: U, password: "\${X_SAP}" } }\n`);
+  const env = { X_SAP: 'x' };
+  const cfg = ['-c', join(dir, 'hub.yaml')];
+  const list = run(HUB, ['dead-letters', 'list', ...cfg], env);
+  assert.equal(list.code, 0, list.err);
+  assert.match(list.out, /RU\/494: Order closed/);
+  const seqs = [...list.out.matchAll(/^(\d+)\t/gm)].map((m) => m[1]);
+  assert.equal(seqs.length, 2);
+  const show = run(HUB, ['dead-letters', 'show', a.idempotencyKey, ...cfg], env);
+  assert.equal(show.code, 0);
+  assert.equal(JSON.parse(show.out).body.idempotencyKey, a.idempotencyKey);
+  const noReason = run(HUB, ['dead-letters', 'discard', seqs[0], ...cfg], env);
+  assert.equal(noReason.code, 1);
+  assert.match(noReason.err, /--reason/);
+  assert.equal(run(HUB, ['dead-letters', 'discard', seqs[0], '--reason', 'posted by hand in MIGO', ...cfg], env).code, 0);
+  assert.equal(run(HUB, ['dead-letters', 'replay', seqs[1], ...cfg], env).code, 0);
+  assert.equal(run(HUB, ['dead-letters', 'replay', seqs[1], ...cfg], env).code, 1, 'already queued again');
+  const check = new SqliteHubStore(join(dir, 'hub', 'hub.db'));
+  const audit = await check.listAudit(10);
+  await check.close();
+  assert.deepEqual(audit.map((e) => e.action).sort(), ['dead-letter.discard', 'dead-letter.replay']);
+  assert.ok(audit.every((e) => e.actor.startsWith('cli:')));
+});

@@ -1,0 +1,67 @@
+import { userInfo } from 'node:os';
+import type { HubConfig } from './config/schema.ts';
+import type { HubStore } from './store/hub-store.ts';
+import { SqliteHubStore } from './store/sqlite/sqlite-store.ts';
+import { join } from 'node:path';
+
+/**
+ * `plantbridge-hub dead-letters list | show <seq|key> | replay <seq> | discard <seq> --reason "…"`.
+ * Works on the live store beside a running hub; every action is audited with the operator's name.
+ */
+export async function openConfiguredStore(config: HubConfig): Promise<HubStore> {
+  if (config.store.type === 'sqlite') return new SqliteHubStore(config.store.path ?? join(config.hub.dataDir, 'hub.db'));
+  const pgModule = './store/postgres/postgres-store.ts';
+  const { PostgresHubStore } = (await import(pgModule)) as { PostgresHubStore: new (o: { connectionString: string; max: number }) => HubStore };
+  return new PostgresHubStore({ connectionString: config.store.url.reveal(), max: 2 });
+}
+
+export async function deadLettersCommand(config: HubConfig, sub: string | undefined, arg: string | undefined, opts: { reason?: string; json?: boolean; limit?: number }): Promise<number> {
+  const store = await openConfiguredStore(config);
+  const actor = `cli:${userInfo().username}`;
+  const out = (s: string) => process.stdout.write(`${s}\n`);
+  try {
+    await store.migrate();
+    switch (sub) {
+      case 'list': {
+        const rows = await store.listTransactions({ limit: opts.limit ?? 100, state: 'failed' });
+        if (opts.json) out(JSON.stringify(rows, null, 2));
+        else if (rows.length === 0) out('no dead letters');
+        else for (const r of rows) out(`${r.seq}\t${r.plant}\t${r.order}\t${r.quantity ?? ''} ${r.uom ?? ''}\t${r.errorCode}: ${r.errorMessage}\t${r.idempotencyKey}`);
+        return 0;
+      }
+      case 'show': {
+        if (!arg) return usage('show needs a sequence number or an idempotency key');
+        const key = /^\d+$/.test(arg) ? (await store.listTransactions({ limit: 100_000 })).find((r) => r.seq === Number(arg))?.idempotencyKey : arg;
+        const tx = key ? await store.getTransaction(key) : undefined;
+        if (!tx) {
+          out(`no transaction ${arg}`);
+          return 1;
+        }
+        out(JSON.stringify(tx, null, 2));
+        return 0;
+      }
+      case 'replay': {
+        if (!arg || !/^\d+$/.test(arg)) return usage('replay needs the sequence number shown by `dead-letters list`');
+        const ok = await store.replay(Number(arg), actor);
+        out(ok ? `dead letter ${arg} queued again: the hub looks the key up in the ERP before posting` : `dead letter ${arg}: not found or not failed`);
+        return ok ? 0 : 1;
+      }
+      case 'discard': {
+        if (!arg || !/^\d+$/.test(arg)) return usage('discard needs the sequence number shown by `dead-letters list`');
+        if (!opts.reason) return usage('discard needs --reason "why this is not posted" (it is audited)');
+        const ok = await store.discard(Number(arg), actor, opts.reason);
+        out(ok ? `dead letter ${arg} discarded` : `dead letter ${arg}: not found or not failed`);
+        return ok ? 0 : 1;
+      }
+      default:
+        return usage('expected list | show <seq|key> | replay <seq> | discard <seq> --reason "…"');
+    }
+  } finally {
+    await store.close();
+  }
+}
+
+function usage(msg: string): number {
+  process.stderr.write(`dead-letters: ${msg}\n`);
+  return 1;
+}
