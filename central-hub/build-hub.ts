@@ -5,11 +5,14 @@ import type { Logger } from 'pino';
 import { ErrorCodes, PlantBridgeError, VERSION, type ErrorBody, type Transaction } from '../contracts/index.ts';
 import { tokenHash } from './api/auth.ts';
 import { fleetRoutes } from './api/fleet.ts';
+import { acceptGzip, isZlibError } from './api/gzip.ts';
+import { outcomesRoutes } from './api/outcomes.ts';
+import { enrollRoutes } from './enrollment/enrollment.ts';
 import { heartbeatRoutes } from './api/heartbeat.ts';
 import { ingestRoutes } from './api/ingest.ts';
 import { RateLimiter } from './api/rate-limit.ts';
 import type { HubConfig } from './config/schema.ts';
-import { renderDashboard } from './dashboard/page.ts';
+import { renderDashboard, renderTransaction } from './dashboard/page.ts';
 import type { ErpAdapter } from './erp/erp-adapter.ts';
 import { PostingService } from './erp/posting-service.ts';
 import { createAdapter } from './erp/registry.ts';
@@ -59,6 +62,7 @@ export function buildHub(opts: HubOptions): Hub {
   const log = opts.log ?? createHubLogger(config.log.level);
   const metrics = createHubMetrics();
   const limiter = new RateLimiter(config.hub.rateLimitPerAgent);
+  const enrollLimiter = new RateLimiter(5);
   let store = opts.store;
   let posting: PostingService | undefined;
   let url = '';
@@ -76,6 +80,7 @@ export function buildHub(opts: HubOptions): Hub {
     let e: PlantBridgeError;
     if (err instanceof PlantBridgeError) e = err;
     else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') e = new PlantBridgeError('PAYLOAD_TOO_LARGE', `request body exceeds ${config.hub.bodyLimit} bytes; send smaller batches`);
+    else if (isZlibError(err)) e = new PlantBridgeError('SCHEMA_INVALID', `body is not valid gzip: ${err.message}`);
     else if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') e = new PlantBridgeError('SCHEMA_INVALID', 'expected content-type application/json');
     else if (err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || err instanceof SyntaxError || err.statusCode === 400) e = new PlantBridgeError('SCHEMA_INVALID', `body is not valid JSON: ${err.message}`);
     else {
@@ -84,6 +89,7 @@ export function buildHub(opts: HubOptions): Hub {
     }
     const body: ErrorBody = { error: { ...e.toJSON(), correlationId: e.correlationId ?? req.id } };
     if (e.code === 'UNAUTHENTICATED') reply.header('www-authenticate', 'Bearer');
+    if (e.code === 'PAYLOAD_TOO_LARGE') reply.header('connection', 'close');
     void reply.status(ErrorCodes[e.code].http).send(body);
   });
   app.setNotFoundHandler((req, reply) => {
@@ -122,7 +128,10 @@ export function buildHub(opts: HubOptions): Hub {
       });
       const p = posting;
       const fleetOpts = { offlineAfterMs: config.fleet.offlineAfter, backlogSlaMs: config.fleet.backlogSla };
+      acceptGzip(app);
       ingestRoutes(app, { store: s, metrics, limiter, onAccepted: () => p.notify() });
+      outcomesRoutes(app, { store: s });
+      enrollRoutes(app, { store: s, limiter: enrollLimiter });
       heartbeatRoutes(app, { store: s, metrics });
       fleetRoutes(app, { store: s, ...fleetOpts });
       app.get('/healthz', async (_req, reply) => {
@@ -139,9 +148,19 @@ export function buildHub(opts: HubOptions): Hub {
         void reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());
       });
       app.get('/', async (_req, reply) => {
-        const [rows, counts, transactions] = await Promise.all([s.listAgents(), s.counts(), s.listTransactions({ limit: 50 })]);
-        const html = renderDashboard({ agents: rows.map((r) => fleetStatus(r, fleetOpts)), counts, transactions, version: VERSION });
+        const [rows, counts, transactions, deadLetters] = await Promise.all([
+          s.listAgents(),
+          s.counts(),
+          s.listTransactions({ limit: 50 }),
+          s.listTransactions({ limit: 50, state: 'failed' }),
+        ]);
+        const html = renderDashboard({ agents: rows.map((r) => fleetStatus(r, fleetOpts)), counts, transactions, deadLetters, version: VERSION });
         void reply.header('content-type', 'text/html; charset=utf-8').send(html);
+      });
+      app.get('/tx/:key', async (req, reply) => {
+        const tx = await s.getTransaction((req.params as { key: string }).key);
+        if (!tx) throw new PlantBridgeError('NOT_FOUND', 'no such transaction');
+        void reply.header('content-type', 'text/html; charset=utf-8').send(renderTransaction(tx as never));
       });
       posting.start();
       const address = await app.listen({ host: config.hub.host, port: config.hub.port });

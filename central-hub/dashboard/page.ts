@@ -14,7 +14,10 @@ const ago = (iso: string | null, now: number): string => {
  * The fleet page: agents with their health and backlog, posting counts, and the latest transactions with
  * their ERP documents. Server-rendered, refreshes itself, no script needed; every value is escaped.
  */
-export function renderDashboard(data: { agents: FleetAgent[]; counts: Record<PostingState, number>; transactions: TransactionRow[]; version: string }, now = Date.now()): string {
+export function renderDashboard(
+  data: { agents: FleetAgent[]; counts: Record<PostingState, number>; transactions: TransactionRow[]; deadLetters: TransactionRow[]; version: string },
+  now = Date.now(),
+): string {
   const agentRows = data.agents
     .map((a) => {
       const hb = a.heartbeat;
@@ -30,10 +33,16 @@ export function renderDashboard(data: { agents: FleetAgent[]; counts: Record<Pos
   const txRows = data.transactions
     .map(
       (t) => `<tr class="${esc(t.state)}" data-key="${esc(t.idempotencyKey)}">
-  <td>${esc(t.eventTime.replace('T', ' ').slice(0, 19))}</td><td>${esc(t.plant)}</td><td>${esc(t.workCenter ?? '')}</td><td>${esc(t.type)}</td>
+  <td><a href="/tx/${encodeURIComponent(t.idempotencyKey)}">${esc(t.eventTime.replace('T', ' ').slice(0, 19))}</a></td><td>${esc(t.plant)}</td><td>${esc(t.workCenter ?? '')}</td><td>${esc(t.type)}</td>
   <td>${esc(t.order)}</td><td class="num">${esc(t.quantity ?? '')} ${esc(t.uom ?? '')}</td>
   <td><span class="badge ${esc(t.state)}">${esc(t.state)}</span>${t.inDoubt && t.state === 'queued' ? ' <span class="badge degraded">in doubt</span>' : ''}</td>
   <td class="erp">${esc(t.erpRef ?? '')}${t.errorMessage ? `<div class="why">${esc(t.errorCode)}: ${esc(t.errorMessage)}</div>` : ''}</td></tr>`,
+    )
+    .join('\n');
+  const deadRows = data.deadLetters
+    .map(
+      (t) => `<tr data-key="${esc(t.idempotencyKey)}"><td><a href="/tx/${encodeURIComponent(t.idempotencyKey)}">${esc(t.seq)}</a></td><td>${esc(t.plant)}</td>
+  <td>${esc(t.order)}</td><td class="num">${esc(t.quantity ?? '')} ${esc(t.uom ?? '')}</td><td>${esc(t.errorCode)}</td><td>${esc(t.errorMessage)}</td><td>${esc(t.attempts)}</td></tr>`,
     )
     .join('\n');
   const c = data.counts;
@@ -64,8 +73,38 @@ th{background:#eef1f5;font-weight:600} td.num{text-align:right;font-variant-nume
 <h2>Agents</h2>
 <table id="agents"><thead><tr><th>agent</th><th>plants</th><th>status</th><th>last heartbeat</th><th>backlog</th><th>oldest</th><th>dead letters</th><th>drivers</th><th>version</th></tr></thead>
 <tbody>${agentRows || '<tr><td colspan="9" class="muted">no agents configured</td></tr>'}</tbody></table>
+<h2>Dead letters</h2>
+<p class="muted">Refused by the ERP or failed too often. Fix the cause, then <code>plantbridge-hub dead-letters replay &lt;seq&gt;</code> (the ERP is checked first, so nothing posts twice).</p>
+<table id="dead-letters"><thead><tr><th>seq</th><th>plant</th><th>order</th><th>quantity</th><th>code</th><th>reason</th><th>attempts</th></tr></thead>
+<tbody>${deadRows || '<tr><td colspan="7" class="muted">none</td></tr>'}</tbody></table>
 <h2>Recent transactions</h2>
 <table id="transactions"><thead><tr><th>event time (UTC)</th><th>plant</th><th>work center</th><th>type</th><th>order</th><th>quantity</th><th>state</th><th>ERP document</th></tr></thead>
 <tbody>${txRows || '<tr><td colspan="8" class="muted">nothing received yet</td></tr>'}</tbody></table>
+</body></html>`;
+}
+
+/**
+ * Lineage of one transaction: the machine events it came from, the agent, the hub's acceptance and the
+ * ERP document — what an integration team needs to answer "where did this posting come from?".
+ */
+export function renderTransaction(tx: TransactionRow & { body: { data: Record<string, any>; source: Record<string, unknown>; traceparent: string; observedTime: string } }): string {
+  const d = tx.body.data;
+  const lineage = d.derivedFrom as { events: number; sourceIds: string[]; firstEventTime: string; lastEventTime: string } | undefined;
+  const steps: Array<[string, string]> = [
+    ['machine events', lineage ? `${lineage.events} event(s) from ${esc(lineage.firstEventTime)} to ${esc(lineage.lastEventTime)}<br><code>${lineage.sourceIds.map(esc).join('<br>')}</code>${lineage.sourceIds.length < lineage.events ? '<br>(list capped)' : ''}` : '–'],
+    ['source', `<code>${esc(JSON.stringify(tx.body.source))}</code>`],
+    ['agent', `${esc(tx.agentId)} derived it at ${esc(tx.body.observedTime)}`],
+    ['hub', `accepted at ${esc(tx.receivedAt)}; ${esc(tx.attempts)} posting attempt(s)${tx.inDoubt ? ', in doubt once (resolved by lookup)' : ''}`],
+    ['ERP', tx.erpRef ? `document <b class="erp">${esc(tx.erpRef)}</b> at ${esc(tx.postedAt)}` : tx.errorCode ? `${esc(tx.errorCode)}: ${esc(tx.errorMessage)}` : 'not yet posted'],
+  ];
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>PlantBridge · ${esc(tx.idempotencyKey)}</title>
+<style>body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#1d2430}table{border-collapse:collapse}th,td{padding:.4rem .7rem;border-bottom:1px solid #e4e7ec;text-align:left;vertical-align:top}
+th{width:9rem;background:#eef1f5}code{font-size:.85rem}pre{background:#f6f7f9;padding:.8rem;overflow:auto}</style></head>
+<body><p><a href="/">← fleet</a></p>
+<h1 style="font-size:1.2rem">${esc(tx.type)} · order ${esc(tx.order)} · <span class="state">${esc(tx.state)}</span></h1>
+<p><code>${esc(tx.idempotencyKey)}</code> · trace <code>${esc(tx.body.traceparent)}</code></p>
+<table id="lineage">${steps.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${v}</td></tr>`).join('')}</table>
+<h2 style="font-size:1.05rem">Transaction as received</h2><pre>${esc(JSON.stringify(tx.body, null, 2))}</pre>
 </body></html>`;
 }

@@ -40,7 +40,7 @@ fleet: { backlogSla: 1h }
       `agent: { id: line-7, plant: "<i>P1</i>", stateDir: ${join(dir, 'agent')} }
 status: { port: 0 }
 hub: { url: "${hub.url}", token: "\${TOK}", heartbeatInterval: 200ms }
-drivers: [{ type: simulator, name: sim, interval: 40ms, partsPerTick: 5, orderSize: 100 }]
+drivers: [{ type: simulator, name: sim, interval: 40ms, partsPerTick: 5, orderSize: 400 }]
 rules: [{ id: r, type: count-production, workCenter: "WC-<script>", counter: { source: sim, ref: good }, activeOrder: { source: sim, ref: order }, emitEvery: { parts: 20 } }]
 `,
       join(dir, 'agent.yaml'),
@@ -51,6 +51,10 @@ rules: [{ id: r, type: count-production, workCenter: "WC-<script>", counter: { s
   await agent.start();
   t.after(() => agent.stop());
   for (let i = 0; i < 300 && (await hub.store.counts()).posted < 5; i++) await new Promise((r) => setTimeout(r, 50));
+  // close the order the line is working on: its next confirmations become dead letters
+  const current = (await hub.store.listTransactions({ limit: 1 }))[0].order;
+  sap.closeOrder(current);
+  for (let i = 0; i < 300 && (await hub.store.counts()).failed < 1; i++) await new Promise((r) => setTimeout(r, 50));
 
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -80,6 +84,21 @@ rules: [{ id: r, type: count-production, workCenter: "WC-<script>", counter: { s
   for (const cell of erpCells) assert.ok(docs.has(cell.trim()), `${cell} is a document the ERP really has`);
   assert.equal(await page.locator('#transactions script').count(), 0, 'work center "WC-<script>" did not become markup');
   assert.deepEqual(dialogs, []);
+
+  const dead = page.locator('#dead-letters tbody tr[data-key]');
+  assert.ok((await dead.count()) >= 1, 'the dead letter is listed');
+  assert.match(await dead.first().innerText(), /ERP_BUSINESS/);
+  assert.match(await dead.first().innerText(), /RU\/494/);
+
+  // lineage: from the transaction list to the machine events and the ERP document
+  await page.locator('#transactions tbody tr.posted td a').first().click();
+  await page.waitForSelector('#lineage');
+  const lineage = await page.locator('#lineage').innerText();
+  assert.match(lineage, /machine events\s+\d+ event\(s\)/);
+  assert.match(lineage, /sim\/good\//, 'the source event ids are shown');
+  const doc = (await page.locator('#lineage b.erp').innerText()).trim();
+  assert.ok(docs.has(doc) || sap.confirmations().some((c) => `${c.ConfirmationGroup}/${c.ConfirmationCount}` === doc), 'the ERP document is real');
+  await page.goto(hub.url);
 
   const shots = resolve(import.meta.dirname, '..', '..', '.tmp');
   mkdirSync(shots, { recursive: true });
