@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { parseAgentConfig } from '../agent/config/load.ts';
 import { parseHubConfig } from '../central-hub/config/load.ts';
 import { PlantBridgeError, Secret } from '../contracts/index.ts';
-import { generatedSchemas } from './generate-schema.ts';
+import { generatedContractSchemas, generatedSchemas } from './generate-schema.ts';
 
 const here = import.meta.dirname;
 const env = { PLANTBRIDGE_AGENT_TOKEN: 'tok-agent-0123456789', LINE7_OPCUA_PASSWORD: 'pw1', CELL3_MQTT_PASSWORD: 'pw2', PLANTBRIDGE_TOKEN_EDGE_P1010_01: 'tok', SAP_PASSWORD: 'sap' };
@@ -122,5 +122,8 @@ test('hostile input: huge and deeply nested YAML is rejected cleanly', () => {
 test('generated JSON Schemas in config/schema are up to date (npm run gen:schema)', () => {
   for (const [name, text] of Object.entries(generatedSchemas())) {
     assert.equal(readFileSync(join(here, 'schema', name), 'utf8'), text, `config/schema/${name} is stale: run npm run gen:schema`);
+  }
+  for (const [name, text] of Object.entries(generatedContractSchemas())) {
+    assert.equal(readFileSync(join(here, '..', 'contracts', 'schema', name), 'utf8'), text, `contracts/schema/${name} is stale: run npm run gen:schema`);
   }
 });
