@@ -4,6 +4,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import type { Logger } from 'pino';
 import { ErrorCodes, PlantBridgeError, VERSION, type ErrorBody, type Transaction } from '../contracts/index.ts';
 import { tokenHash } from './api/auth.ts';
+import { adminRoutes } from './api/admin.ts';
 import { fleetRoutes } from './api/fleet.ts';
 import { acceptGzip, isZlibError } from './api/gzip.ts';
 import { outcomesRoutes } from './api/outcomes.ts';
@@ -134,6 +135,7 @@ export function buildHub(opts: HubOptions): Hub {
       enrollRoutes(app, { store: s, limiter: enrollLimiter });
       heartbeatRoutes(app, { store: s, metrics });
       fleetRoutes(app, { store: s, ...fleetOpts });
+      adminRoutes(app, { store: s, operators: config.admin.operators });
       app.get('/healthz', async (_req, reply) => {
         const erp = await adapter.healthcheck().catch((err: Error) => ({ ok: false, message: err.message }));
         const counts = await s.counts();

@@ -43,6 +43,14 @@ export const hubConfigSchema = z
       )
       .default([]),
     erp: erpConfigSchema,
+    /** operators of the admin API (dead letters, audit): each with a bearer token reference */
+    admin: z
+      .strictObject({
+        operators: z
+          .array(z.strictObject({ name: z.string().regex(/^[A-Za-z0-9_.@-]{1,100}$/, 'expected a name such as jane.doe'), token: secretRef }))
+          .default([]),
+      })
+      .prefault({}),
     posting: z
       .strictObject({
         concurrency: z.number().int().min(1).max(256).default(4),

@@ -1,0 +1,59 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { PlantBridgeError, type Secret } from '../../contracts/index.ts';
+import type { HubStore } from '../store/hub-store.ts';
+
+/**
+ * Operator API for dead letters and the audit log (what the dashboard and scripts use). Bearer tokens of
+ * named operators from hub.yaml `admin.operators`; every action is audited with the operator's name.
+ * Without configured operators the API refuses every call.
+ */
+export function adminRoutes(app: FastifyInstance, deps: { store: HubStore; operators: Array<{ name: string; token: Secret }> }): void {
+  const { store } = deps;
+  const hashes = deps.operators.map((o) => ({ name: o.name, hash: createHash('sha256').update(o.token.reveal()).digest() }));
+  const operator = async (req: FastifyRequest): Promise<string> => {
+    const m = /^Bearer (\S{16,512})$/.exec(req.headers.authorization ?? '');
+    if (hashes.length === 0) throw new PlantBridgeError('UNAUTHENTICATED', 'the admin API is disabled: configure admin.operators in hub.yaml', { correlationId: req.id });
+    if (m) {
+      const h = createHash('sha256').update(m[1]).digest();
+      const hit = hashes.find((o) => timingSafeEqual(o.hash, h));
+      if (hit) return hit.name;
+    }
+    await store.audit({ actor: 'unknown', action: 'admin.auth.refused', detail: { ip: req.ip, route: req.url.split('?')[0] } });
+    throw new PlantBridgeError('UNAUTHENTICATED', 'unknown operator token', { correlationId: req.id });
+  };
+  const seqOf = (req: FastifyRequest): number => {
+    const seq = Number((req.params as { seq: string }).seq);
+    if (!Number.isSafeInteger(seq) || seq < 1) throw new PlantBridgeError('SCHEMA_INVALID', 'seq: expected a positive integer', { correlationId: req.id });
+    return seq;
+  };
+
+  app.get('/v1/admin/dead-letters', async (req) => {
+    await operator(req);
+    const limit = Math.min(1000, Math.max(1, Number((req.query as { limit?: string }).limit ?? 100) || 100));
+    return { deadLetters: await store.listTransactions({ limit, state: 'failed' }) };
+  });
+  app.post('/v1/admin/dead-letters/:seq/replay', async (req) => {
+    const who = await operator(req);
+    const seq = seqOf(req);
+    if (!(await store.replay(seq, `operator:${who}`))) throw new PlantBridgeError('NOT_FOUND', `no dead letter ${seq}`, { correlationId: req.id });
+    return { ok: true, seq, state: 'queued' };
+  });
+  app.post('/v1/admin/dead-letters/:seq/discard', async (req) => {
+    const who = await operator(req);
+    const seq = seqOf(req);
+    const body = req.body as { reason?: unknown } | undefined;
+    const keys = body && typeof body === 'object' ? Object.keys(body).filter((k) => k !== 'reason') : [];
+    if (keys.length) throw new PlantBridgeError('SCHEMA_INVALID', `${keys[0]}: unknown field`, { correlationId: req.id });
+    if (typeof body?.reason !== 'string' || body.reason.trim().length < 3 || body.reason.length > 1000) {
+      throw new PlantBridgeError('SCHEMA_INVALID', 'reason: say why this is not posted (3 to 1000 characters); it is audited', { correlationId: req.id });
+    }
+    if (!(await store.discard(seq, `operator:${who}`, body.reason))) throw new PlantBridgeError('NOT_FOUND', `no dead letter ${seq}`, { correlationId: req.id });
+    return { ok: true, seq, state: 'discarded' };
+  });
+  app.get('/v1/admin/audit', async (req) => {
+    await operator(req);
+    const limit = Math.min(1000, Math.max(1, Number((req.query as { limit?: string }).limit ?? 100) || 100));
+    return { audit: await store.listAudit(limit) };
+  });
+}
