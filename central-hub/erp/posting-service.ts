@@ -139,7 +139,10 @@ export class PostingService {
       metrics?.erpFailed.inc({ adapter: adapter.name, class: cls });
       const message = err instanceof Error ? err.message : String(err);
       const code = isPlantBridgeError(err) ? err.code : 'INTERNAL';
-      if (job.attempt >= this.o.maxAttempts) {
+      // the hub's own credentials failing is an operator problem, not the transaction's: never exhaust on it
+      const authProblem = err instanceof ErpError && err.erpCode === 'AUTH';
+      if (authProblem) log.error({ err: message }, 'The ERP refuses the hub\'s credentials: postings wait until they are fixed');
+      if (job.attempt >= this.o.maxAttempts && !authProblem) {
         outcome = { kind: 'failed', code, message: `gave up after ${job.attempt} attempts: ${message}` };
         metrics?.erpFailed.inc({ adapter: adapter.name, class: 'exhausted' });
         log.error({ err: message }, 'ERP posting failed too often: dead letter');

@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { parseConfig, type MaterialConsumption, type ProductionConfirmation } from '../../../contracts/index.ts';
+import { erpConfigSchema } from '../config.ts';
+import { ErpError } from '../erp-adapter.ts';
+import { sampleTransaction } from '../sample-transactions.ts';
+import { toD365Message } from './d365-mes-adapter.ts';
+import { d365TestAdapter } from './d365-test-kit.ts';
+import { startD365Simulator, type D365Simulator } from './d365-simulator.ts';
+
+const ctx = { attempt: 1 };
+
+void describe('d365-mes mapping', () => {
+  void it('a confirmation is a ReportFinished line with the key in the reference field', () => {
+    const tx = sampleTransaction('ProductionConfirmation') as ProductionConfirmation;
+    tx.data.final = 'final';
+    const m = toD365Message(tx, 'PlantBridgeReference');
+    assert.equal(m.type, 'ProdProductionOrderReportFinished');
+    assert.deepEqual(m.content, {
+      ProductionOrderNumber: '1000009',
+      PlantBridgeReference: tx.idempotencyKey,
+      ReportFinishedLines: [
+        {
+          ReportedGoodQuantity: 100,
+          ReportedErrorQuantity: 2,
+          ReportAsFinishedDate: tx.data.postingDate,
+          ExecutedDateTime: tx.data.window.to,
+          FromOperationNumber: 10,
+          ToOperationNumber: 10,
+          EndJob: 'Yes',
+          PostNow: 'Yes',
+        },
+      ],
+    });
+  });
+
+  void it('consumption is a PickingList line; a reversal is a negative quantity', () => {
+    const tx = sampleTransaction('MaterialConsumption') as MaterialConsumption;
+    tx.data.movement = 'reversal';
+    const m = toD365Message(tx, 'Ref');
+    assert.equal(m.type, 'ProdProductionOrderPickingList');
+    assert.deepEqual((m.content.PickingListLines as unknown[])[0], {
+      ItemNumber: 'RM-1',
+      ConsumptionBOMQuantity: -12.5,
+      BOMUnitSymbol: 'KG',
+      ConsumptionDate: tx.data.postingDate,
+      OperationNumber: 10,
+      ItemBatchNumber: 'B42',
+    });
+  });
+
+  void it('example.yaml is a valid erp: section', () => {
+    const doc = parseYaml(readFileSync(new URL('./example.yaml', import.meta.url), 'utf8')) as { erp: unknown };
+    assert.equal(parseConfig(erpConfigSchema, doc.erp).type, 'd365-mes');
+  });
+});
+
+void describe('d365-mes adapter against the simulator', () => {
+  let sim: D365Simulator;
+  before(async () => (sim = await startD365Simulator({ processingIntervalMs: 0 })));
+  after(() => sim.stop());
+  beforeEach(() => {
+    sim.clearFaults();
+    sim.setLatency(0);
+  });
+
+  void it('without waiting, posted means Queued; a later Failed message is no longer found by lookup', async () => {
+    const a = d365TestAdapter(sim.url, 2000);
+    try {
+      sim.closeOrder('4711');
+      const tx = sampleTransaction('ProductionConfirmation', { order: '4711' });
+      const r = await a.post(tx, ctx);
+      assert.equal(r.status, 'posted');
+      assert.deepEqual((r as { detail?: unknown }).detail, { state: 'Queued' });
+      const m = sim.messages().at(-1)!;
+      assert.equal((r as { erpRef: string }).erpRef, m.MessageId);
+      assert.equal(m.Company, 'USMF');
+      assert.equal(m.MessageQueue, 'JmgMES3P');
+      assert.equal(m.Reference, tx.idempotencyKey);
+      assert.deepEqual(await a.lookup(tx, ctx), { found: true, erpRef: m.MessageId });
+      for (let i = 0; i < 3; i++) sim.processQueue();
+      assert.equal(sim.messages().at(-1)!.MessageState, 'Failed');
+      assert.deepEqual(await a.lookup(tx, ctx), { found: false });
+    } finally {
+      sim.reopenOrder('4711');
+      await a.close?.();
+    }
+  });
+
+  void it('messages of one order are sent one at a time in call order; other orders go in parallel', async () => {
+    const a = d365TestAdapter(sim.url, 5000, { concurrency: 8 });
+    try {
+      sim.setLatency(20);
+      const same = Array.from({ length: 5 }, () => sampleTransaction('ProductionConfirmation', { order: '5001' }));
+      const other = Array.from({ length: 5 }, (_, i) => sampleTransaction('ProductionConfirmation', { order: `60${i}` }));
+      const t0 = performance.now();
+      await Promise.all([...same, ...other].map((tx) => a.post(tx, ctx)));
+      const elapsed = performance.now() - t0;
+      const arrived = sim.messages().filter((m) => m.ProductionOrderNumber === '5001').map((m) => m.Reference);
+      assert.deepEqual(arrived, same.map((t) => t.idempotencyKey));
+      // five serial calls of >= 20 ms each for one order: it cannot be faster than that
+      assert.ok(elapsed >= 5 * 20, `per-order calls were not serial (${elapsed} ms)`);
+    } finally {
+      await a.close?.();
+    }
+  });
+
+  void it('an empty SendMessage answer is verified by a lookup', async () => {
+    const voidSim = await startD365Simulator({ returnsVoid: true, processingIntervalMs: 0 });
+    const a = d365TestAdapter(voidSim.url, 2000);
+    try {
+      const tx = sampleTransaction('GoodsReceipt');
+      const r = await a.post(tx, ctx);
+      assert.equal(r.status, 'posted');
+      assert.equal((r as { erpRef: string }).erpRef, voidSim.messages()[0].MessageId);
+    } finally {
+      await a.close?.();
+      await voidSim.stop();
+    }
+  });
+
+  void it('429 carries Retry-After; an unknown company is a business rejection; a bad secret fails the healthcheck', async () => {
+    const a = d365TestAdapter(sim.url, 2000);
+    const wrongCompany = d365TestAdapter(sim.url, 2000, { company: 'XXXX' });
+    const badSecret = d365TestAdapter(sim.url, 2000, { auth: { type: 'oauth-client-credentials', tokenUrl: `${sim.tokenUrl}`, clientId: 'plantbridge-hub-app', clientSecret: '${WRONG}' } });
+    try {
+      await a.healthcheck();
+      sim.setFault({ kind: 'status', status: 429, retryAfterS: 12 });
+      await assert.rejects(a.post(sampleTransaction('ProductionConfirmation'), ctx), (e: unknown) => e instanceof ErpError && e.code === 'UPSTREAM_UNAVAILABLE' && e.retryAfterMs === 12_000);
+      const r = await wrongCompany.post(sampleTransaction('ProductionConfirmation'), ctx);
+      assert.equal(r.status, 'rejected');
+      assert.match((r as { reason: string }).reason, /Company 'XXXX' does not exist/);
+      const hc = await badSecret.healthcheck();
+      assert.equal(hc.ok, false);
+      assert.match(hc.message ?? '', /clientSecret/);
+      await assert.rejects(badSecret.post(sampleTransaction('ProductionConfirmation'), ctx), (e: unknown) => e instanceof ErpError && e.erpCode === 'AUTH');
+    } finally {
+      await a.close?.();
+      await wrongCompany.close?.();
+      await badSecret.close?.();
+    }
+  });
+
+  void it('a revoked token is renewed once, transparently', async () => {
+    const a = d365TestAdapter(sim.url, 2000);
+    try {
+      assert.equal((await a.post(sampleTransaction('MaterialConsumption'), ctx)).status, 'posted');
+      const fetches = sim.stats().tokenFetches;
+      sim.revokeTokens();
+      assert.equal((await a.post(sampleTransaction('MaterialConsumption'), ctx)).status, 'posted');
+      assert.equal(sim.stats().tokenFetches, fetches + 1);
+    } finally {
+      await a.close?.();
+    }
+  });
+
+  void it('Start before the first confirmation of an order and End after a final one, when configured', async () => {
+    const a = d365TestAdapter(sim.url, 2000, { startOrderOnFirstConfirmation: true, endOrderOnFinal: true });
+    try {
+      const first = sampleTransaction('ProductionConfirmation', { order: '7001' });
+      const last = sampleTransaction('ProductionConfirmation', { order: '7001' }) as ProductionConfirmation;
+      last.data.final = 'final';
+      await a.post(first, ctx);
+      await a.post(last, ctx);
+      assert.deepEqual(
+        sim.messages().filter((m) => m.ProductionOrderNumber === '7001').map((m) => m.MessageType),
+        ['ProdProductionOrderStart', 'ProdProductionOrderReportFinished', 'ProdProductionOrderReportFinished', 'ProdProductionOrderEnd'],
+      );
+    } finally {
+      await a.close?.();
+    }
+  });
+});
