@@ -19,6 +19,9 @@ Usage:
   plantbridge-agent outbox replay <id> [--config FILE]
   plantbridge-agent outbox discard <id> [--config FILE]
   plantbridge-agent outbox ack-alarm <code> [--config FILE]
+  plantbridge-agent rules report --since <time> [--compare <csv>] [--tolerance N] [--json] [--config FILE]
+                                                     per order: what was (or in shadow mode would have been) posted,
+                                                     compared with a CSV exported from the MES / ERP
   plantbridge-agent --version | --help
 
 Options:
@@ -28,6 +31,23 @@ Exit codes: 0 ok, 1 invalid configuration or usage, 2 runtime failure.
 Docs: README.md, docs/ARCHITECTURE.md, config/agent.example.yaml`;
 
 class UsageError extends Error {}
+
+/**
+ * Signal handlers are installed before anything heavy loads, so a SIGTERM that arrives while the
+ * process is still starting stops it gracefully too. A second signal exits at once.
+ */
+function stopSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    let seen = false;
+    const on = (sig: string) => {
+      if (seen) process.exit(2);
+      seen = true;
+      resolve(sig);
+    };
+    process.on('SIGINT', () => on('SIGINT'));
+    process.on('SIGTERM', () => on('SIGTERM'));
+  });
+}
 
 async function main(argv: string[]): Promise<number> {
   let parsed;
@@ -41,6 +61,10 @@ async function main(argv: string[]): Promise<number> {
         help: { type: 'boolean', short: 'h' },
         live: { type: 'boolean' },
         limit: { type: 'string' },
+        since: { type: 'string' },
+        compare: { type: 'string' },
+        tolerance: { type: 'string' },
+        json: { type: 'boolean' },
       },
     });
   } catch (err) {
@@ -58,6 +82,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (!command) throw new UsageError('a command is needed');
   const configFile = values.config ?? process.env.PLANTBRIDGE_AGENT_CONFIG ?? 'agent.yaml';
+  const stop = command === 'run' ? stopSignal() : undefined;
   const { loadAgentConfig } = await import('./config/load.ts');
 
   switch (command) {
@@ -73,12 +98,23 @@ async function main(argv: string[]): Promise<number> {
     case 'run': {
       const { config, version } = loadAgentConfig(configFile);
       const { runAgent } = await import('./main.ts');
-      return runAgent(config, version);
+      return runAgent(config, version, stop!);
     }
     case 'outbox': {
       const { config } = loadAgentConfig(configFile);
       const { outboxCommand } = await import('./outbox/outbox-cli.ts');
       return outboxCommand(config, sub, arg, { limit: values.limit ? Number(values.limit) : 50 });
+    }
+    case 'rules': {
+      if (sub !== 'report') throw new UsageError('rules: expected report --since <time> [--compare <csv>]');
+      const { config } = loadAgentConfig(configFile);
+      const { rulesReportCommand } = await import('./rules/report.ts');
+      return rulesReportCommand(config, {
+        since: values.since,
+        compare: values.compare,
+        tolerance: values.tolerance ? Number(values.tolerance) : undefined,
+        json: values.json,
+      });
     }
     default:
       throw new UsageError(`unknown command "${command}"`);

@@ -6,23 +6,10 @@ import { createLogger } from './log.ts';
  * Runs the agent until SIGINT / SIGTERM, then stops it gracefully: drivers drain, the in-flight commit
  * finishes, the forwarder settles what it has in flight, and the database is closed.
  */
-export async function runAgent(config: AgentConfig, configVersion: string, nativeBinding?: string): Promise<number> {
+export async function runAgent(config: AgentConfig, configVersion: string, stopSignal: Promise<string>, nativeBinding?: string): Promise<number> {
   const log = createLogger({ level: config.log.level, agentId: config.agent.id });
   const agent = buildAgent({ config, configVersion, log, ...(nativeBinding ? { nativeBinding } : {}) });
-  let signalled = false;
-  const done = new Promise<void>((resolve) => {
-    const onSignal = (sig: string) => {
-      if (signalled) {
-        log.warn({ signal: sig }, 'Second signal: exiting now');
-        process.exit(2);
-      }
-      signalled = true;
-      log.info({ signal: sig }, 'Stopping');
-      resolve();
-    };
-    process.once('SIGINT', () => onSignal('SIGINT'));
-    process.once('SIGTERM', () => onSignal('SIGTERM'));
-  });
+  const done = stopSignal.then((sig) => log.info({ signal: sig }, 'Stopping'));
   process.on('uncaughtException', (err) => {
     log.fatal({ err }, 'Uncaught exception: stopping');
     void agent.stop().finally(() => process.exit(2));

@@ -21,6 +21,23 @@ Exit codes: 0 ok, 1 invalid configuration or usage, 2 runtime failure.`;
 
 class UsageError extends Error {}
 
+/**
+ * Signal handlers are installed before anything heavy loads, so a SIGTERM that arrives while the
+ * process is still starting stops it gracefully too. A second signal exits at once.
+ */
+function stopSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    let seen = false;
+    const on = (sig: string) => {
+      if (seen) process.exit(2);
+      seen = true;
+      resolve(sig);
+    };
+    process.on('SIGINT', () => on('SIGINT'));
+    process.on('SIGTERM', () => on('SIGTERM'));
+  });
+}
+
 async function main(argv: string[]): Promise<number> {
   let parsed;
   try {
@@ -51,6 +68,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (!command) throw new UsageError('a command is needed');
   const file = values.config ?? process.env.PLANTBRIDGE_HUB_CONFIG ?? 'hub.yaml';
+  const stop = command === 'serve' ? stopSignal() : undefined;
   const { loadHubConfig } = await import('./config/load.ts');
   switch (command) {
     case 'check-config': {
@@ -61,7 +79,7 @@ async function main(argv: string[]): Promise<number> {
     case 'serve': {
       const { config } = loadHubConfig(file);
       const { serveHub } = await import('./main.ts');
-      return serveHub(config);
+      return serveHub(config, stop!);
     }
     case 'dead-letters': {
       const { config } = loadHubConfig(file);

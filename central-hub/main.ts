@@ -3,13 +3,9 @@ import { buildHub } from './build-hub.ts';
 import { createHubLogger } from './log.ts';
 
 /** Serves until SIGINT / SIGTERM; then stops listening, lets ERP calls in flight finish and record, closes the store. */
-export async function serveHub(config: HubConfig): Promise<number> {
+export async function serveHub(config: HubConfig, stopSignal: Promise<string>): Promise<number> {
   const log = createHubLogger(config.log.level);
   const hub = buildHub({ config, log });
-  const signalled = new Promise<string>((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'));
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-  });
   try {
     await hub.start();
   } catch (err) {
@@ -17,7 +13,7 @@ export async function serveHub(config: HubConfig): Promise<number> {
     await hub.stop().catch(() => {});
     return 2;
   }
-  const sig = await signalled;
+  const sig = await stopSignal;
   log.info({ signal: sig }, 'Stopping');
   await hub.stop();
   return 0;

@@ -3,15 +3,18 @@ import { byteSize, duration, secretRef, timeZone, urlWithScheme, type Resolved }
 import { simulatorConfigSchema } from '../drivers/simulator/config.ts';
 import { opcuaConfigSchema } from '../drivers/opcua/config.ts';
 import { mqttConfigSchema } from '../drivers/mqtt/config.ts';
+import { sparkplugConfigSchema } from '../drivers/sparkplug/config.ts';
 import { countProductionConfigSchema } from '../rules/count-production/config.ts';
+import { mapEventConfigSchema } from '../rules/map-event/config.ts';
+import { checkRuleReferences } from '../rules/config-checks.ts';
 
 /**
  * agent.yaml — the single source of truth for the agent's configuration: types, defaults and docs
  * come from here, and `config/schema/agent.schema.json` is generated from it (npm run gen:schema).
  */
 
-export const driverConfigSchema = z.discriminatedUnion('type', [simulatorConfigSchema, opcuaConfigSchema, mqttConfigSchema]);
-export const ruleConfigSchema = z.discriminatedUnion('type', [countProductionConfigSchema]);
+export const driverConfigSchema = z.discriminatedUnion('type', [simulatorConfigSchema, opcuaConfigSchema, mqttConfigSchema, sparkplugConfigSchema]);
+export const ruleConfigSchema = z.discriminatedUnion('type', [countProductionConfigSchema, mapEventConfigSchema]);
 
 export const agentConfigSchema = z
   .strictObject({
@@ -35,16 +38,40 @@ export const agentConfigSchema = z
         port: z.number().int().min(0).max(65535).default(9464),
       })
       .prefault({}),
-    hub: z.strictObject({
-      url: urlWithScheme(['http', 'https'], 'https://hub.example.com:8443'),
-      token: secretRef,
-      /** PEM file of the CA that signed the hub's certificate */
-      ca: z.string().min(1).optional(),
-      batchSize: z.number().int().min(1).max(1000).default(500),
-      requestTimeout: duration.prefault('30s'),
-      retryMaxDelay: duration.prefault('60s'),
-      heartbeatInterval: duration.prefault('15s'),
-    }),
+    hub: z
+      .strictObject({
+        url: urlWithScheme(['http', 'https'], 'https://hub.example.com:8443'),
+        /** the agent's credential; `plantbridge-agent enroll` writes it to <stateDir>/hub-credential (use file:<that path>) */
+        token: secretRef,
+        /** PEM file of the CA that signed the hub's certificate */
+        ca: z.string().min(1).optional(),
+        /** SHA-256 fingerprint of the hub's certificate (AB:CD:… or hex), pinned: only that certificate is accepted */
+        fingerprint: z
+          .string()
+          .regex(/^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$|^[0-9A-Fa-f]{64}$/, 'expected a SHA-256 fingerprint: 64 hex digits, optionally colon-separated (openssl x509 -noout -fingerprint -sha256)')
+          .optional(),
+        /** plain http:// to a hub that is not on this machine must be asked for explicitly (a TLS-terminating proxy on a trusted network) */
+        allowPlainHttp: z.boolean().default(false),
+        batchSize: z.number().int().min(1).max(1000).default(500),
+        /** a batch is also cut at this many bytes of JSON */
+        maxBatchBytes: byteSize.prefault('4MiB'),
+        /** requests in flight at once (items of one work center and order are never in two of them) */
+        inFlight: z.number().int().min(1).max(4).default(2),
+        /** gzip request bodies: pays off on slow WAN links only, costs CPU on a LAN */
+        gzip: z.boolean().default(false),
+        requestTimeout: duration.prefault('30s'),
+        retryMaxDelay: duration.prefault('60s'),
+        heartbeatInterval: duration.prefault('15s'),
+        /** how often the agent asks the hub for ERP outcomes of its transactions */
+        outcomesInterval: duration.prefault('30s'),
+      })
+      .superRefine((h, ctx) => {
+        const u = new URL(h.url);
+        const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname) || u.hostname.startsWith('127.');
+        if (u.protocol === 'http:' && !loopback && !h.allowPlainHttp) {
+          ctx.addIssue({ code: 'custom', path: ['url'], message: `plain http:// to ${u.hostname} sends the credential unencrypted: use https://, or set hub.allowPlainHttp: true behind a trusted TLS-terminating proxy` });
+        }
+      }),
     outbox: z
       .strictObject({
         /** full: fsync on every commit before sources are acknowledged. normal: faster, a power loss may lose the last commits */
@@ -65,33 +92,7 @@ export const agentConfigSchema = z
       if (drivers.has(d.name)) ctx.addIssue({ code: 'custom', path: ['drivers', i, 'name'], message: `duplicate driver name "${d.name}"` });
       drivers.set(d.name, d);
     });
-    const ids = new Set<string>();
-    c.rules.forEach((r, i) => {
-      if (ids.has(r.id)) ctx.addIssue({ code: 'custom', path: ['rules', i, 'id'], message: `duplicate rule id "${r.id}"` });
-      ids.add(r.id);
-      const refs: Array<[string, { source: string; ref: string } | undefined]> = [
-        ['counter', r.counter],
-        ['scrapCounter', r.scrapCounter],
-        ['activeOrder', 'source' in r.activeOrder ? r.activeOrder : undefined],
-      ];
-      for (const [key, ref] of refs) {
-        if (!ref) continue;
-        const d = drivers.get(ref.source);
-        if (!d) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['rules', i, key, 'source'],
-            message: `no driver named "${ref.source}" (drivers: ${[...drivers.keys()].join(', ')})`,
-          });
-        } else if (d.type === 'opcua' && !d.nodes.some((n) => n.ref === ref.ref)) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['rules', i, key, 'ref'],
-            message: `driver "${d.name}" has no node with ref "${ref.ref}" (refs: ${d.nodes.map((n) => n.ref).join(', ')})`,
-          });
-        }
-      }
-    });
+    checkRuleReferences(c, ctx);
   });
 
 export type AgentConfig = Resolved<z.infer<typeof agentConfigSchema>>;

@@ -3,6 +3,7 @@ import type { Derivation, Deriver, StateAccess } from '../outbox/outbox.ts';
 import type { RuleConfig } from '../config/schema.ts';
 import type { Rule, RuleContext } from './rule.ts';
 import { countProduction } from './count-production/count-production.ts';
+import { mapEvent } from './map-event/map-event.ts';
 
 export interface EngineOptions {
   plant: string;
@@ -43,7 +44,7 @@ export class RuleEngine implements Deriver {
     for (const rule of rules) {
       const before = (state.get(rule.id) as unknown) ?? rule.initialState();
       const r = rule.apply(before, signal, ctx);
-      state.set(rule.id, r.state);
+      if (r.state !== before || state.get(rule.id) === undefined) state.set(rule.id, r.state);
       for (const tx of r.transactions) out.items.push({ tx, shadow: rule.mode === 'shadow' });
       if (r.quarantined) out.quarantined.push(...r.quarantined);
     }
@@ -61,16 +62,28 @@ export class RuleEngine implements Deriver {
       if (r.transactions.length === 0 && r.state === before) continue;
       state.set(rule.id, r.state);
       for (const tx of r.transactions) out.items.push({ tx, shadow: rule.mode === 'shadow' });
+      if (r.quarantined) out.quarantined.push(...r.quarantined);
     }
     return out;
   }
 }
 
+/**
+ * A rule runs in shadow when it says so or when the agent does: an agent in shadow mode must not leave
+ * pending items behind that a later switch to live would forward.
+ */
+export function effectiveMode(ruleMode: 'live' | 'shadow' | undefined, agentMode: 'live' | 'shadow'): 'live' | 'shadow' {
+  return agentMode === 'shadow' ? 'shadow' : (ruleMode ?? 'live');
+}
+
 export function buildRules(configs: RuleConfig[], agentMode: 'live' | 'shadow'): Rule[] {
-  return configs.map((c) => {
+  return configs.map((c): Rule => {
+    const mode = effectiveMode(c.mode, agentMode);
     switch (c.type) {
       case 'count-production':
-        return countProduction(c, c.mode ?? agentMode);
+        return countProduction(c, mode) as Rule;
+      case 'map-event':
+        return mapEvent(c, mode) as Rule;
     }
   });
 }

@@ -120,8 +120,8 @@ rules:
   const range = (ref: string) => outbox.query<{ lo: number; hi: number }>('SELECT MIN(CAST(value AS INTEGER)) AS lo, MAX(CAST(value AS INTEGER)) AS hi FROM events WHERE ref = ?', ref)[0];
   const good = range('good');
   const scrap = range('scrap');
-  const state = outbox.ruleState('sim-yield') as { window?: { good: number; scrap: number } };
-  const open = (state.window?.good ?? 0) + (state.window?.scrap ?? 0);
+  const state = outbox.ruleState('sim-yield') as { windows?: Record<string, { good: number; scrap: number; rework: number }> };
+  const open = Object.values(state.windows ?? {}).reduce((s, w) => s + w.good + w.scrap + w.rework, 0);
   assert.equal(confirmed + open, good.hi - good.lo + (scrap.hi - scrap.lo), 'every counted part is confirmed or in the open window');
 
   // the dashboard lists the agent and ERP document numbers

@@ -1,36 +1,66 @@
-import { newTraceparent, txSchemaId, ulid, type ProductionConfirmation, type Signal } from '../../../contracts/index.ts';
+import {
+  newTraceparent,
+  txSchemaId,
+  ulid,
+  type MaterialConsumption,
+  type ProductionConfirmation,
+  type Signal,
+  type Transaction,
+} from '../../../contracts/index.ts';
 import type { Quarantined } from '../../outbox/outbox.ts';
+import { currentOrder, orderAt, orderKey, parseOrder, recordOrder, sameOrder, type OrderEntry, type OrderInfo } from '../active-order.ts';
+import { counterDelta, counterValue } from '../counter-delta.ts';
+import { asFlag, asQuantity, asText, atPath } from '../field-pick.ts';
 import { plantDate, type Rule, type RuleContext, type RuleOutput } from '../rule.ts';
-import type { CountProductionConfig } from './config.ts';
+import { shiftAt } from '../shift-calendar.ts';
+import type { CountProductionConfig, CounterConfig } from './config.ts';
 
 /**
- * count-production: good / scrap counters -> ProductionConfirmations against the active order.
+ * count-production: good / scrap / rework counters -> ProductionConfirmations (and, per unit produced,
+ * MaterialConsumptions) against the order active at each reading's source time.
  *
- * Identity: the idempotency key is `plant:workCenter:order:operation:counterSource/ref:from-to`, where
- * from-to is the window on this order's cumulative part count (good + scrap) as this rule has counted
- * it. The count is part of the committed rule state, so re-deriving after a crash or a replay gives the
- * same key, and two windows of one order can never share a key even when the PLC counter resets.
+ * Identity: a confirmation's key is `plant:workCenter:order:operation:counterSource/counterRef:from-to`,
+ * where from-to is the window on this order's cumulative part count (good + scrap + rework) as this rule
+ * has counted it. The count is committed rule state, so re-deriving after a crash or a replay gives the
+ * same key, and two windows of one order never share a key, even when the PLC counter resets. A
+ * consumption's key is its confirmation's key + `:mc:<material>`.
  */
 
-const WRAP_MAX = { uint16: 0xffff, uint32: 0xffffffff, uint64: 2 ** 64 - 1 } as const;
+export { counterDelta } from '../counter-delta.ts';
+
 const MAX_SOURCE_IDS = 20;
-const MAX_ORDERS_REMEMBERED = 50;
+/** cumulative counts are kept for this many recently counted orders (least recently used go first) */
+export const MAX_ORDERS_REMEMBERED = 200;
+
+type Role = 'good' | 'scrap' | 'rework';
 
 interface CounterState {
-  last: number;
+  /** last reading, decimal string (UInt64 safe) */
+  last: string;
+  /** source time (ms) of the newest reading: older readings arriving later are stale */
+  at: number;
 }
 
-interface Window {
+export interface CountWindow {
   order: string;
   operation: string;
+  material?: string;
+  uom: string;
   good: number;
   scrap: number;
+  rework: number;
   counterStart: number;
   counterEnd: number;
   resetDetected: boolean;
+  /** ISO source times of the first and last reading in the window */
   from: string;
   to: string;
+  /** source time (ms) of the first reading (minInterval) */
+  firstAt: number;
+  /** agent clock (ms) when the window opened (maxInterval) */
   openedAt: number;
+  shiftEnd?: number;
+  shiftDate?: string;
   events: number;
   sourceIds: string[];
 }
@@ -38,194 +68,349 @@ interface Window {
 export interface CountState {
   good?: CounterState;
   scrap?: CounterState;
-  order?: { order: string; operation: string };
-  window?: Window;
-  /** cumulative parts (good + scrap) confirmed per `order/operation`: the key space of the windows */
+  rework?: CounterState;
+  /** order changes by source time, oldest first (capped) */
+  orders: OrderEntry[];
+  /** open windows by `order/operation` */
+  windows: Record<string, CountWindow>;
+  /** cumulative parts confirmed per `order/operation`: the key space of the windows */
   cum: Record<string, number>;
+  /** last value of the final signal (edge detection) */
+  finalLast?: boolean;
 }
 
-type Delta = { kind: 'delta'; d: number; reset: boolean } | { kind: 'baseline' } | { kind: 'jump'; d: number } | { kind: 'invalid'; reason: string };
-
-/** Counter delta with unsigned wrap, reset handling and implausible-jump detection (erp-apis.md §5). */
-export function counterDelta(
-  last: number | undefined,
-  v: number,
-  cfg: { wrap: keyof typeof WRAP_MAX; onReset: 'count-from-zero' | 'drop'; maxJump: number },
-  baseline: boolean,
-): Delta {
-  if (!Number.isFinite(v) || v < 0 || !Number.isInteger(v)) return { kind: 'invalid', reason: `counter value ${v} is not a non-negative integer` };
-  if (v > WRAP_MAX[cfg.wrap]) return { kind: 'invalid', reason: `counter value ${v} exceeds ${cfg.wrap}` };
-  if (last === undefined || baseline) return { kind: 'baseline' };
-  const d = v - last;
-  if (d >= 0) return d <= cfg.maxJump ? { kind: 'delta', d, reset: false } : { kind: 'jump', d };
-  // the value dropped: a wrap if the old value was near the top and the new one near zero, else a reset
-  const wrapped = WRAP_MAX[cfg.wrap] - last + 1 + v;
-  if (wrapped <= cfg.maxJump && last > WRAP_MAX[cfg.wrap] - cfg.maxJump) return { kind: 'delta', d: wrapped, reset: false };
-  if (cfg.onReset === 'drop') return { kind: 'delta', d: 0, reset: true };
-  return v <= cfg.maxJump ? { kind: 'delta', d: v, reset: true } : { kind: 'jump', d: v };
+function normalise(s: Partial<CountState> & { order?: OrderInfo; window?: CountWindow }): CountState {
+  if (s.orders && s.windows && s.cum) return s as CountState;
+  // state written by the first version of this rule: one order, one window
+  return {
+    ...(s.good ? { good: { last: String(s.good.last), at: s.good.at ?? 0 } } : {}),
+    ...(s.scrap ? { scrap: { last: String(s.scrap.last), at: s.scrap.at ?? 0 } } : {}),
+    orders: s.orders ?? (s.order ? [{ ...s.order, since: 0 }] : []),
+    windows: s.windows ?? {},
+    cum: s.cum ?? {},
+  };
 }
 
-function parseOrder(value: Signal['value'], defaultOperation: string): { order: string; operation: string } | undefined {
-  if (typeof value === 'number' && Number.isFinite(value)) return { order: String(value), operation: defaultOperation };
-  if (typeof value === 'string') {
-    const s = value.trim();
-    if (s === '') return undefined;
-    const [order, operation] = s.split('/', 2);
-    return { order, operation: operation?.trim() || defaultOperation };
-  }
-  if (value && typeof value === 'object' && typeof (value as any).order === 'string') {
-    return { order: (value as any).order, operation: typeof (value as any).operation === 'string' ? (value as any).operation : defaultOperation };
-  }
-  return undefined;
-}
-
-function toNumber(value: Signal['value']): number {
-  if (typeof value === 'number') return value;
-  if (typeof value === 'string' && /^\d+$/.test(value.trim())) return Number(value.trim());
-  return Number.NaN;
-}
+const round6 = (n: number) => Math.round(n * 1e6) / 1e6;
 
 export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shadow'): Rule<CountState> {
   const counterName = `${cfg.counter.source}/${cfg.counter.ref}`;
-  const isGood = (s: Signal) => s.source === cfg.counter.source && s.ref === cfg.counter.ref;
-  const isScrap = (s: Signal) => cfg.scrapCounter !== undefined && s.source === cfg.scrapCounter.source && s.ref === cfg.scrapCounter.ref;
-  const isOrder = (s: Signal) => 'source' in cfg.activeOrder && s.source === cfg.activeOrder.source && s.ref === cfg.activeOrder.ref;
-  const fixedOrder = 'order' in cfg.activeOrder ? { order: cfg.activeOrder.order, operation: cfg.activeOrder.operation } : undefined;
+  const counters: Array<[Role, CounterConfig]> = [['good', cfg.counter]];
+  if (cfg.scrapCounter) counters.push(['scrap', cfg.scrapCounter]);
+  if (cfg.reworkCounter) counters.push(['rework', cfg.reworkCounter]);
+  const ao = cfg.activeOrder;
+  const orderFromTag = 'source' in ao ? ao : undefined;
+  const orderFromCounter = 'fromCounter' in ao ? ao : undefined;
+  const fixedOrder: OrderEntry | undefined =
+    'order' in ao && !('source' in ao) && !('fromCounter' in ao)
+      ? { order: ao.order, operation: ao.operation, ...(ao.material ? { material: ao.material } : {}), since: 0 }
+      : undefined;
+  const matches = (s: Signal, r: { source: string; ref: string } | undefined) => r !== undefined && s.source === r.source && s.ref === r.ref;
 
-  const inputs = [cfg.counter, ...(cfg.scrapCounter ? [cfg.scrapCounter] : []), ...('source' in cfg.activeOrder ? [cfg.activeOrder] : [])].map((r) => ({
+  const inputs = [...counters.map(([, c]) => c), ...(orderFromTag ? [orderFromTag] : []), ...(cfg.final ? [cfg.final] : [])].map((r) => ({
     source: r.source,
     ref: r.ref,
   }));
 
-  function close(state: CountState, ctx: RuleContext): RuleOutput<CountState> {
-    const w = state.window;
-    if (!w || w.good + w.scrap === 0) return { state: { ...state, window: undefined }, transactions: [] };
-    const orderKey = `${w.order}/${w.operation}`;
-    const from = state.cum[orderKey] ?? 0;
-    const to = from + w.good + w.scrap;
-    const cum = { ...state.cum, [orderKey]: to };
+  function confirmationKey(w: { order: string; operation: string }, from: number, to: number, ctx: RuleContext): string {
+    return `${ctx.plant}:${cfg.workCenter}:${w.order}:${w.operation}:${counterName}:${from}-${to}`;
+  }
+
+  /** Closes the window of one order: a confirmation (and consumptions) unless it is empty and not final. */
+  function close(state: CountState, key: string, ctx: RuleContext, final?: { type: 'final' | 'auto'; at: string; sourceId: string; order: OrderInfo }): RuleOutput<CountState> {
+    const w = state.windows[key];
+    const windows = { ...state.windows };
+    delete windows[key];
+    const parts = w ? w.good + w.scrap + w.rework : 0;
+    if (parts === 0 && !final) return { state: { ...state, windows }, transactions: [] };
+    const o: OrderInfo = w ?? final!.order;
+    const from = state.cum[key] ?? 0;
+    const to = from + parts;
+    const cum = { ...state.cum };
+    delete cum[key];
+    cum[key] = to;
     const keys = Object.keys(cum);
-    if (keys.length > MAX_ORDERS_REMEMBERED) delete cum[keys[0]];
-    const tx: ProductionConfirmation = {
-      schema: txSchemaId('ProductionConfirmation'),
-      id: ulid(ctx.now),
-      idempotencyKey: `${ctx.plant}:${cfg.workCenter}:${w.order}:${w.operation}:${counterName}:${from}-${to}`,
-      correlationId: `order:${w.order}`,
-      traceparent: newTraceparent(),
+    for (let i = 0; i < keys.length - MAX_ORDERS_REMEMBERED; i++) delete cum[keys[i]];
+    const at = w?.to ?? final!.at;
+    const firstAt = w?.from ?? final!.at;
+    const uom = w?.uom ?? o.uom ?? cfg.uom;
+    const material = o.material ?? cfg.material;
+    const idempotencyKey = confirmationKey(o, from, to, ctx);
+    const sourceIds = w ? w.sourceIds : [final!.sourceId];
+    const derivedFrom = { events: w ? w.events + (final ? 1 : 0) : 1, sourceIds, firstEventTime: firstAt, lastEventTime: at };
+    const postingDate = cfg.postingDate === 'shift-start' && w?.shiftDate ? w.shiftDate : plantDate(at, ctx.timeZone);
+    const envelope = {
+      correlationId: `order:${o.order}`,
       plant: ctx.plant,
       agentId: ctx.agentId,
       workCenter: cfg.workCenter,
-      eventTime: w.to,
+      eventTime: at,
       observedTime: new Date(ctx.now).toISOString(),
       source: { driver: cfg.counter.source, ref: cfg.counter.ref },
+    };
+    const tx: ProductionConfirmation = {
+      schema: txSchemaId('ProductionConfirmation'),
+      id: ulid(ctx.now),
+      idempotencyKey,
+      traceparent: newTraceparent(),
+      ...envelope,
       data: {
-        order: w.order,
-        operation: w.operation,
-        ...(cfg.material ? { material: cfg.material } : {}),
-        yield: { qty: w.good, uom: cfg.uom },
-        ...(cfg.scrapCounter ? { scrap: { qty: w.scrap, uom: cfg.uom } } : {}),
-        final: 'none',
-        postingDate: plantDate(w.to, ctx.timeZone),
+        order: o.order,
+        operation: o.operation,
+        ...(material ? { material } : {}),
+        yield: { qty: w?.good ?? 0, uom },
+        ...(cfg.scrapCounter ? { scrap: { qty: w?.scrap ?? 0, uom, ...(cfg.scrapReason ? { reasonCode: cfg.scrapReason } : {}) } } : {}),
+        ...(cfg.reworkCounter ? { rework: { qty: w?.rework ?? 0, uom } } : {}),
+        final: final ? final.type : 'none',
+        postingDate,
         window: {
-          from: w.from,
-          to: w.to,
+          from: firstAt,
+          to: at,
           counterRef: counterName,
-          counterStart: w.counterStart,
-          counterEnd: w.counterEnd,
-          resetDetected: w.resetDetected,
+          counterStart: w?.counterStart ?? 0,
+          counterEnd: w?.counterEnd ?? 0,
+          resetDetected: w?.resetDetected ?? false,
         },
-        derivedFrom: { events: w.events, sourceIds: w.sourceIds, firstEventTime: w.from, lastEventTime: w.to },
+        derivedFrom,
       },
     };
-    return { state: { ...state, window: undefined, cum }, transactions: [tx] };
+    const transactions: Transaction[] = [tx];
+    if (cfg.consumption?.mode === 'per-unit' && w) {
+      for (const c of cfg.consumption.components) {
+        if (c.forMaterial !== undefined && c.forMaterial !== material) continue;
+        const qty = round6(c.perUnit * (c.basis === 'yield' ? w.good : parts));
+        if (qty <= 0) continue;
+        const mc: MaterialConsumption = {
+          schema: txSchemaId('MaterialConsumption'),
+          id: ulid(ctx.now),
+          idempotencyKey: `${idempotencyKey}:mc:${c.material}`,
+          traceparent: newTraceparent(),
+          ...envelope,
+          data: {
+            order: o.order,
+            operation: o.operation,
+            material: c.material,
+            ...(c.batch ? { batch: c.batch } : {}),
+            ...(c.storageLocation ? { storageLocation: c.storageLocation } : {}),
+            quantity: { qty, uom: c.uom },
+            movement: 'issue',
+            postingDate,
+            derivedFrom,
+          },
+        };
+        transactions.push(mc);
+      }
+    }
+    return { state: { ...state, windows, cum }, transactions };
   }
 
-  function apply(state: CountState, signal: Signal, ctx: RuleContext): RuleOutput<CountState> {
-    if (signal.quality === 'bad') return { state, transactions: [] };
-    if (isOrder(signal)) {
-      const next = parseOrder(signal.value, 'source' in cfg.activeOrder ? cfg.activeOrder.operation : '0010');
-      if (!next) return { state, transactions: [] };
-      if (state.order && state.order.order === next.order && state.order.operation === next.operation) return { state, transactions: [] };
-      // an order change closes the open window: no part is confirmed against the next order
-      const closed = close(state, ctx);
-      return { state: { ...closed.state, order: next }, transactions: closed.transactions };
+  /** Closes every open window that does not belong to the current order. */
+  function closeStale(state: CountState, ctx: RuleContext, out: Transaction[]): CountState {
+    const cur = currentOrder(state.orders) ?? fixedOrder;
+    for (const key of Object.keys(state.windows)) {
+      if (cur && key === orderKey(cur)) continue;
+      const r = close(state, key, ctx);
+      state = r.state;
+      out.push(...r.transactions);
     }
-    const which = isGood(signal) ? 'good' : isScrap(signal) ? 'scrap' : undefined;
-    if (!which) return { state, transactions: [] };
-    const counterCfg = which === 'good' ? cfg.counter : cfg.scrapCounter!;
-    const v = toNumber(signal.value);
-    const last = state[which]?.last;
-    const delta = counterDelta(last, v, counterCfg, signal.baseline === true);
-    const quarantined: Quarantined[] = [];
+    return state;
+  }
+
+  function addParts(state: CountState, role: Role, d: number, reading: { v?: bigint; prev?: string; reset: boolean }, signal: Signal, t: number, ctx: RuleContext, out: Transaction[], quarantined: Quarantined[]): CountState {
+    // an event that names its order is that order's; otherwise the order active at the reading's source time
+    const named = orderFromCounter ? parseOrder(signal.value, orderFromCounter) : undefined;
+    const order = named ?? orderAt(state.orders, t) ?? fixedOrder;
+    if (!order) {
+      quarantined.push({
+        code: 'SCHEMA_INVALID',
+        reason: `${cfg.id}: ${d} ${role} parts counted at ${signal.sourceTime} while no order is active; they are not confirmed`,
+        source: signal.source,
+        payload: signal,
+      });
+      return state;
+    }
+    const key = orderKey(order);
+    let w: CountWindow | undefined = state.windows[key];
+    if (w && w.shiftEnd !== undefined && t >= w.shiftEnd) {
+      const r = close(state, key, ctx);
+      state = r.state;
+      out.push(...r.transactions);
+      w = undefined;
+    }
+    const good = role === 'good' ? reading.v : undefined;
+    if (!w) {
+      const span = cfg.shifts?.length && cfg.emitEvery.onShiftEnd ? shiftAt(t, cfg.shifts, ctx.timeZone) : undefined;
+      const shiftDate = cfg.shifts?.length ? (span ?? shiftAt(t, cfg.shifts, ctx.timeZone)).date : undefined;
+      const lastGood = state.good ? Number(state.good.last) : 0;
+      w = {
+        order: order.order,
+        operation: order.operation,
+        ...(order.material ? { material: order.material } : {}),
+        uom: order.uom ?? cfg.uom,
+        good: 0,
+        scrap: 0,
+        rework: 0,
+        counterStart: good !== undefined ? Number(reading.prev ?? good) : lastGood,
+        counterEnd: good !== undefined ? Number(good) : lastGood,
+        resetDetected: false,
+        from: signal.sourceTime,
+        to: signal.sourceTime,
+        firstAt: t,
+        openedAt: ctx.now,
+        ...(span ? { shiftEnd: span.end } : {}),
+        ...(shiftDate ? { shiftDate } : {}),
+        events: 0,
+        sourceIds: [],
+      };
+    }
+    const updated: CountWindow = {
+      ...w,
+      good: w.good + (role === 'good' ? d : 0),
+      scrap: w.scrap + (role === 'scrap' ? d : 0),
+      rework: w.rework + (role === 'rework' ? d : 0),
+      counterEnd: good !== undefined ? Number(good) : w.counterEnd,
+      resetDetected: w.resetDetected || reading.reset,
+      from: t < Date.parse(w.from) ? signal.sourceTime : w.from,
+      to: t > Date.parse(w.to) ? signal.sourceTime : w.to,
+      events: w.events + 1,
+      sourceIds: w.sourceIds.length < MAX_SOURCE_IDS && !w.sourceIds.includes(signal.sourceId) ? [...w.sourceIds, signal.sourceId] : w.sourceIds,
+    };
+    state = { ...state, windows: { ...state.windows, [key]: updated } };
+    const cur = currentOrder(state.orders) ?? fixedOrder;
+    const late = !sameOrder(cur, order);
+    const full = updated.good + updated.scrap + updated.rework >= cfg.emitEvery.parts && t - updated.firstAt >= cfg.emitEvery.minInterval;
+    if (late || full) {
+      // a late reading of a finished order is confirmed at once: that order's window was closed by the change
+      const r = close(state, key, ctx);
+      state = r.state;
+      out.push(...r.transactions);
+    }
+    return state;
+  }
+
+  function readCounter(state: CountState, role: Role, c: CounterConfig, signal: Signal, t: number, ctx: RuleContext, out: Transaction[], quarantined: Quarantined[]): CountState {
+    const raw = c.field ? atPath(signal.value, c.field) : signal.value;
+    if (c.counts === 'increment') {
+      if (signal.baseline) return state; // a retained or birth value repeats an event already counted
+      if (raw === undefined || raw === null) return state;
+      const qty = asQuantity(raw);
+      if (qty === undefined || !Number.isInteger(qty)) {
+        quarantined.push({ code: 'SCHEMA_INVALID', reason: `${cfg.id}: ${role} quantity ${JSON.stringify(raw)} is not a non-negative integer`, source: signal.source, payload: signal });
+        return state;
+      }
+      if (qty > c.maxJump) {
+        quarantined.push({ code: 'COUNTER_JUMP', reason: `${cfg.id}: ${signal.source}/${signal.ref} reports ${qty} ${role} parts in one event, more than maxJump ${c.maxJump}`, source: signal.source, payload: signal });
+        return state;
+      }
+      return qty === 0 ? state : addParts(state, role, qty, { reset: false }, signal, t, ctx, out, quarantined);
+    }
+    const prev = state[role];
+    if (prev && t < prev.at) return state; // stale: a newer reading of this cumulative counter is already in
+    let delta = counterDelta(prev?.last, raw, c, signal.baseline === true);
+    if (delta.kind === 'baseline' && prev && c.onBaseline === 'count') {
+      const across = counterDelta(prev.last, raw, c, false);
+      if (across.kind === 'delta' && !across.reset) delta = across;
+    }
     if (delta.kind === 'invalid') {
-      quarantined.push({ code: 'SCHEMA_INVALID', reason: `${cfg.id}: ${delta.reason}`, source: signal.source, payload: signal });
-      return { state, transactions: [], quarantined };
+      quarantined.push({ code: 'SCHEMA_INVALID', reason: `${cfg.id}: ${signal.source}/${signal.ref}: ${delta.reason}`, source: signal.source, payload: signal });
+      return state;
     }
-    let next: CountState = { ...state, [which]: { last: v } };
-    if (delta.kind === 'baseline') return { state: next, transactions: [] };
+    const v = counterValue(raw)!;
+    state = { ...state, [role]: { last: String(v), at: Math.max(t, prev?.at ?? t) } };
+    if (delta.kind === 'baseline') return state;
     if (delta.kind === 'jump') {
       // a PLC program download or a rescaled tag: never post it, keep the new value as the baseline
       quarantined.push({
         code: 'COUNTER_JUMP',
-        reason: `${cfg.id}: ${signal.source}/${signal.ref} jumped by ${delta.d} (from ${last} to ${v}), more than maxJump ${counterCfg.maxJump}`,
+        reason: `${cfg.id}: ${signal.source}/${signal.ref} ${delta.reason}, more than maxJump ${c.maxJump}; not confirmed, new baseline ${v}`,
         source: signal.source,
         payload: signal,
       });
-      return { state: next, transactions: [], quarantined };
+      return state;
     }
-    if (delta.d === 0 && !delta.reset) return { state: next, transactions: [] };
-    const order = next.order ?? fixedOrder;
-    if (!order) {
-      quarantined.push({
-        code: 'SCHEMA_INVALID',
-        reason: `${cfg.id}: ${delta.d} ${which} parts counted while no order is active; they are not confirmed`,
-        source: signal.source,
-        payload: signal,
-      });
-      return { state: next, transactions: [], quarantined };
+    if (delta.d === 0) return state;
+    return addParts(state, role, delta.d, { v, ...(prev ? { prev: prev.last } : {}), reset: delta.reset }, signal, t, ctx, out, quarantined);
+  }
+
+  function apply(input: CountState, signal: Signal, ctx: RuleContext): RuleOutput<CountState> {
+    if (signal.quality === 'bad') return { state: input, transactions: [] };
+    const t = Date.parse(signal.sourceTime);
+    let state = normalise(input);
+    const out: Transaction[] = [];
+    const quarantined: Quarantined[] = [];
+
+    // 1. the order: from its tag or topic, or named by the counter event itself
+    const orderCfg = matches(signal, orderFromTag) ? orderFromTag : orderFromCounter && counters.some(([, c]) => matches(signal, c)) ? orderFromCounter : undefined;
+    if (orderCfg) {
+      const info = parseOrder(signal.value, orderCfg);
+      if (info) {
+        const orders = recordOrder(state.orders, info, t);
+        if (orders !== state.orders) {
+          state = { ...state, orders };
+          // an order change closes the open window: no part is confirmed against the next order
+          state = closeStale(state, ctx, out);
+        }
+      } else if (orderCfg === orderFromTag && signal.value !== null && signal.value !== '') {
+        quarantined.push({ code: 'SCHEMA_INVALID', reason: `${cfg.id}: no order in ${signal.source}/${signal.ref} value ${JSON.stringify(signal.value).slice(0, 200)}`, source: signal.source, payload: signal });
+      }
     }
-    const w: Window = next.window ?? {
-      order: order.order,
-      operation: order.operation,
-      good: 0,
-      scrap: 0,
-      counterStart: which === 'good' ? (last ?? v) : (next.good?.last ?? 0),
-      counterEnd: which === 'good' ? v : (next.good?.last ?? 0),
-      resetDetected: false,
-      from: signal.sourceTime,
-      to: signal.sourceTime,
-      openedAt: ctx.now,
-      events: 0,
-      sourceIds: [],
-    };
-    const updated: Window = {
-      ...w,
-      good: w.good + (which === 'good' ? delta.d : 0),
-      scrap: w.scrap + (which === 'scrap' ? delta.d : 0),
-      counterEnd: which === 'good' ? v : w.counterEnd,
-      resetDetected: w.resetDetected || delta.reset,
-      to: signal.sourceTime > w.to ? signal.sourceTime : w.to,
-      from: signal.sourceTime < w.from ? signal.sourceTime : w.from,
-      events: w.events + 1,
-      sourceIds: w.sourceIds.length < MAX_SOURCE_IDS ? [...w.sourceIds, signal.sourceId] : w.sourceIds,
-    };
-    next = { ...next, window: updated };
-    if (updated.good + updated.scrap >= cfg.emitEvery.parts) {
-      const closed = close(next, ctx);
-      return { state: closed.state, transactions: closed.transactions, quarantined };
+
+    // 2. the counters (one event may carry good, scrap and rework)
+    for (const [role, c] of counters) {
+      if (matches(signal, c)) state = readCounter(state, role, c, signal, t, ctx, out, quarantined);
     }
-    return { state: next, transactions: [], quarantined };
+
+    // 3. the final confirmation, on the rising edge of its signal
+    if (cfg.final && matches(signal, cfg.final)) {
+      const f = cfg.final;
+      let fire: boolean;
+      if (f.trigger === 'event') {
+        fire = !signal.baseline;
+      } else {
+        const flag = asFlag(f.field ? atPath(signal.value, f.field) : signal.value);
+        fire = flag && state.finalLast === false && !signal.baseline;
+        state = { ...state, finalLast: flag };
+      }
+      if (fire) {
+        const named = f.orderPath ? asText(atPath(signal.value, f.orderPath)) : undefined;
+        const active = orderAt(state.orders, t) ?? fixedOrder;
+        const op = f.operationPath ? asText(atPath(signal.value, f.operationPath)) : undefined;
+        const order: OrderInfo | undefined = named
+          ? { ...(active && active.order === named ? active : {}), order: named, operation: op ?? (active && active.order === named ? active.operation : ('operation' in ao ? ao.operation : '0010')) }
+          : active;
+        if (!order && f.orderPath) {
+          quarantined.push({ code: 'SCHEMA_INVALID', reason: `${cfg.id}: final signal ${signal.source}/${signal.ref} names no order at ${f.orderPath}`, source: signal.source, payload: signal });
+        }
+        if (order) {
+          const r = close(state, orderKey(order), ctx, { type: cfg.final.type, at: signal.sourceTime, sourceId: signal.sourceId, order });
+          state = r.state;
+          out.push(...r.transactions);
+        }
+      }
+    }
+    return { state, transactions: out, ...(quarantined.length ? { quarantined } : {}) };
   }
 
   return {
     id: cfg.id,
     mode,
     inputs,
-    initialState: () => ({ cum: {} }),
+    initialState: () => ({ orders: [], windows: {}, cum: {} }),
     apply,
-    tick(state, ctx) {
-      if (!state.window || ctx.now - state.window.openedAt < cfg.emitEvery.maxInterval) return { state, transactions: [] };
-      return close(state, ctx);
+    tick(input, ctx) {
+      let state = normalise(input);
+      const out: Transaction[] = [];
+      let changed = false;
+      for (const [key, w] of Object.entries(state.windows)) {
+        const expired = ctx.now - w.openedAt >= cfg.emitEvery.maxInterval;
+        const shiftOver = w.shiftEnd !== undefined && ctx.now >= w.shiftEnd;
+        if (!expired && !shiftOver) continue;
+        const r = close(state, key, ctx);
+        state = r.state;
+        out.push(...r.transactions);
+        changed = true;
+      }
+      return changed ? { state, transactions: out } : { state: input, transactions: [] };
     },
   };
 }

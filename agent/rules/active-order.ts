@@ -1,0 +1,116 @@
+import { z } from 'zod';
+import type { Signal } from '../../contracts/index.ts';
+import { asText, atPath, jsonPath } from './field-pick.ts';
+
+/**
+ * The order (and operation, material, unit) running on a work center, kept as a short history ordered by
+ * source time, so a counter value that arrives just after an order change but was measured before it is
+ * still attributed to the order that was running when it was measured.
+ */
+
+const signalRef = {
+  source: z.string().min(1).max(64),
+  ref: z.string().min(1).max(500),
+};
+
+/** Paths into an object value (an MQTT JSON payload, an OPC UA structure); all optional. */
+const orderPaths = {
+  /** where the order number is (default: the value itself: "1000123" or "1000123/0020") */
+  orderPath: jsonPath.optional(),
+  operationPath: jsonPath.optional(),
+  materialPath: jsonPath.optional(),
+  uomPath: jsonPath.optional(),
+  /** the operation when the value names none */
+  operation: z.string().min(1).max(10).default('0010'),
+};
+
+export const activeOrderSchema = z.union([
+  /** from a tag or a topic of its own */
+  z.strictObject({ ...signalRef, ...orderPaths }),
+  /** from the counter events themselves (each MQTT cycle event names its order) */
+  z.strictObject({ fromCounter: z.literal(true), ...orderPaths }),
+  /** fixed: a work center that always runs one order (tests, rework cells) */
+  z.strictObject({ order: z.string().min(1).max(40), operation: z.string().min(1).max(10).default('0010'), material: z.string().min(1).max(40).optional() }),
+]);
+export type ActiveOrderConfig = z.infer<typeof activeOrderSchema>;
+
+export interface OrderInfo {
+  order: string;
+  operation: string;
+  material?: string;
+  uom?: string;
+}
+
+export interface OrderEntry extends OrderInfo {
+  /** source time (ms) from which this order is active */
+  since: number;
+}
+
+export const MAX_ORDER_HISTORY = 16;
+
+export function sameOrder(a: OrderInfo | undefined, b: OrderInfo | undefined): boolean {
+  return !!a && !!b && a.order === b.order && a.operation === b.operation;
+}
+
+export function orderKey(o: OrderInfo): string {
+  return `${o.order}/${o.operation}`;
+}
+
+/** Reads an order from a signal value. A string may carry "order/operation". */
+export function parseOrder(
+  value: Signal['value'],
+  paths: { orderPath?: string; operationPath?: string; materialPath?: string; uomPath?: string; operation: string },
+): OrderInfo | undefined {
+  const defaultOperation = paths.operation;
+  const raw = paths.orderPath ? atPath(value, paths.orderPath) : value;
+  let order: string | undefined;
+  let operation: string | undefined;
+  if (raw && typeof raw === 'object' && !paths.orderPath) {
+    order = asText((raw as Record<string, unknown>).order);
+    operation = asText((raw as Record<string, unknown>).operation);
+  } else {
+    const text = asText(raw);
+    if (text !== undefined) {
+      const [o, op] = text.split('/', 2);
+      order = asText(o);
+      operation = asText(op);
+    }
+  }
+  if (!order || order.length > 40) return undefined;
+  if (paths.operationPath) operation = asText(atPath(value, paths.operationPath)) ?? operation;
+  const obj = raw && typeof raw === 'object' ? (raw as Record<string, unknown>) : undefined;
+  const material = paths.materialPath ? asText(atPath(value, paths.materialPath)) : obj ? asText(obj.material) : undefined;
+  const uom = paths.uomPath ? asText(atPath(value, paths.uomPath)) : obj ? asText(obj.uom) : undefined;
+  return {
+    order,
+    operation: (operation ?? defaultOperation).slice(0, 10),
+    ...(material ? { material: material.slice(0, 40) } : {}),
+    ...(uom ? { uom: uom.slice(0, 8) } : {}),
+  };
+}
+
+/**
+ * Inserts an order announcement at its source time; returns the same array when nothing changed. A
+ * repeat of the order already active is kept too: an announcement of another order may still arrive
+ * out of order between the two, and then the repeat is what ends it.
+ */
+export function recordOrder(history: OrderEntry[], info: OrderInfo, since: number): OrderEntry[] {
+  const same = history.find((e) => e.since === since);
+  if (same && sameOrder(same, info) && same.material === info.material && same.uom === info.uom) return history;
+  const next = [...history.filter((e) => e.since !== since), { ...info, since }].sort((a, b) => a.since - b.since);
+  return next.slice(-MAX_ORDER_HISTORY);
+}
+
+/**
+ * The order active at source time t: the latest change at or before t. Before the first known change the
+ * earliest known order applies (the order tag's source time is when it was last written, which may be
+ * after the first counter values the agent sees).
+ */
+export function orderAt(history: readonly OrderEntry[], t: number): OrderEntry | undefined {
+  for (let i = history.length - 1; i >= 0; i--) if (history[i].since <= t) return history[i];
+  return history[0];
+}
+
+export function currentOrder(history: readonly OrderEntry[]): OrderEntry | undefined {
+  return history[history.length - 1];
+}

@@ -1,0 +1,243 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { transactionSchema, type MaterialConsumption, type ProductionConfirmation, type Transaction } from '../../contracts/index.ts';
+import { countProductionConfigSchema } from './count-production/config.ts';
+import { countProduction } from './count-production/count-production.ts';
+import { counterDelta } from './counter-delta.ts';
+import { shiftAt } from './shift-calendar.ts';
+import { T0, run, signal, type Step } from './test-kit.ts';
+
+const pcs = (txs: Transaction[]) => txs.filter((t) => t.schema.includes('production-confirmation')) as ProductionConfirmation[];
+const mcs = (txs: Transaction[]) => txs.filter((t) => t.schema.includes('material-consumption')) as MaterialConsumption[];
+const rule = (extra: Record<string, unknown>) =>
+  countProduction(
+    countProductionConfigSchema.parse({ type: 'count-production', id: 'r', workCenter: 'WC-7', counter: { source: 'plc', ref: 'good' }, activeOrder: { source: 'plc', ref: 'order' }, ...extra }),
+    'live',
+  );
+const sig = (ref: string, value: unknown, t: number, extra = {}) => ({ kind: 'signal' as const, signal: signal('plc', ref, value as never, t, undefined, extra) });
+const tick = (now: number): Step => ({ kind: 'tick', now });
+
+void test('counterDelta: wrap per width, reset modes, never-resetting totals, jumps, UInt64 beyond 2^53', () => {
+  const cfg = { wrap: 'uint16' as const, counts: 'resetting' as const, onReset: 'count-from-zero' as const, maxJump: 100 };
+  assert.deepEqual(counterDelta(undefined, 5, cfg), { kind: 'baseline' });
+  assert.deepEqual(counterDelta(10, 12, cfg, true), { kind: 'baseline' });
+  assert.deepEqual(counterDelta(65530, 4, cfg), { kind: 'delta', d: 10, reset: false, wrapped: true });
+  assert.deepEqual(counterDelta(500, 7, cfg), { kind: 'delta', d: 7, reset: true, wrapped: false });
+  assert.deepEqual(counterDelta(500, 7, { ...cfg, onReset: 'drop' }), { kind: 'delta', d: 0, reset: true, wrapped: false });
+  assert.equal(counterDelta(500, 7, { ...cfg, counts: 'total' }).kind, 'jump');
+  assert.equal(counterDelta(500, 701, cfg).kind, 'jump');
+  assert.equal(counterDelta(500, 70000, cfg).kind, 'invalid');
+  assert.equal(counterDelta(500, -1, cfg).kind, 'invalid');
+  assert.equal(counterDelta(500, 1.5, cfg).kind, 'invalid');
+  const big = { ...cfg, wrap: 'uint64' as const };
+  assert.deepEqual(counterDelta('18446744073709551610', '3', big), { kind: 'delta', d: 9, reset: false, wrapped: true });
+  assert.deepEqual(counterDelta('9007199254740993', '9007199254740999', big), { kind: 'delta', d: 6, reset: false, wrapped: false });
+});
+
+void test('a Sparkplug birth re-baselines; a never-resetting total may count across it (onBaseline: count)', () => {
+  const steps = [sig('order', '100', T0), sig('good', 10, T0 + 1000), sig('good', 20, T0 + 2000), sig('good', 50, T0 + 3000, { baseline: true }), sig('good', 55, T0 + 4000), tick(T0 + 86_400_000)];
+  const plain = run(rule({}), steps);
+  assert.equal(pcs(plain.transactions).reduce((s, t) => s + t.data.yield.qty, 0), 15);
+  const total = run(rule({ counter: { source: 'plc', ref: 'good', counts: 'total', onBaseline: 'count' } }), steps);
+  assert.equal(pcs(total.transactions).reduce((s, t) => s + t.data.yield.qty, 0), 45);
+});
+
+void test('PackML structure: the count is read from a field of the value', () => {
+  const r = run(rule({ counter: { source: 'plc', ref: 'good', counts: 'total', field: '$.AccCount' }, emitEvery: { parts: 5 } }), [
+    sig('order', '100/0020', T0),
+    sig('good', { ID: 1, Count: 3, AccCount: 1000 }, T0 + 1000),
+    sig('good', { ID: 1, Count: 0, AccCount: 1007 }, T0 + 2000),
+  ]);
+  const [pc] = pcs(r.transactions);
+  assert.equal(pc.data.yield.qty, 7);
+  assert.equal(pc.data.operation, '0020');
+  assert.equal(pc.idempotencyKey, 'P1010:WC-7:100:0020:plc/good:0-7');
+  assert.equal(pc.data.window.counterStart, 1000);
+  assert.equal(pc.data.window.counterEnd, 1007);
+});
+
+void test('an invalid value or a part without an order is quarantined with a reason, never posted', () => {
+  const r = run(rule({ emitEvery: { parts: 1 } }), [sig('good', 1, T0), sig('good', 3, T0 + 1000), sig('good', 'abc', T0 + 2000)]);
+  assert.equal(r.transactions.length, 0);
+  assert.deepEqual(r.quarantined.map((q) => q.code), ['SCHEMA_INVALID', 'SCHEMA_INVALID']);
+  assert.match(r.quarantined[0].reason, /no order is active/);
+});
+
+void test('bad quality is ignored; a stale reading (older source time) is never a reset', () => {
+  const r = run(rule({ emitEvery: { parts: 1000 } }), [
+    sig('order', '100', T0),
+    sig('good', 10, T0 + 1000),
+    { kind: 'signal', signal: { ...signal('plc', 'good', 0, T0 + 1500), quality: 'bad' } },
+    sig('good', 30, T0 + 3000),
+    sig('good', 20, T0 + 2000),
+    sig('good', 31, T0 + 4000),
+    tick(T0 + 86_400_000),
+  ]);
+  const [pc] = pcs(r.transactions);
+  assert.equal(pc.data.yield.qty, 21);
+  assert.equal(pc.data.window.resetDetected, false);
+});
+
+void test('transactions validate against the wire contract, with lineage capped and first/last times', () => {
+  const steps: Step[] = [sig('order', '100', T0)];
+  for (let i = 1; i <= 40; i++) steps.push(sig('good', i, T0 + i * 1000), sig('scrap', Math.floor(i / 10), T0 + i * 1000 + 1));
+  steps.push(tick(T0 + 86_400_000));
+  const r = run(rule({ scrapCounter: { source: 'plc', ref: 'scrap' }, reworkCounter: { source: 'plc', ref: 'rework' }, material: 'FG-1', emitEvery: { parts: 1000 }, consumption: { mode: 'per-unit', components: [{ material: 'RM-1', perUnit: 0.5, uom: 'KG' }] } }), steps);
+  for (const tx of r.transactions) transactionSchema.parse(tx);
+  const [pc] = pcs(r.transactions);
+  assert.equal(pc.data.yield.qty, 39);
+  assert.equal(pc.data.scrap?.qty, 4);
+  assert.equal(pc.data.rework?.qty, 0);
+  assert.equal(pc.data.derivedFrom.sourceIds.length, 20);
+  assert.equal(pc.data.derivedFrom.events, 43);
+  assert.equal(pc.data.derivedFrom.firstEventTime, new Date(T0 + 2000).toISOString());
+  assert.equal(pc.data.derivedFrom.lastEventTime, new Date(T0 + 40_001).toISOString());
+  assert.equal(pc.correlationId, 'order:100');
+});
+
+void test('consumption per unit: factors per component and unit, basis, product filter, key from the confirmation', () => {
+  const r = run(
+    rule({
+      activeOrder: { source: 'plc', ref: 'order', orderPath: '$.order', materialPath: '$.material' },
+      scrapCounter: { source: 'plc', ref: 'scrap' },
+      emitEvery: { parts: 10 },
+      consumption: {
+        mode: 'per-unit',
+        components: [
+          { material: 'CARTON', perUnit: 1 / 12, uom: 'EA', basis: 'yield' },
+          { material: 'STEEL', perUnit: 0.412, uom: 'KG' },
+          { material: 'PAINT-RED', perUnit: 0.01, uom: 'L', forMaterial: 'FG-RED' },
+          { material: 'PAINT-BLUE', perUnit: 0.02, uom: 'L', forMaterial: 'FG-BLUE' },
+        ],
+      },
+    }),
+    [sig('order', { order: '100', material: 'FG-RED' }, T0), sig('good', 0, T0 + 1), sig('scrap', 0, T0 + 2), sig('scrap', 2, T0 + 1000), sig('good', 8, T0 + 2000)],
+  );
+  const [pc] = pcs(r.transactions);
+  assert.equal(pc.data.material, 'FG-RED');
+  const byMat = Object.fromEntries(mcs(r.transactions).map((m) => [m.data.material, m]));
+  assert.deepEqual(Object.keys(byMat).sort(), ['CARTON', 'PAINT-RED', 'STEEL']);
+  assert.equal(byMat.CARTON.data.quantity.qty, 0.666667);
+  assert.equal(byMat.STEEL.data.quantity.qty, 4.12);
+  assert.deepEqual(byMat.STEEL.data.quantity, { qty: 4.12, uom: 'KG' });
+  assert.equal(byMat['PAINT-RED'].data.quantity.qty, 0.1);
+  assert.equal(byMat.STEEL.idempotencyKey, `${pc.idempotencyKey}:mc:STEEL`);
+  assert.equal(byMat.STEEL.data.movement, 'issue');
+  assert.equal(byMat.STEEL.data.postingDate, pc.data.postingDate);
+});
+
+void test('final confirmation: on the rising edge of a tag, closing the open window; a zero final when nothing is open', () => {
+  const r = run(rule({ emitEvery: { parts: 1000 }, final: { source: 'plc', ref: 'done', type: 'final' } }), [
+    sig('order', '100', T0),
+    sig('done', false, T0),
+    sig('good', 0, T0),
+    sig('good', 25, T0 + 1000),
+    sig('done', true, T0 + 2000),
+    sig('done', true, T0 + 2500),
+    sig('done', false, T0 + 3000),
+    sig('done', true, T0 + 4000),
+  ]);
+  const list = pcs(r.transactions);
+  assert.deepEqual(list.map((t) => [t.idempotencyKey, t.data.yield.qty, t.data.final]), [
+    ['P1010:WC-7:100:0010:plc/good:0-25', 25, 'final'],
+    ['P1010:WC-7:100:0010:plc/good:25-25', 0, 'final'],
+  ]);
+});
+
+void test('final on an event naming its order (MQTT "order finished")', () => {
+  const r = run(
+    countProduction(
+      countProductionConfigSchema.parse({
+        type: 'count-production',
+        id: 'r',
+        workCenter: 'WC-3',
+        counter: { source: 'mq', ref: 'm1/cycle', counts: 'increment', field: '$.good' },
+        activeOrder: { fromCounter: true, orderPath: '$.order' },
+        emitEvery: { parts: 100 },
+        final: { source: 'mq', ref: 'm1/finished', trigger: 'event', orderPath: '$.order' },
+      }),
+      'live',
+    ),
+    [
+      { kind: 'signal', signal: signal('mq', 'm1/cycle', { order: 'A', good: 2 }, T0, 'e1') },
+      { kind: 'signal', signal: signal('mq', 'm1/cycle', { order: 'A', good: 3 }, T0 + 1000, 'e2') },
+      { kind: 'signal', signal: signal('mq', 'm1/cycle', { order: 'B', good: 1 }, T0 + 2000, 'e3') },
+      { kind: 'signal', signal: signal('mq', 'm1/cycle', { order: 'A', good: 4 }, T0 + 1500, 'e4') },
+      { kind: 'signal', signal: signal('mq', 'm1/finished', { order: 'A' }, T0 + 2100, 'f1') },
+      { kind: 'signal', signal: signal('mq', 'm1/cycle', { order: 'B', good: 1, extra: 1 }, T0 + 2200, 'e5', { baseline: true }) },
+      { kind: 'tick', now: T0 + 86_400_000 },
+    ],
+  );
+  assert.deepEqual(pcs(r.transactions).map((t) => [t.data.order, t.data.yield.qty, t.data.final, t.idempotencyKey.split(':').pop()]), [
+    ['A', 5, 'none', '0-5'],
+    ['A', 4, 'none', '5-9'],
+    ['A', 0, 'final', '9-9'],
+    ['B', 1, 'none', '0-1'],
+  ]);
+});
+
+void test('parts threshold with minInterval: no window closes before it is old enough', () => {
+  const steps: Step[] = [sig('order', '1', T0), sig('good', 0, T0)];
+  for (let i = 1; i <= 12; i++) steps.push(sig('good', i * 10, T0 + i * 10_000));
+  const r = run(rule({ emitEvery: { parts: 10, minInterval: '30s' } }), steps);
+  assert.deepEqual(pcs(r.transactions).map((t) => t.data.yield.qty), [40, 40, 40]);
+});
+
+const SHIFTS = [
+  { name: 'early', start: '06:00' },
+  { name: 'late', start: '14:00' },
+  { name: 'night', start: '22:00' },
+];
+
+void test('shift calendar: a night shift crosses midnight; on DST changes it lasts 7 or 9 hours', () => {
+  const tz = 'Europe/Berlin';
+  const spring = shiftAt(Date.parse('2026-03-29T00:30:00Z'), SHIFTS, tz);
+  assert.deepEqual([spring.name, new Date(spring.start).toISOString(), new Date(spring.end).toISOString(), spring.date], ['night', '2026-03-28T21:00:00.000Z', '2026-03-29T04:00:00.000Z', '2026-03-28']);
+  const autumn = shiftAt(Date.parse('2026-10-25T01:30:00Z'), SHIFTS, tz);
+  assert.equal((autumn.end - autumn.start) / 3_600_000, 9);
+  assert.equal(autumn.date, '2026-10-24');
+  const ny = shiftAt(Date.parse('2026-11-01T05:30:00Z'), [{ name: 'a', start: '00:00' }, { name: 'b', start: '01:30' }], 'America/New_York');
+  assert.equal(ny.name, 'b'); // 01:30 EDT happens first at 05:30Z: the earlier occurrence starts the shift
+  const gap = shiftAt(Date.parse('2026-03-08T07:40:00Z'), [{ name: 'a', start: '00:00' }, { name: 'b', start: '02:30' }], 'America/New_York');
+  assert.deepEqual([gap.name, new Date(gap.start).toISOString()], ['b', '2026-03-08T07:30:00.000Z']);
+});
+
+void test('windows close at shift end across midnight and the autumn DST change; posting date per shift start or event', () => {
+  // readings every 10 minutes from 20:00 local on Saturday 24 Oct 2026 to 08:00 on Sunday (clocks go back at 03:00)
+  const steps: Step[] = [sig('order', '500', Date.parse('2026-10-24T17:00:00Z'))];
+  let v = 0;
+  for (let t = Date.parse('2026-10-24T18:00:00Z'); t <= Date.parse('2026-10-25T07:00:00Z'); t += 600_000) steps.push(sig('good', (v += 6), t));
+  steps.push(tick(Date.parse('2026-10-25T07:05:00Z')));
+  steps.push(tick(Date.parse('2026-10-26T00:00:00Z')));
+  for (const postingDate of ['shift-start', 'event'] as const) {
+    const r = run(rule({ shifts: SHIFTS, postingDate, emitEvery: { parts: 100_000, maxInterval: '1d' } }), steps, { timeZone: 'Europe/Berlin' });
+    const list = pcs(r.transactions);
+    assert.deepEqual(
+      list.map((t) => [t.data.window.from, t.data.window.to, t.data.yield.qty, t.data.postingDate]),
+      [
+        // late shift until 22:00 CEST (20:00Z); the first reading at 18:00Z is the baseline
+        ['2026-10-24T18:10:00.000Z', '2026-10-24T19:50:00.000Z', 66, '2026-10-24'],
+        // night shift 22:00 CEST -> 06:00 CET = 9 hours, crossing midnight
+        ['2026-10-24T20:00:00.000Z', '2026-10-25T04:50:00.000Z', 54 * 6, postingDate === 'shift-start' ? '2026-10-24' : '2026-10-25'],
+        // early shift, closed by the tick at 08:05 local after the last reading
+        ['2026-10-25T05:00:00.000Z', '2026-10-25T07:00:00.000Z', 13 * 6, '2026-10-25'],
+      ],
+    );
+  }
+});
+
+void test('posting date is the plant-local date of the last event, not UTC', () => {
+  const r = run(rule({ emitEvery: { parts: 5 } }), [sig('order', '1', T0), sig('good', 0, Date.parse('2026-06-30T21:30:00Z')), sig('good', 5, Date.parse('2026-06-30T22:30:00Z'))], { timeZone: 'Europe/Berlin' });
+  assert.equal(pcs(r.transactions)[0].data.postingDate, '2026-07-01');
+});
+
+void test('state written by the first version of the rule is read', () => {
+  const r = rule({ emitEvery: { parts: 5 } });
+  const out = r.apply({ good: { last: 10 }, order: { order: '9', operation: '0010' }, cum: { '9/0010': 100 } } as never, signal('plc', 'good', 15, T0), {
+    plant: 'P',
+    agentId: 'a',
+    timeZone: 'UTC',
+    now: T0,
+  });
+  assert.equal(out.transactions[0].idempotencyKey, 'P:WC-7:9:0010:plc/good:100-105');
+});
