@@ -9,6 +9,7 @@ const loaders: Record<DriverConfig['type'], () => Promise<DriverModule<any>>> = 
   simulator: () => import('./simulator/simulator-driver.ts'),
   opcua: () => import('./opcua/opcua-driver.ts'),
   mqtt: () => import('./mqtt/mqtt-driver.ts'),
+  sparkplug: () => import('./sparkplug/sparkplug-driver.ts'),
 };
 
 export async function createDriver(config: DriverConfig, ctx: DriverContext): Promise<Driver> {

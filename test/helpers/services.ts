@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer, connect } from 'node:net';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -65,6 +65,8 @@ export async function startMosquitto(extraConf = '', port?: number): Promise<Bro
   }
   const p = port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'pb-mosquitto-'));
+  // mosquitto started as root drops to the mosquitto user: it must be able to write its persistence file
+  chmodSync(dir, 0o777);
   const conf = join(dir, 'mosquitto.conf');
   writeFileSync(
     conf,

@@ -40,7 +40,7 @@ export const mqttConnectionShape = {
   reconnectMaxDelay: duration.prefault('30s'),
   /**
    * Unacknowledged QoS 1 messages the broker may have in flight to this client. MQTT 5: sent to the broker
-   * as Receive Maximum (default 1000). MQTT 3.1.1: the broker decides (Mosquitto max_inflight_messages,
+   * as Receive Maximum (default 3000). MQTT 3.1.1: the broker decides (Mosquitto max_inflight_messages,
    * default 20); set this to the same number (default 20). A batch is committed as soon as this many
    * messages wait for their ack, so the broker never stalls on a full window.
    */
@@ -93,7 +93,7 @@ export const mqttSubscriptionSchema = z
     retained: z.enum(['state', 'ignore']).default('state'),
   })
   .superRefine((s, ctx) => {
-    let names: string[] = [];
+    let names: string[];
     try {
       names = parseFilter(s.filter).levels.map((l) => l.name);
     } catch (err) {

@@ -1,0 +1,439 @@
+import type { Logger } from 'pino';
+import { connect, MqttClient as MqttClientClass, type IClientOptions, type IClientPublishOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import { isPlantBridgeError, PlantBridgeError, type Signal } from '../../../contracts/index.ts';
+import { backoffDelay, type DriverContext, type HealthTracker } from '../driver.ts';
+import type { MqttConnectionConfig } from './config.ts';
+import { clientOptions, inflightLimit } from './connect-options.ts';
+
+/**
+ * One persistent MQTT session that commits before it acknowledges (DESIGN.md §2, "Ack").
+ *
+ * mqtt.js handles incoming packets one at a time: for a QoS 1 PUBLISH it emits 'message', calls
+ * `handleMessage(packet, cb)`, and then sends the PUBACK through `client._sendPacket(puback, done)`; the
+ * next packet is handled only after `done`. Committing inside that chain serialises one fsync per
+ * message (~1.6k msgs/s with FULL). Acking there loses messages on a crash.
+ *
+ * So each connection's `_sendPacket` is wrapped: every PUBACK mqtt.js wants to send is swallowed (its
+ * `done` is called at once, so the stream keeps flowing) and the message joins the current batch. The
+ * batch is committed with one `ctx.emit(...)`; only when it resolves are the PUBACKs written, strictly in
+ * arrival order. A batch is committed when the packets of the current socket read are handled, when it
+ * holds `maxBatch` signals, or at once when the unacknowledged messages reach the Receive Maximum (the
+ * broker would stop sending). If a commit fails nothing after it is acknowledged: the connection is
+ * dropped and the broker redelivers from the persistent session; dedupe makes the replay harmless.
+ *
+ * What this relies on in mqtt.js is pinned by mqtt-ack-pin.test.ts; a 'packetsend' watchdog also reports
+ * any PUBACK that was not sent by this class (health degraded, error log).
+ */
+
+export interface InboundMessage {
+  topic: string;
+  payload: Buffer;
+  qos: number;
+  retain: boolean;
+  dup: boolean;
+  receivedAtMs: number;
+}
+
+export type HandleResult =
+  | { signals: Signal[] }
+  | { deadLetter: { code: string; reason: string } }
+  | { ignore: string };
+
+export interface SessionSubscription {
+  filter: string;
+  qos: 0 | 1;
+}
+
+export interface SessionCounters {
+  received: number;
+  committed: number;
+  committedBatches: number;
+  deadLettered: Record<string, number>;
+  ignored: number;
+  commitFailures: number;
+  connects: number;
+  acksSent: number;
+  /** acks not sent because their connection closed or a commit failed: the broker redelivers these */
+  acksDropped: number;
+}
+
+export interface MqttSessionOptions {
+  config: MqttConnectionConfig;
+  subscriptions: SessionSubscription[];
+  ctx: Pick<DriverContext, 'emit' | 'deadLetter'>;
+  log: Logger;
+  health: HealthTracker;
+  /** decodes one message, in arrival order; must not throw (a throw dead-letters the message as INTERNAL) */
+  handle(msg: InboundMessage): HandleResult;
+  /** extra mqtt.js options for each connection (a will message) */
+  connectOverrides?: () => Partial<IClientOptions>;
+  /** after the subscriptions are granted on a new connection */
+  onReady?: (sessionPresent: boolean) => void;
+}
+
+/** raw bytes kept with a dead letter */
+export const DEAD_LETTER_MAX_BYTES = 64 * 1024;
+const RECONNECT_BASE_MS = 500;
+const STOP_TIMEOUT_MS = 5000;
+/** commits handed to the outbox and not yet durable, per connection */
+const EMITS_IN_FLIGHT = 1;
+
+interface AckEntry {
+  messageId: number;
+  ready: boolean;
+}
+
+interface Batch {
+  signals: Signal[];
+  entries: AckEntry[];
+}
+
+type SendPacket = (packet: Record<string, unknown>, cb?: (err?: Error) => void, cbStorePut?: unknown, noStore?: boolean) => void;
+
+/** One network connection; its acks die with it. */
+interface Conn {
+  client: MqttClient;
+  sendPacket: SendPacket;
+  /** QoS 1 messages received and not yet acknowledged, in arrival order */
+  acks: AckEntry[];
+  batch: Batch;
+  flushScheduled: boolean;
+  emits: Set<Promise<void>>;
+  /** signals handed to emit and not yet committed */
+  pendingSignals: number;
+  /** handleMessage callbacks held while too much is pending (back-pressure on the socket) */
+  held: Array<() => void>;
+  dead: boolean;
+}
+
+export class MqttSession {
+  readonly counters: SessionCounters = {
+    received: 0,
+    committed: 0,
+    committedBatches: 0,
+    deadLettered: {},
+    ignored: 0,
+    commitFailures: 0,
+    connects: 0,
+    acksSent: 0,
+    acksDropped: 0,
+  };
+  private readonly o: MqttSessionOptions;
+  private readonly limit: number;
+  private readonly maxPending: number;
+  private conn: Conn | undefined;
+  private attempt = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private stopping = false;
+  private started = false;
+  private sendingOwnAck = false;
+  private lastError: string | undefined;
+
+  constructor(o: MqttSessionOptions) {
+    this.o = o;
+    this.limit = inflightLimit(o.config);
+    this.maxPending = Math.max(o.config.maxBatch * 4, this.limit * 2);
+  }
+
+  get connected(): boolean {
+    return this.conn?.client.connected === true && !this.conn.dead;
+  }
+
+  /** Connects in the background; retries with jittered backoff forever. */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.stopping = false;
+    this.o.health.set('starting', `connecting to ${this.o.config.url}`);
+    this.connectOnce();
+  }
+
+  private connectOnce(): void {
+    this.timer = undefined;
+    if (this.stopping) return;
+    let opts: IClientOptions;
+    try {
+      opts = clientOptions(this.o.config, this.o.connectOverrides?.() ?? {});
+    } catch (err) {
+      // e.g. a certificate file that disappeared: visible, and retried like a network error
+      this.lastError = String((err as Error).message ?? err);
+      this.o.health.set('down', `cannot prepare the connection: ${this.lastError}`);
+      this.scheduleReconnect();
+      return;
+    }
+    const client = connect(this.o.config.url, opts);
+    const conn = this.wire(client);
+    this.conn = conn;
+  }
+
+  private wire(client: MqttClient): Conn {
+    const anyClient = client as unknown as { _sendPacket: SendPacket; handleMessage: (p: unknown, cb: () => void) => void };
+    const original = anyClient._sendPacket.bind(client) as SendPacket;
+    const conn: Conn = {
+      client,
+      sendPacket: original,
+      acks: [],
+      batch: { signals: [], entries: [] },
+      flushScheduled: false,
+      emits: new Set(),
+      pendingSignals: 0,
+      held: [],
+      dead: false,
+    };
+    anyClient._sendPacket = (packet, cb, cbStorePut, noStore) => {
+      if (packet.cmd === 'puback') {
+        // our acks go out in pumpAcks(), after the commit; mqtt.js's own would be too early
+        cb?.();
+        return;
+      }
+      original(packet, cb, cbStorePut, noStore);
+    };
+    anyClient.handleMessage = (_packet, cb) => {
+      if (conn.pendingSignals + conn.batch.signals.length >= this.maxPending) conn.held.push(cb);
+      else cb();
+    };
+    client.on('packetsend', (packet) => {
+      if (packet.cmd === 'puback' && !this.sendingOwnAck) {
+        this.o.log.error({ messageId: (packet as { messageId?: number }).messageId }, 'mqtt.js sent a PUBACK before the outbox commit: this mqtt.js version bypasses the ack hook. Data is at risk on a crash.');
+        this.o.health.set('degraded', 'PUBACK sent before commit (unsupported mqtt.js version)');
+      }
+    });
+    client.on('connect', (connack) => {
+      if (conn !== this.conn || this.stopping) return;
+      this.counters.connects++;
+      this.subscribe(conn, connack.sessionPresent);
+    });
+    client.on('message', (topic, payload, packet) => this.onMessage(conn, topic, payload, packet));
+    client.on('error', (err) => {
+      this.lastError = describeError(err);
+      this.o.log.debug({ err: this.lastError }, 'MQTT connection error');
+    });
+    client.on('close', () => this.onClose(conn));
+    return conn;
+  }
+
+  private subscribe(conn: Conn, sessionPresent: boolean): void {
+    const map: Record<string, { qos: 0 | 1; rh?: number }> = {};
+    // MQTT 5: retained messages only for new subscriptions, so a reconnect does not replay them
+    for (const s of this.o.subscriptions) map[s.filter] = { qos: s.qos, ...(this.o.config.protocolVersion === 5 ? { rh: 1 } : {}) };
+    conn.client.subscribe(map, (err, granted) => {
+      if (conn !== this.conn || conn.dead) return;
+      if (err) {
+        this.o.health.set('degraded', `subscribe failed: ${describeError(err)}`);
+        return;
+      }
+      const refused = (granted ?? []).filter((g) => g.qos === 128 || g.qos > 2);
+      this.attempt = 0;
+      if (refused.length > 0) {
+        this.o.health.set('degraded', `broker refused subscription to ${refused.map((g) => g.topic).join(', ')}`);
+      } else {
+        this.o.health.set('up', sessionPresent ? 'connected, session resumed' : 'connected, new session');
+      }
+      this.o.onReady?.(sessionPresent);
+    });
+  }
+
+  private onMessage(conn: Conn, topic: string, payload: Buffer, packet: IPublishPacket): void {
+    if (conn.dead || this.stopping || conn !== this.conn) return; // never acknowledged: redelivered later
+    this.counters.received++;
+    let entry: AckEntry | undefined;
+    if (packet.qos > 0 && packet.messageId !== undefined) {
+      entry = { messageId: packet.messageId, ready: false };
+      conn.acks.push(entry);
+    }
+    let result: HandleResult;
+    try {
+      result = this.o.handle({ topic, payload, qos: packet.qos, retain: packet.retain, dup: packet.dup, receivedAtMs: Date.now() });
+    } catch (err) {
+      result = { deadLetter: { code: 'INTERNAL', reason: `decoding failed: ${String((err as Error)?.stack ?? err).slice(0, 500)}` } };
+    }
+    if ('signals' in result && result.signals.length > 0) {
+      conn.batch.signals.push(...result.signals);
+      if (entry) conn.batch.entries.push(entry);
+    } else {
+      if ('deadLetter' in result) {
+        try {
+          this.o.ctx.deadLetter(result.deadLetter.code, result.deadLetter.reason, payload.subarray(0, DEAD_LETTER_MAX_BYTES));
+        } catch (err) {
+          this.commitFailed(conn, err);
+          return;
+        }
+        this.counters.deadLettered[result.deadLetter.code] = (this.counters.deadLettered[result.deadLetter.code] ?? 0) + 1;
+      } else {
+        this.counters.ignored++;
+      }
+      if (entry) entry.ready = true;
+    }
+    if ((conn.acks.length >= this.limit && conn.emits.size < EMITS_IN_FLIGHT) || conn.batch.signals.length >= this.o.config.maxBatch) {
+      // the broker's window is full and no commit is in flight to free it: nothing more comes until this
+      // batch is committed, so commit it now. (With a commit in flight, its acks will free the window.)
+      this.flush(conn);
+    } else {
+      this.scheduleFlush(conn);
+    }
+    this.pumpAcks(conn);
+  }
+
+  /**
+   * Group commit by pipelining: with no commit in flight the batch goes when the packets of this socket
+   * read are handled (low latency when quiet); while one is in flight, messages keep collecting and go
+   * together the moment it completes, so the batch grows with the rate.
+   */
+  private scheduleFlush(conn: Conn): void {
+    if (conn.flushScheduled || conn.emits.size >= EMITS_IN_FLIGHT) return;
+    conn.flushScheduled = true;
+    setImmediate(() => {
+      conn.flushScheduled = false;
+      if (conn.emits.size < EMITS_IN_FLIGHT) this.flush(conn);
+    });
+  }
+
+  private flush(conn: Conn): void {
+    const batch = conn.batch;
+    if (batch.signals.length === 0) {
+      this.pumpAcks(conn);
+      return;
+    }
+    conn.batch = { signals: [], entries: [] };
+    if (conn.dead) return;
+    const n = batch.signals.length;
+    conn.pendingSignals += n;
+    let committing: Promise<void>;
+    try {
+      committing = this.o.ctx.emit(batch.signals);
+    } catch (err) {
+      committing = Promise.reject(err);
+    }
+    const p = committing.then(
+      () => {
+        this.counters.committed += n;
+        this.counters.committedBatches++;
+        this.o.health.valueSeen();
+        for (const e of batch.entries) e.ready = true;
+        this.pumpAcks(conn);
+      },
+      (err: unknown) => this.commitFailed(conn, err),
+    );
+    conn.emits.add(p);
+    void p.finally(() => {
+      conn.emits.delete(p);
+      conn.pendingSignals -= n;
+      this.releaseHeld(conn);
+      if (conn.batch.signals.length > 0) this.scheduleFlush(conn);
+    });
+  }
+
+  private releaseHeld(conn: Conn): void {
+    while (conn.held.length > 0 && (conn.dead || conn.pendingSignals + conn.batch.signals.length < this.maxPending)) conn.held.shift()!();
+  }
+
+  /** Sends the PUBACKs of committed messages, in arrival order, on the connection that received them. */
+  private pumpAcks(conn: Conn): void {
+    const q = conn.acks;
+    let n = 0;
+    while (n < q.length && q[n].ready) n++;
+    if (n === 0) return;
+    const done = q.splice(0, n);
+    if (conn.dead || conn !== this.conn || !conn.client.connected) {
+      this.counters.acksDropped += done.length;
+      return;
+    }
+    // one write for the whole batch: the broker reads the acks together and refills its window in a burst
+    const stream = conn.client.stream as { cork?: () => void; uncork?: () => void } | undefined;
+    this.sendingOwnAck = true;
+    stream?.cork?.();
+    try {
+      for (const e of done) conn.sendPacket({ cmd: 'puback', messageId: e.messageId, reasonCode: 0 });
+    } finally {
+      this.sendingOwnAck = false;
+      stream?.uncork?.();
+    }
+    this.counters.acksSent += done.length;
+  }
+
+  /** Nothing of this connection is acknowledged any more; the broker redelivers after a reconnect. */
+  private commitFailed(conn: Conn, err: unknown): void {
+    if (conn.dead) return;
+    this.counters.commitFailures++;
+    const why = isPlantBridgeError(err) ? `${err.code}: ${err.message}` : String((err as Error)?.message ?? err);
+    this.o.log.warn({ err: why }, 'Outbox commit failed: not acknowledging; the broker will redeliver after a reconnect.');
+    this.o.health.set('degraded', `not acknowledging (${why}); reconnecting`);
+    this.kill(conn);
+  }
+
+  private kill(conn: Conn): void {
+    if (conn.dead) return;
+    conn.dead = true;
+    this.counters.acksDropped += conn.acks.length;
+    conn.acks = [];
+    conn.batch = { signals: [], entries: [] };
+    this.releaseHeld(conn);
+    conn.client.end(true);
+  }
+
+  private onClose(conn: Conn): void {
+    const wasCurrent = conn === this.conn;
+    this.kill(conn);
+    if (!wasCurrent || this.stopping) return;
+    const delay = this.scheduleReconnect();
+    this.o.health.set('down', `disconnected${this.lastError ? ` (${this.lastError})` : ''}; retrying in ${Math.round(delay / 100) / 10}s`);
+  }
+
+  private scheduleReconnect(): number {
+    const delay = backoffDelay(this.attempt++, RECONNECT_BASE_MS, this.o.config.reconnectMaxDelay);
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.connectOnce(), delay);
+    return delay;
+  }
+
+  /** Publishes on the current connection (Sparkplug NCMD, STATE). Rejects when not connected. */
+  async publish(topic: string, payload: Buffer | string, opts: IClientPublishOptions): Promise<void> {
+    const conn = this.conn;
+    if (!conn || conn.dead || !conn.client.connected) throw new Error('not connected');
+    await conn.client.publishAsync(topic, payload, opts);
+  }
+
+  /** Stops taking messages, commits and acknowledges what was taken, then disconnects (the session stays). */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.started = false;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const conn = this.conn;
+    if (!conn) return;
+    this.flush(conn);
+    // a stuck outbox must not hold shutdown forever: what is not acknowledged is redelivered next time
+    let timer: NodeJS.Timeout | undefined;
+    const drained = await Promise.race([
+      Promise.allSettled([...conn.emits]).then(() => true),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), STOP_TIMEOUT_MS))),
+    ]);
+    clearTimeout(timer);
+    if (!drained) this.o.log.warn('Stopping without waiting for the last commit; its messages will be redelivered.');
+    this.pumpAcks(conn);
+    conn.dead = true;
+    this.releaseHeld(conn);
+    const client = conn.client;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => client.end(true, () => resolve()), STOP_TIMEOUT_MS);
+      client.end(!client.connected, () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+    this.conn = undefined;
+  }
+}
+
+/** Fails at create() when mqtt.js no longer has the method the ack hook wraps (see mqtt-ack-pin.test.ts). */
+export function assertAckHookSupported(): void {
+  if (typeof (MqttClientClass.prototype as unknown as Record<string, unknown>)._sendPacket !== 'function') {
+    throw new PlantBridgeError('INTERNAL', 'this mqtt.js version has no MqttClient._sendPacket: acknowledging after the commit is not possible; pin mqtt to 5.x (agent/drivers/mqtt/README.md)');
+  }
+}
+
+export function describeError(err: unknown): string {
+  const e = err as { code?: unknown; message?: string };
+  const code = e?.code !== undefined ? `${String(e.code)} ` : '';
+  return `${code}${e?.message ?? String(err)}`.trim().slice(0, 300);
+}

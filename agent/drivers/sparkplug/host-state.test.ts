@@ -1,0 +1,139 @@
+import assert from 'node:assert/strict';
+import { deflateSync } from 'node:zlib';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { parse as parseYaml } from 'yaml';
+import { parseConfig } from '../../../contracts/index.ts';
+import { sparkplugConfigSchema } from './config.ts';
+import { signalSchema } from '../../../contracts/index.ts';
+import { decodePayload, encodePayload } from './codec.ts';
+import { SparkplugHost, type HostResult } from './host-state.ts';
+
+const T = Date.UTC(2026, 2, 1, 8);
+
+function host(onSeqGap: 'rebirth' | 'warn' = 'rebirth') {
+  const warnings: string[] = [];
+  const h = new SparkplugHost({ source: 'edge', maxPayloadBytes: 1 << 20, onSeqGap, rebirthOnUnknown: true, warn: (m) => warnings.push(m) });
+  return { h, warnings };
+}
+
+const msg = (p: unknown) => encodePayload(p);
+const signals = (r: HostResult) => (r.kind === 'signals' ? r.signals : []);
+
+function birth(h: SparkplugHost, ts = T, bdSeq = 3) {
+  return h.handle(
+    'spBv1.0/G/NBIRTH/E',
+    msg({ timestamp: ts, seq: 0, metrics: [{ name: 'bdSeq', type: 'UInt64', value: bdSeq }, { name: 'Good', alias: 1, type: 'Int64', value: 7 }, { name: 'Node Control/Rebirth', type: 'Boolean', value: false }] }),
+    ts,
+  );
+}
+
+void describe('sparkplug values', () => {
+  void it('decodes signed, 64-bit, date and byte values', () => {
+    const p = decodePayload(
+      msg({
+        timestamp: T,
+        seq: 1,
+        metrics: [
+          { name: 'i8', type: 'Int8', value: -5 },
+          { name: 'i16', type: 'Int16', value: -300 },
+          { name: 'i32', type: 'Int32', value: -70000 },
+          { name: 'i64', type: 'Int64', value: -9 },
+          { name: 'u64', type: 'UInt64', value: '18446744073709551615' },
+          { name: 'dt', type: 'DateTime', value: T },
+          { name: 'raw', type: 'Bytes', value: new Uint8Array([1, 2, 3]) },
+          { name: 'nul', type: 'Int32', value: null, isNull: true },
+        ],
+      }),
+    );
+    assert.deepEqual(
+      Object.fromEntries(p.metrics.map((m) => [m.name, m.value])),
+      { i8: -5, i16: -300, i32: -70000, i64: -9, u64: '18446744073709551615', dt: new Date(T).toISOString(), raw: 'AQID', nul: null },
+    );
+    assert.equal(p.timestamp, T);
+    assert.equal(p.seq, 1);
+  });
+  void it('decompresses SPBV1.0_COMPRESSED payloads', () => {
+    const inner = msg({ timestamp: T, seq: 2, metrics: [{ name: 'x', type: 'Double', value: 1.5 }] });
+    const outer = msg({ uuid: 'SPBV1.0_COMPRESSED', body: deflateSync(inner), metrics: [{ name: 'algorithm', type: 'String', value: 'DEFLATE' }] });
+    assert.deepEqual(decodePayload(outer).metrics.map((m) => m.value), [1.5]);
+  });
+});
+
+void describe('sparkplug host state', () => {
+  void it('births give baseline signals with keys ordered by node, bdSeq, time and seq', () => {
+    const { h } = host();
+    const s = signals(birth(h));
+    assert.equal(s.length, 1, 'bdSeq and Node Control metrics are not signals');
+    signalSchema.parse(s[0]);
+    assert.equal(s[0].baseline, true);
+    assert.equal(s[0].sourceId, `G/E/-/b3/${T}/000/Good`);
+    // the same message again (redelivery) gives the same key; a rebirth a new one
+    assert.equal(signals(birth(h))[0].sourceId, s[0].sourceId);
+    assert.notEqual(signals(birth(h, T + 1))[0].sourceId, s[0].sourceId);
+  });
+  void it('resolves aliases, wraps seq at 255 without a gap, and asks for a Rebirth on a real gap', () => {
+    const { h, warnings } = host();
+    birth(h);
+    let seq = 0;
+    for (let i = 0; i < 300; i++) {
+      seq = (seq + 1) % 256;
+      const r = h.handle('spBv1.0/G/NDATA/E', msg({ timestamp: T + i + 1, seq, metrics: [{ alias: 1, type: 'Int64', value: i }] }), T);
+      assert.equal(r.kind === 'signals' && r.rebirth, undefined);
+      assert.equal(signals(r)[0].ref, 'G/E/Good');
+    }
+    const gap = h.handle('spBv1.0/G/NDATA/E', msg({ timestamp: T + 999, seq: (seq + 3) % 256, metrics: [{ alias: 1, type: 'Int64', value: 1 }] }), T);
+    assert.equal(gap.kind === 'signals' && gap.rebirth?.edge, 'E');
+    assert.equal(signals(gap).length, 1, 'the message after a gap is still used');
+    assert.equal(h.counters.seqGaps, 1);
+    assert.equal(warnings.length, 1);
+    const warnOnly = host('warn');
+    birth(warnOnly.h);
+    const r = warnOnly.h.handle('spBv1.0/G/NDATA/E', msg({ timestamp: T + 5, seq: 9, metrics: [] }), T);
+    assert.equal(r.kind === 'signals' && r.rebirth, undefined);
+    assert.equal(warnOnly.h.counters.seqGaps, 1);
+  });
+  void it('asks for a Rebirth for data before birth and for unknown aliases', () => {
+    const { h } = host();
+    const before = h.handle('spBv1.0/G/NDATA/E', msg({ timestamp: T, seq: 1, metrics: [{ alias: 1, type: 'Int64', value: 1 }] }), T);
+    assert.equal(before.kind, 'ignore');
+    assert.equal(before.kind === 'ignore' && before.rebirth?.edge, 'E');
+    birth(h);
+    const unknown = h.handle('spBv1.0/G/NDATA/E', msg({ timestamp: T + 1, seq: 1, metrics: [{ alias: 42, type: 'Int64', value: 1 }] }), T);
+    assert.equal(unknown.kind === 'signals' && unknown.rebirth !== undefined, true);
+    assert.equal(h.counters.unknownAlias, 1);
+    const ddata = h.handle('spBv1.0/G/DDATA/E/D1', msg({ timestamp: T + 2, seq: 2, metrics: [{ alias: 1, type: 'Int64', value: 1 }] }), T);
+    assert.equal(ddata.kind, 'ignore');
+  });
+  void it('marks metrics bad on the matching NDEATH only; a stale death is ignored', () => {
+    const { h } = host();
+    birth(h);
+    h.handle('spBv1.0/G/DBIRTH/E/D1', msg({ timestamp: T + 1, seq: 1, metrics: [{ name: 'Temp', alias: 5, type: 'Float', value: 20 }] }), T);
+    const stale = h.handle('spBv1.0/G/NDEATH/E', msg({ timestamp: T + 2, metrics: [{ name: 'bdSeq', type: 'UInt64', value: 2 }] }), T);
+    assert.equal(stale.kind, 'ignore');
+    assert.equal(h.counters.staleDeaths, 1);
+    const death = signals(h.handle('spBv1.0/G/NDEATH/E', msg({ timestamp: T + 3, metrics: [{ name: 'bdSeq', type: 'UInt64', value: 3 }] }), T));
+    assert.deepEqual(death.map((s) => [s.ref, s.quality, s.value]), [
+      ['G/E/Good', 'bad', null],
+      ['G/E/D1/Temp', 'bad', null],
+    ]);
+    death.forEach((s) => signalSchema.parse(s));
+    assert.deepEqual(h.nodeStates(), [{ node: 'G/E', online: false, bdSeq: '3', devices: 1 }]);
+  });
+  void it('dead-letters payloads that do not decode and ignores foreign topics', () => {
+    const { h } = host();
+    assert.equal(h.handle('spBv1.0/G/NDATA/E', Buffer.from('{"json":true}'), T).kind, 'dead');
+    assert.equal(h.handle('spBv1.0/STATE/host', Buffer.from('{"online":true}'), T).kind, 'ignore');
+    assert.equal(h.handle('spBv1.0/G/NCMD/E', msg({ metrics: [] }), T).kind, 'ignore');
+    assert.equal(h.handle('spBv1.0/G/DDATA/E', msg({ metrics: [] }), T).kind, 'ignore');
+  });
+});
+
+void describe('sparkplug config', () => {
+  void it('example.yaml is valid', () => {
+    const cfg = parseConfig(sparkplugConfigSchema, parseYaml(readFileSync(join(import.meta.dirname, 'example.yaml'), 'utf8')));
+    assert.deepEqual(cfg.groups, ['Line7']);
+    assert.equal(cfg.primaryHost?.hostId, 'plantbridge-p1010');
+  });
+});

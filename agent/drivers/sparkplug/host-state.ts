@@ -1,0 +1,273 @@
+import { createHash } from 'node:crypto';
+import type { Signal, SignalValue } from '../../../contracts/index.ts';
+import { decodePayload, type Metric, type Payload } from './codec.ts';
+
+/**
+ * What a Sparkplug B host application remembers about each edge node and device: the birth that defined
+ * its metrics and aliases, bdSeq, the last seq, online or not. Messages go in (in arrival order), signals
+ * and "please rebirth" requests come out. No I/O: the driver publishes the requests and commits the signals.
+ */
+
+export const NAMESPACE = 'spBv1.0';
+const MESSAGE_TYPES = new Set(['NBIRTH', 'NDATA', 'NDEATH', 'DBIRTH', 'DDATA', 'DDEATH']);
+
+interface MetricDef {
+  name: string;
+  type: string;
+}
+
+interface DeviceState {
+  birthTs: number;
+  online: boolean;
+  aliases: Map<number, MetricDef>;
+  metrics: Map<string, MetricDef>;
+}
+
+interface NodeState {
+  bdSeq: string;
+  birthTs: number;
+  lastSeq: number | undefined;
+  online: boolean;
+  aliases: Map<number, MetricDef>;
+  metrics: Map<string, MetricDef>;
+  devices: Map<string, DeviceState>;
+  /** fallback identity for payloads without a timestamp */
+  counter: number;
+}
+
+export interface HostCounters {
+  births: number;
+  deaths: number;
+  staleDeaths: number;
+  seqGaps: number;
+  unknownNode: number;
+  unknownAlias: number;
+}
+
+export type HostResult =
+  | { kind: 'signals'; signals: Signal[]; rebirth?: { group: string; edge: string; why: string } }
+  | { kind: 'dead'; code: 'PAYLOAD_INVALID'; reason: string }
+  | { kind: 'ignore'; reason: string; rebirth?: { group: string; edge: string; why: string } };
+
+export interface ParsedTopic {
+  group: string;
+  type: string;
+  edge: string;
+  device?: string;
+}
+
+export function parseTopic(topic: string): ParsedTopic | undefined {
+  const p = topic.split('/');
+  if (p[0] !== NAMESPACE || p.length < 4 || p.length > 5) return undefined;
+  const [, group, type, edge, device] = p;
+  if (!group || !edge || (p.length === 5 && !device)) return undefined;
+  return { group, type, edge, ...(device ? { device } : {}) };
+}
+
+const pad = (n: number, w: number) => String(n).padStart(w, '0');
+const iso = (ms: number | undefined, fallback: string): string => (ms !== undefined && Number.isFinite(ms) && Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : fallback);
+const MAX_KEY = 300;
+
+/** group/edge/device/b<bdSeq>/<13-digit ms>/<3-digit seq>/<metric>: ordered per node, never a hash first. */
+export function metricKey(prefix: string, metric: string): string {
+  const full = `${prefix}/${metric}`;
+  if (full.length <= MAX_KEY) return full;
+  const h = createHash('sha256').update(metric).digest('hex').slice(0, 12);
+  return `${prefix}/${metric.slice(0, Math.max(0, MAX_KEY - prefix.length - 15))}~${h}`.slice(0, MAX_KEY);
+}
+
+export class SparkplugHost {
+  readonly counters: HostCounters = { births: 0, deaths: 0, staleDeaths: 0, seqGaps: 0, unknownNode: 0, unknownAlias: 0 };
+  private readonly nodes = new Map<string, NodeState>();
+  private readonly source: string;
+  private readonly maxPayloadBytes: number;
+  private readonly onSeqGap: 'rebirth' | 'warn';
+  private readonly rebirthOnUnknown: boolean;
+  private readonly warn: (msg: string, data: Record<string, unknown>) => void;
+
+  constructor(opts: {
+    source: string;
+    maxPayloadBytes: number;
+    onSeqGap: 'rebirth' | 'warn';
+    rebirthOnUnknown: boolean;
+    warn: (msg: string, data: Record<string, unknown>) => void;
+  }) {
+    this.source = opts.source;
+    this.maxPayloadBytes = opts.maxPayloadBytes;
+    this.onSeqGap = opts.onSeqGap;
+    this.rebirthOnUnknown = opts.rebirthOnUnknown;
+    this.warn = opts.warn;
+  }
+
+  /** Edge nodes currently online / known. */
+  nodeStates(): Array<{ node: string; online: boolean; bdSeq: string; devices: number }> {
+    return [...this.nodes].map(([node, s]) => ({ node, online: s.online, bdSeq: s.bdSeq, devices: s.devices.size }));
+  }
+
+  handle(topic: string, buf: Buffer, receivedAtMs: number): HostResult {
+    const t = parseTopic(topic);
+    if (!t || !MESSAGE_TYPES.has(t.type)) return { kind: 'ignore', reason: `not a Sparkplug B message topic: ${topic}` };
+    if ((t.type.startsWith('D') && !t.device) || (t.type.startsWith('N') && t.device)) return { kind: 'ignore', reason: `malformed Sparkplug topic ${topic}` };
+    if (buf.length > this.maxPayloadBytes) {
+      return { kind: 'dead', code: 'PAYLOAD_INVALID', reason: `payload of ${buf.length} bytes exceeds maxPayloadBytes ${this.maxPayloadBytes}` };
+    }
+    let p: Payload;
+    try {
+      p = decodePayload(buf);
+    } catch (err) {
+      return { kind: 'dead', code: 'PAYLOAD_INVALID', reason: `not a Sparkplug B payload: ${String((err as Error).message).slice(0, 200)}` };
+    }
+    const nodeKey = `${t.group}/${t.edge}`;
+    const rebirth = (why: string) => ({ group: t.group, edge: t.edge, why });
+    const ts = p.timestamp ?? receivedAtMs;
+    const receivedAt = new Date(receivedAtMs).toISOString();
+
+    if (t.type === 'NBIRTH') {
+      const bd = p.metrics.find((m) => m.name === 'bdSeq');
+      const node: NodeState = {
+        bdSeq: bd && bd.value !== null ? String(bd.value) : 'x',
+        birthTs: ts,
+        lastSeq: p.seq,
+        online: true,
+        aliases: new Map(),
+        metrics: new Map(),
+        devices: new Map(),
+        counter: 0,
+      };
+      this.nodes.set(nodeKey, node);
+      this.counters.births++;
+      const signals = this.define(node.aliases, node.metrics, p.metrics).map((m) =>
+        this.signal(t, node, undefined, m, p, receivedAt, true),
+      );
+      return { kind: 'signals', signals };
+    }
+
+    const node = this.nodes.get(nodeKey);
+    if (t.type === 'NDEATH') {
+      const bd = p.metrics.find((m) => m.name === 'bdSeq');
+      if (!node) return { kind: 'ignore', reason: `NDEATH of unknown node ${nodeKey}` };
+      if (bd && bd.value !== null && String(bd.value) !== node.bdSeq) {
+        this.counters.staleDeaths++;
+        return { kind: 'ignore', reason: `stale NDEATH of ${nodeKey}: bdSeq ${String(bd.value)}, current ${node.bdSeq}` };
+      }
+      if (!node.online) return { kind: 'ignore', reason: `${nodeKey} is already offline` };
+      node.online = false;
+      this.counters.deaths++;
+      const signals: Signal[] = [];
+      const prefix = `${t.group}/${t.edge}/-/b${node.bdSeq}/${pad(node.birthTs, 13)}/death`;
+      for (const def of node.metrics.values()) signals.push(this.stale(t.group, t.edge, undefined, def, prefix, ts, receivedAt));
+      for (const [device, dev] of node.devices) {
+        if (!dev.online) continue;
+        dev.online = false;
+        const dprefix = `${t.group}/${t.edge}/${device}/b${node.bdSeq}/${pad(dev.birthTs, 13)}/death`;
+        for (const def of dev.metrics.values()) signals.push(this.stale(t.group, t.edge, device, def, dprefix, ts, receivedAt));
+      }
+      return { kind: 'signals', signals };
+    }
+
+    // NDATA, DBIRTH, DDATA, DDEATH: need the node's birth
+    if (!node || !node.online) {
+      this.counters.unknownNode++;
+      const why = `${t.type} from ${nodeKey} before its NBIRTH`;
+      return { kind: 'ignore', reason: why, ...(this.rebirthOnUnknown ? { rebirth: rebirth(why) } : {}) };
+    }
+    let request: { group: string; edge: string; why: string } | undefined;
+    if (p.seq !== undefined) {
+      if (node.lastSeq !== undefined && p.seq !== (node.lastSeq + 1) % 256) {
+        this.counters.seqGaps++;
+        const why = `seq gap from ${nodeKey}: expected ${(node.lastSeq + 1) % 256}, got ${p.seq}`;
+        this.warn('Sparkplug seq gap: messages from this edge node were lost or reordered', { node: nodeKey, expected: (node.lastSeq + 1) % 256, got: p.seq });
+        if (this.onSeqGap === 'rebirth') request = rebirth(why);
+      }
+      node.lastSeq = p.seq;
+    }
+    node.counter++;
+
+    if (t.type === 'DBIRTH') {
+      const dev: DeviceState = { birthTs: ts, online: true, aliases: new Map(), metrics: new Map() };
+      node.devices.set(t.device!, dev);
+      this.counters.births++;
+      const signals = this.define(dev.aliases, dev.metrics, p.metrics).map((m) => this.signal(t, node, t.device, m, p, receivedAt, true));
+      return { kind: 'signals', signals, ...(request ? { rebirth: request } : {}) };
+    }
+
+    if (t.type === 'DDEATH') {
+      const dev = node.devices.get(t.device!);
+      if (!dev || !dev.online) return { kind: 'ignore', reason: `DDEATH of unknown or offline device ${nodeKey}/${t.device}`, ...(request ? { rebirth: request } : {}) };
+      dev.online = false;
+      this.counters.deaths++;
+      const prefix = `${t.group}/${t.edge}/${t.device}/b${node.bdSeq}/${pad(dev.birthTs, 13)}/death`;
+      const signals = [...dev.metrics.values()].map((def) => this.stale(t.group, t.edge, t.device, def, prefix, ts, receivedAt));
+      return { kind: 'signals', signals, ...(request ? { rebirth: request } : {}) };
+    }
+
+    // NDATA / DDATA
+    let aliases = node.aliases;
+    if (t.type === 'DDATA') {
+      const dev = node.devices.get(t.device!);
+      if (!dev || !dev.online) {
+        this.counters.unknownNode++;
+        const why = `DDATA from ${nodeKey}/${t.device} before its DBIRTH`;
+        return { kind: 'ignore', reason: why, ...(this.rebirthOnUnknown ? { rebirth: rebirth(why) } : request ? { rebirth: request } : {}) };
+      }
+      aliases = dev.aliases;
+    }
+    const signals: Signal[] = [];
+    for (const m of p.metrics) {
+      const name = m.name ?? (m.alias !== undefined ? (aliases.get(m.alias) ?? node.aliases.get(m.alias))?.name : undefined);
+      if (!name) {
+        this.counters.unknownAlias++;
+        const why = `${t.type} from ${nodeKey} uses alias ${m.alias} that its birth did not define`;
+        if (this.rebirthOnUnknown) request ??= rebirth(why);
+        continue;
+      }
+      signals.push(this.signal(t, node, t.device, { ...m, name }, p, receivedAt, false));
+    }
+    return { kind: 'signals', signals, ...(request ? { rebirth: request } : {}) };
+  }
+
+  /** Records a birth's metrics and aliases; returns the metrics to emit as baseline values. */
+  private define(aliases: Map<number, MetricDef>, metrics: Map<string, MetricDef>, list: Metric[]): Array<Metric & { name: string }> {
+    const out: Array<Metric & { name: string }> = [];
+    for (const m of list) {
+      if (!m.name || m.name === 'bdSeq' || m.name.startsWith('Node Control/')) continue;
+      const def = { name: m.name, type: m.type };
+      metrics.set(m.name, def);
+      if (m.alias !== undefined) aliases.set(m.alias, def);
+      out.push({ ...m, name: m.name });
+    }
+    return out;
+  }
+
+  private signal(t: ParsedTopic, node: NodeState, device: string | undefined, m: Metric & { name: string }, p: Payload, receivedAt: string, baseline: boolean): Signal {
+    // identity of the message: its timestamp and seq within this birth session (redelivery gives the same key)
+    const msgId = p.timestamp !== undefined ? `${pad(p.timestamp, 13)}/${pad(p.seq ?? 0, 3)}` : `n${pad(node.birthTs, 13)}/${pad(node.counter, 9)}`;
+    const prefix = `${t.group}/${t.edge}/${device ?? '-'}/b${node.bdSeq}/${msgId}`;
+    const time = m.timestamp ?? p.timestamp;
+    return {
+      source: this.source,
+      ref: `${t.group}/${t.edge}/${device ? `${device}/` : ''}${m.name}`.slice(0, 500),
+      value: m.value,
+      quality: 'good',
+      sourceTime: iso(time, receivedAt),
+      receivedAt,
+      sourceId: metricKey(prefix, m.name),
+      ...(baseline ? { baseline: true } : {}),
+      meta: { messageType: t.type, datatype: m.type, bdSeq: node.bdSeq, ...(p.seq !== undefined ? { seq: p.seq } : {}) },
+    };
+  }
+
+  private stale(group: string, edge: string, device: string | undefined, def: MetricDef, prefix: string, ts: number, receivedAt: string): Signal {
+    const value: SignalValue = null;
+    return {
+      source: this.source,
+      ref: `${group}/${edge}/${device ? `${device}/` : ''}${def.name}`.slice(0, 500),
+      value,
+      quality: 'bad',
+      sourceTime: iso(ts, receivedAt),
+      receivedAt,
+      sourceId: metricKey(prefix, def.name),
+      meta: { messageType: device ? 'DDEATH' : 'NDEATH', stale: true },
+    };
+  }
+}
