@@ -13,7 +13,11 @@ const HELP = `plantbridge-agent ${VERSION} — reads machines, keeps a durable o
 
 Usage:
   plantbridge-agent run [--config FILE]              run the agent (Ctrl-C / SIGTERM stop it cleanly)
-  plantbridge-agent check-config [--config FILE]     validate the config offline and exit
+  plantbridge-agent enroll --hub URL --token T [--config FILE]
+                                                     exchange a one-time enrollment token for this agent's credential
+  plantbridge-agent check-config [--config FILE] [--live]
+                                                     validate the config offline; --live also connects to every
+                                                     source and the hub and checks what the config relies on
   plantbridge-agent outbox stats [--config FILE]     pending, oldest age, dead letters, disk use (JSON)
   plantbridge-agent outbox dead-letters [--config FILE] [--limit N]
   plantbridge-agent outbox replay <id> [--config FILE]
@@ -50,6 +54,8 @@ function stopSignal(): Promise<string> {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // enroll has its own options (--hub, --token)
+  if (argv[0] === 'enroll') return (await import('./enrollment/enroll.ts')).enrollMain(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({
@@ -92,13 +98,18 @@ async function main(argv: string[]): Promise<number> {
         `${configFile}: valid (config version ${version}; agent ${config.agent.id}, plant ${config.agent.plant}, ` +
           `${config.drivers.length} driver(s), ${config.rules.length} rule(s), mode ${config.agent.mode})\n`,
       );
-      if (values.live) process.stdout.write('--live: connection checks are not available yet in this version; the offline checks passed\n');
-      return 0;
+      if (!values.live) return 0;
+      const { checkLiveAll } = await import('./check-live.ts');
+      const live = await checkLiveAll(config);
+      process.stdout.write(`${live.lines.join('\n')}\n${live.ok ? 'live checks passed' : 'live checks FAILED'}\n`);
+      return live.ok ? 0 : 2;
     }
     case 'run': {
       const { config, version } = loadAgentConfig(configFile);
       const { runAgent } = await import('./main.ts');
-      return runAgent(config, version, stop!);
+      // in the single executable, better-sqlite3's addon is extracted to the state directory
+      const { nativeBindingPath } = await import('../installers/build/sea-runtime.ts');
+      return runAgent(config, version, stop!, nativeBindingPath(config.agent.stateDir));
     }
     case 'outbox': {
       const { config } = loadAgentConfig(configFile);
