@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
@@ -15,6 +14,7 @@ import type { AgentConfig } from './config/schema.ts';
 import type { Driver, DriverHealth } from './drivers/driver.ts';
 import { createDriver } from './drivers/registry.ts';
 import { Forwarder } from './forwarder/forwarder.ts';
+import { forwarderOptionsFromConfig } from './forwarder/options.ts';
 import { createAgentMetrics } from './health/metrics.ts';
 import { startStatusServer } from './health/status-server.ts';
 import { createLogger } from './log.ts';
@@ -97,7 +97,8 @@ export function buildAgent(opts: AgentOptions): Agent {
     const stats = outbox?.stats();
     const alarms = outbox?.alarms() ?? [];
     const fw = forwarder?.state();
-    if (fw?.state === 'unauthorised') alarms.push({ code: 'UNAUTHENTICATED', message: 'the hub refuses this agent\'s credential', since: new Date().toISOString() });
+    // credential refused, hub certificate refused: the forwarder keeps everything and says why
+    if (fw?.alarm) alarms.push(fw.alarm);
     const ok = driverHealth.every((d) => d.state === 'up') && stats !== undefined && !stats.full && alarms.length === 0;
     return {
       ok,
@@ -210,15 +211,10 @@ export function buildAgent(opts: AgentOptions): Agent {
       }
       if (config.agent.mode === 'live') {
         forwarder = new Forwarder({
+          ...forwarderOptionsFromConfig(config),
           outbox,
-          hubUrl: config.hub.url,
-          token: config.hub.token,
-          agentId: config.agent.id,
           log: log.child({ component: 'forwarder' }),
-          batchSize: config.hub.batchSize,
-          requestTimeoutMs: config.hub.requestTimeout,
-          retryMaxDelayMs: config.hub.retryMaxDelay,
-          ...(config.hub.ca ? { ca: readFileSync(config.hub.ca, 'utf8') } : {}),
+          registry: metrics.registry,
           onForwarded: (n) => metrics.forwarded.inc(n),
           onRejected: (n) => metrics.forwardRejected.inc(n),
           onError: (kind) => metrics.forwardErrors.inc({ kind }),

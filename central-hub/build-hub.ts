@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { ErrorCodes, PlantBridgeError, VERSION, type ErrorBody, type Transaction } from '../contracts/index.ts';
@@ -20,7 +19,7 @@ import { createAdapter } from './erp/registry.ts';
 import { createHubMetrics } from './metrics.ts';
 import { fleetStatus } from './monitor/fleet-status.ts';
 import type { HubStore, PostingOutcome } from './store/hub-store.ts';
-import { SqliteHubStore } from './store/sqlite/sqlite-store.ts';
+import { openHubStore } from './store/open-store.ts';
 import { createHubLogger } from './log.ts';
 
 export interface HubOptions {
@@ -44,14 +43,6 @@ export interface Hub {
   /** registers static agents, starts posting, listens */
   start(): Promise<void>;
   stop(): Promise<void>;
-}
-
-async function openStore(config: HubConfig): Promise<HubStore> {
-  if (config.store.type === 'sqlite') return new SqliteHubStore(config.store.path ?? join(config.hub.dataDir, 'hub.db'));
-  // loaded only when configured: pg is not needed by the embedded default
-  const pgModule = './store/postgres/postgres-store.ts';
-  const { PostgresHubStore } = (await import(pgModule)) as { PostgresHubStore: new (o: { connectionString: string; max: number }) => HubStore };
-  return new PostgresHubStore({ connectionString: config.store.url.reveal(), max: config.store.poolSize });
 }
 
 /**
@@ -112,7 +103,7 @@ export function buildHub(opts: HubOptions): Hub {
       return url;
     },
     async start() {
-      store ??= await openStore(config);
+      store ??= await openHubStore(config);
       await store.migrate();
       for (const a of config.agents) await store.upsertAgent({ id: a.id, plants: a.plants, tokenHash: tokenHash(a.token.reveal()) });
       const s = store;

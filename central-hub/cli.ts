@@ -8,6 +8,9 @@ const HELP = `plantbridge-hub ${VERSION} — receives plant transactions, posts 
 Usage:
   plantbridge-hub serve [--config FILE]           run the hub (Ctrl-C / SIGTERM stop it cleanly)
   plantbridge-hub check-config [--config FILE]    validate the config offline and exit
+  plantbridge-hub agents add --plant P [--plant P2] --name N [--ttl 24h]
+                                                  one-time enrollment token for agent N (its agent.id)
+  plantbridge-hub agents list [--json] | revoke --name N | rotate --name N
   plantbridge-hub dead-letters list [--json] [--limit N]
   plantbridge-hub dead-letters show <seq|key>
   plantbridge-hub dead-letters replay <seq>        queue again after a fix (the ERP is checked first)
@@ -39,6 +42,8 @@ function stopSignal(): Promise<string> {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // agents has its own options (--plant, --name, --ttl)
+  if (argv[0] === 'agents') return (await import('./enrollment/agents-cli.ts')).agentsMain(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({

@@ -1,22 +1,13 @@
 import { userInfo } from 'node:os';
 import type { HubConfig } from './config/schema.ts';
-import type { HubStore } from './store/hub-store.ts';
-import { SqliteHubStore } from './store/sqlite/sqlite-store.ts';
-import { join } from 'node:path';
+import { openHubStore } from './store/open-store.ts';
 
 /**
  * `plantbridge-hub dead-letters list | show <seq|key> | replay <seq> | discard <seq> --reason "…"`.
  * Works on the live store beside a running hub; every action is audited with the operator's name.
  */
-export async function openConfiguredStore(config: HubConfig): Promise<HubStore> {
-  if (config.store.type === 'sqlite') return new SqliteHubStore(config.store.path ?? join(config.hub.dataDir, 'hub.db'));
-  const pgModule = './store/postgres/postgres-store.ts';
-  const { PostgresHubStore } = (await import(pgModule)) as { PostgresHubStore: new (o: { connectionString: string; max: number }) => HubStore };
-  return new PostgresHubStore({ connectionString: config.store.url.reveal(), max: 2 });
-}
-
 export async function deadLettersCommand(config: HubConfig, sub: string | undefined, arg: string | undefined, opts: { reason?: string; json?: boolean; limit?: number }): Promise<number> {
-  const store = await openConfiguredStore(config);
+  const store = await openHubStore(config);
   const actor = `cli:${userInfo().username}`;
   const out = (s: string) => process.stdout.write(`${s}\n`);
   try {

@@ -1,28 +1,36 @@
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
+import type { Agent as HttpAgent } from 'node:http';
+import type { Agent as HttpsAgent } from 'node:https';
+import { gzipSync } from 'node:zlib';
 import got, { type Got } from 'got';
 import pRetry, { AbortError } from 'p-retry';
 import type { Logger } from 'pino';
+import { Gauge, Histogram, type Registry } from 'prom-client';
 import {
   ErrorCodes,
   PlantBridgeError,
   schemaId,
   ulid,
   type ErrorCode,
-  type IngestBatch,
   type IngestResult,
+  type Outcome,
+  type OutcomesResponse,
   type Secret,
 } from '../../contracts/index.ts';
 import { backoffDelay } from '../drivers/driver.ts';
 import type { ClaimedTx, Outbox, Settlement } from '../outbox/outbox.ts';
+import { explainTlsError, hubAgents } from './hub-tls.ts';
 
 /**
  * Claim -> ship -> settle (DESIGN.md §2). Items leave the outbox only with the hub's per-item result:
  * accepted and duplicate become `sent`, rejected ones become dead letters with the hub's code, and
  * anything unclear (network, 5xx, 429, a crash of this process) comes back later through the lease.
+ *
+ * Order: the outbox never leases one order's items twice at once, and one claim is split into lanes by
+ * work center and order, so the items of one order travel in one lane, in outbox order, one request
+ * after the other. Different orders travel in parallel lanes (up to `inFlight` requests).
  */
 export interface ForwarderOptions {
-  outbox: Outbox;
+  outbox: Pick<Outbox, 'claim' | 'settle' | 'stats'>;
   hubUrl: string;
   token: Secret;
   agentId: string;
@@ -31,22 +39,56 @@ export interface ForwarderOptions {
   maxBatchBytes?: number;
   leaseMs?: number;
   requestTimeoutMs?: number;
+  /** cap of the jittered exponential backoff (default 60 s) */
   retryMaxDelayMs?: number;
-  /** requests in flight at once; items of one order are never in two of them */
+  /** attempts of one request before its items go back to the outbox with a delay */
+  retries?: number;
+  /** requests in flight at once (1-4); items of one order are never in two of them */
   inFlight?: number;
   /** PEM text of the CA that signed the hub's certificate */
   ca?: string;
+  /** SHA-256 fingerprint of the hub's certificate, pinned */
+  fingerprint?: string;
+  /** allow http:// to a host that is not this machine (a trusted TLS-terminating proxy) */
+  allowPlainHttp?: boolean;
+  /** gzip request bodies (Content-Encoding: gzip) */
+  gzip?: boolean;
   idleMs?: number;
+  /** where the ERP outcomes of sent transactions go; without it they are not fetched */
+  outcomes?: OutcomeSink;
+  outcomesIntervalMs?: number;
+  /** backlog, rate, ETA, in-flight and request-duration metrics are registered here when given */
+  registry?: Registry;
+  /** how often drain progress is measured and, while there is a backlog, logged */
+  progressIntervalMs?: number;
   onForwarded?: (n: number) => void;
   onRejected?: (n: number) => void;
   onError?: (kind: string) => void;
 }
 
+/**
+ * Receives the ERP outcomes of this agent's transactions (GET /v1/agents/me/outcomes) and marks the
+ * sent rows posted or failed; it keeps the cursor with them (same commit), so a restart resumes.
+ */
+export interface OutcomeSink {
+  cursor(): string;
+  apply(items: Array<{ idempotencyKey: string; outcome: Outcome }>, cursor: string): void;
+}
+
 export interface ForwarderState {
-  state: 'idle' | 'sending' | 'backoff' | 'unauthorised' | 'stopped';
+  state: 'idle' | 'sending' | 'backoff' | 'unauthorised' | 'tls-refused' | 'stopped';
   lastError?: string;
   lastSuccessAt?: string;
   consecutiveFailures: number;
+  /** set while an operator must act (credential refused, hub certificate refused) */
+  alarm?: { code: string; message: string; since: string };
+}
+
+export interface DrainProgress {
+  backlog: number;
+  ratePerS: number;
+  /** seconds until the backlog is gone at the current rate; null while nothing moves */
+  etaS: number | null;
 }
 
 class HttpStatusError extends Error {
@@ -61,6 +103,8 @@ class HttpStatusError extends Error {
   }
 }
 
+class TlsRefused extends Error {}
+
 export function parseRetryAfter(value: string | string[] | undefined, nowMs = Date.now()): number | undefined {
   const v = Array.isArray(value) ? value[0] : value;
   if (!v) return undefined;
@@ -69,34 +113,58 @@ export function parseRetryAfter(value: string | string[] | undefined, nowMs = Da
   return Number.isNaN(t) ? undefined : Math.max(0, t - nowMs);
 }
 
+const LOOPBACK = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/;
+const BATCH_OVERHEAD = 200;
+
+type Resolved = Required<Omit<ForwarderOptions, 'ca' | 'fingerprint' | 'outcomes' | 'registry' | 'onForwarded' | 'onRejected' | 'onError'>> &
+  Pick<ForwarderOptions, 'ca' | 'fingerprint' | 'outcomes' | 'registry' | 'onForwarded' | 'onRejected' | 'onError'>;
+
 export class Forwarder {
-  private readonly o: Required<Omit<ForwarderOptions, 'ca' | 'onForwarded' | 'onRejected' | 'onError'>> & Pick<ForwarderOptions, 'ca' | 'onForwarded' | 'onRejected' | 'onError'>;
+  private readonly o: Resolved;
   private readonly http: Got;
   private running = false;
-  private loops: Promise<void>[] = [];
+  private loopDone: Promise<void> | undefined;
+  private outcomesDone: Promise<void> | undefined;
+  private readonly active = new Set<Promise<void>>();
   private readonly waiters = new Set<() => void>();
   private status: ForwarderState = { state: 'idle', consecutiveFailures: 0 };
   private readonly agents: { http: HttpAgent; https: HttpsAgent };
   private forwardedTotal = 0;
+  private pauseUntil = 0;
+  private inFlightRequests = 0;
+  private readonly progress = { backlog: 0, ratePerS: 0, etaS: null as number | null, at: 0, forwardedAt: 0, draining: false, drainStartedAt: 0, drainStartForwarded: 0, lastLogAt: 0 };
+  private readonly m: { backlog: Gauge; rate: Gauge; eta: Gauge; inFlight: Gauge; seconds: Histogram } | undefined;
 
   constructor(opts: ForwarderOptions) {
     this.o = {
       batchSize: 500,
       maxBatchBytes: 4 * 1024 * 1024,
-      leaseMs: 120_000,
+      // a lane may hold several batches, each retried for up to ~(retries + 1) x requestTimeout: the lease outlasts that
+      leaseMs: 600_000,
       requestTimeoutMs: 30_000,
       retryMaxDelayMs: 60_000,
+      retries: 4,
       inFlight: 2,
+      allowPlainHttp: false,
+      gzip: false,
       idleMs: 500,
+      outcomesIntervalMs: 30_000,
+      progressIntervalMs: 5_000,
       ...opts,
     };
-    this.agents = { http: new HttpAgent({ keepAlive: true, maxSockets: 8 }), https: new HttpsAgent({ keepAlive: true, maxSockets: 8, ...(opts.ca ? { ca: opts.ca } : {}) }) };
+    this.o.inFlight = Math.max(1, Math.min(4, this.o.inFlight));
+    const url = new URL(this.o.hubUrl);
+    if (url.protocol === 'http:' && !LOOPBACK.test(url.hostname) && !this.o.allowPlainHttp) {
+      throw new PlantBridgeError('CONFIG_INVALID', `hub.url ${url.origin} is plain http to another machine: the credential would travel unencrypted. Use https://, or set hub.allowPlainHttp: true behind a trusted TLS-terminating proxy`);
+    }
+    this.agents = hubAgents({ ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.fingerprint ? { fingerprint: opts.fingerprint } : {}) });
     this.http = got.extend({
       prefixUrl: this.o.hubUrl.replace(/\/+$/, ''),
       retry: { limit: 0 },
       throwHttpErrors: false,
       timeout: { request: this.o.requestTimeoutMs },
       agent: this.agents,
+      // verification stays on in every mode; a pinned certificate is checked by the agent's socket factory
       https: this.o.ca ? { certificateAuthority: this.o.ca, rejectUnauthorized: true } : { rejectUnauthorized: true },
       headers: { 'user-agent': 'plantbridge-agent' },
       hooks: {
@@ -107,6 +175,22 @@ export class Forwarder {
         ],
       },
     });
+    if (opts.registry) {
+      const registers = [opts.registry];
+      this.m = {
+        backlog: new Gauge({ name: 'plantbridge_agent_forward_backlog_transactions', help: 'Transactions waiting to be forwarded (measured while forwarding)', registers }),
+        rate: new Gauge({ name: 'plantbridge_agent_forward_rate_per_second', help: 'Transactions the hub confirmed per second, recent', registers }),
+        eta: new Gauge({ name: 'plantbridge_agent_forward_eta_seconds', help: 'Seconds until the backlog is drained at the recent rate (-1: not moving)', registers }),
+        inFlight: new Gauge({ name: 'plantbridge_agent_forward_in_flight_requests', help: 'Ingest requests in flight', registers }),
+        seconds: new Histogram({
+          name: 'plantbridge_agent_forward_request_seconds',
+          help: 'Duration of ingest requests, by outcome',
+          labelNames: ['outcome'],
+          buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+          registers,
+        }),
+      };
+    }
   }
 
   state(): ForwarderState {
@@ -117,10 +201,17 @@ export class Forwarder {
     return this.forwardedTotal;
   }
 
+  /** Backlog, recent rate and ETA, as last measured (every progressIntervalMs while forwarding). */
+  drainProgress(): DrainProgress {
+    return { backlog: this.progress.backlog, ratePerS: this.progress.ratePerS, etaS: this.progress.etaS };
+  }
+
   start(): void {
     if (this.running) return;
     this.running = true;
-    this.loops = Array.from({ length: this.o.inFlight }, () => this.loop());
+    this.progress.at = performance.now();
+    this.loopDone = this.loop();
+    if (this.o.outcomes) this.outcomesDone = this.outcomesLoop(this.o.outcomes);
   }
 
   /** New transactions were committed: ship them without waiting for the idle poll. */
@@ -132,7 +223,8 @@ export class Forwarder {
   async stop(): Promise<void> {
     this.running = false;
     this.notify();
-    await Promise.allSettled(this.loops);
+    await this.loopDone;
+    await this.outcomesDone;
     this.status.state = 'stopped';
     this.agents.http.destroy();
     this.agents.https.destroy();
@@ -152,38 +244,76 @@ export class Forwarder {
 
   private async loop(): Promise<void> {
     while (this.running) {
+      this.measureProgress();
+      const free = this.o.inFlight - this.active.size;
+      if (free <= 0) {
+        await Promise.race(this.active);
+        continue;
+      }
+      const pause = this.pauseUntil - Date.now();
+      if (pause > 0) {
+        await Promise.race([...this.active, this.sleep(pause)]);
+        continue;
+      }
       let claimed: ClaimedTx[];
       try {
-        claimed = this.o.outbox.claim(this.o.batchSize, this.o.leaseMs, this.o.maxBatchBytes);
+        claimed = this.o.outbox.claim(free * this.o.batchSize, this.o.leaseMs, free * this.o.maxBatchBytes);
       } catch (err) {
         this.o.log.warn({ err }, 'Could not claim from the outbox; will retry');
         await this.sleep(1000);
         continue;
       }
       if (claimed.length === 0) {
-        if (this.status.state === 'sending') this.status.state = 'idle';
-        await this.sleep(this.o.idleMs);
+        if (this.active.size === 0 && this.status.state === 'sending') this.status.state = 'idle';
+        await Promise.race([...this.active, this.sleep(this.o.idleMs)]);
         continue;
       }
-      this.status.state = 'sending';
-      const delay = await this.ship(claimed);
-      if (delay > 0 && this.running) await this.sleep(delay);
+      this.status.state = this.status.state === 'idle' || this.status.state === 'backoff' ? 'sending' : this.status.state;
+      for (const lane of splitLanes(claimed, free)) {
+        const p: Promise<void> = this.runLane(lane).finally(() => this.active.delete(p));
+        this.active.add(p);
+      }
+    }
+    await Promise.allSettled([...this.active]);
+  }
+
+  /** Ships one lane's batches one after the other; after a failure the rest goes back, keeping order. */
+  private async runLane(items: ClaimedTx[]): Promise<void> {
+    let rest = items;
+    while (rest.length > 0) {
+      const batch = this.cut(rest);
+      rest = rest.slice(batch.length);
+      const delay = await this.ship(batch);
+      if (delay !== undefined) {
+        if (rest.length) this.o.outbox.settle(rest.map((c) => ({ seq: c.seq, status: 'retry' as const, delayMs: delay })));
+        return;
+      }
     }
   }
 
-  /** Ships one batch and settles every item. Returns how long this loop should pause (backoff). */
-  private async ship(claimed: ClaimedTx[]): Promise<number> {
-    const batch: IngestBatch = {
-      schema: schemaId('ingest-batch', 1, 0),
-      batchId: ulid(),
-      agentId: this.o.agentId,
-      sentAt: new Date().toISOString(),
-      items: claimed.map((c) => c.tx as unknown as Record<string, unknown>),
-    };
-    const log = this.o.log.child({ batchId: batch.batchId });
+  /** The longest prefix within batchSize and maxBatchBytes (at least one item). */
+  private cut(items: ClaimedTx[]): ClaimedTx[] {
+    let bytes = BATCH_OVERHEAD;
+    let n = 0;
+    while (n < items.length && n < this.o.batchSize) {
+      bytes += items[n].bytes + 1;
+      if (n > 0 && bytes > this.o.maxBatchBytes) break;
+      n++;
+    }
+    return items.slice(0, n);
+  }
+
+  /** Ships one batch and settles every item. Returns undefined when done, else the delay its items got. */
+  private async ship(claimed: ClaimedTx[]): Promise<number | undefined> {
+    const batchId = ulid();
+    const log = this.o.log.child({ batchId });
+    const started = performance.now();
+    this.inFlightRequests++;
+    this.m?.inFlight.set(this.inFlightRequests);
     try {
-      const result = await pRetry(() => this.post(batch), {
-        retries: 4,
+      const body = serialiseBatch(batchId, this.o.agentId, claimed);
+      const result = await pRetry(() => this.post(body), {
+        retries: this.o.retries,
         factor: 2,
         minTimeout: 250,
         maxTimeout: this.o.retryMaxDelayMs,
@@ -191,19 +321,46 @@ export class Forwarder {
         shouldRetry: ({ error }) => this.running && isRetriable(error),
         onFailedAttempt: async ({ error, retriesLeft }) => {
           this.o.onError?.(errorKind(error));
-          if (retriesLeft > 0 && error instanceof HttpStatusError && error.retryAfterMs !== undefined) {
+          if (retriesLeft > 0 && this.running && error instanceof HttpStatusError && error.retryAfterMs !== undefined) {
             await this.sleep(Math.min(error.retryAfterMs, this.o.retryMaxDelayMs));
           }
         },
       });
+      this.m?.seconds.observe({ outcome: 'ok' }, (performance.now() - started) / 1000);
       this.settleResult(claimed, result, log);
-      this.status.consecutiveFailures = 0;
-      this.status.lastSuccessAt = new Date().toISOString();
-      delete this.status.lastError;
-      return 0;
+      if (this.status.state !== 'sending' || this.status.alarm) log.info({ previous: this.status.state }, 'Hub reachable again: forwarding');
+      this.status = { state: 'sending', consecutiveFailures: 0, lastSuccessAt: new Date().toISOString() };
+      return undefined;
     } catch (err) {
+      this.m?.seconds.observe({ outcome: 'failed' }, (performance.now() - started) / 1000);
+      if (err instanceof HttpStatusError && err.status === 413) return this.tooLarge(claimed, err, log);
       return this.settleFailure(claimed, err, log);
+    } finally {
+      this.inFlightRequests--;
+      this.m?.inFlight.set(this.inFlightRequests);
     }
+  }
+
+  /** 413: ship smaller batches from now on, and this one in halves, in order. */
+  private async tooLarge(claimed: ClaimedTx[], err: HttpStatusError, log: Logger): Promise<number | undefined> {
+    if (claimed.length === 1) {
+      log.warn({ idempotencyKey: claimed[0].tx.idempotencyKey, bytes: claimed[0].bytes }, 'A single transaction is larger than the hub accepts: dead-lettered');
+      this.o.outbox.settle([{ seq: claimed[0].seq, status: 'dead', code: 'PAYLOAD_TOO_LARGE', reason: `413: ${err.message}` }]);
+      this.o.onRejected?.(1);
+      return undefined;
+    }
+    const bytes = claimed.reduce((s, c) => s + c.bytes, BATCH_OVERHEAD);
+    this.o.maxBatchBytes = Math.max(16 * 1024, Math.min(this.o.maxBatchBytes, Math.floor(bytes / 2)));
+    this.o.batchSize = Math.max(1, Math.min(this.o.batchSize, Math.floor(claimed.length / 2)));
+    log.warn({ batchSize: this.o.batchSize, maxBatchBytes: this.o.maxBatchBytes }, 'The hub said the batch is too large: shipping smaller batches');
+    const half = Math.ceil(claimed.length / 2);
+    const first = await this.ship(claimed.slice(0, half));
+    if (first !== undefined) {
+      // the first half failed and went back: the second must not overtake it
+      this.o.outbox.settle(claimed.slice(half).map((c) => ({ seq: c.seq, status: 'retry' as const, delayMs: first })));
+      return first;
+    }
+    return this.ship(claimed.slice(half));
   }
 
   /** Sends a heartbeat through the same authenticated, TLS-verified client. Best effort: never throws. */
@@ -222,24 +379,58 @@ export class Forwarder {
     }
   }
 
-  private async post(batch: IngestBatch): Promise<IngestResult> {
+  /** Fetches ERP outcomes after the sink's cursor until there are no more. Returns how many arrived. */
+  async pollOutcomes(sink: OutcomeSink): Promise<number> {
+    let n = 0;
+    for (;;) {
+      const res = await this.http.get('v1/agents/me/outcomes', { searchParams: { since: sink.cursor(), limit: '1000' }, responseType: 'text' });
+      if (res.statusCode !== 200) throw new HttpStatusError(res.statusCode, `outcomes: hub answered ${res.statusCode}`);
+      const body = JSON.parse(res.body) as OutcomesResponse;
+      if (body.items.length > 0) sink.apply(body.items, body.cursor);
+      n += body.items.length;
+      if (!body.more || !this.running) return n;
+    }
+  }
+
+  private async outcomesLoop(sink: OutcomeSink): Promise<void> {
+    while (this.running) {
+      try {
+        const n = await this.pollOutcomes(sink);
+        if (n > 0) this.o.log.debug({ outcomes: n }, 'ERP outcomes received');
+      } catch (err) {
+        this.o.log.debug({ err: err instanceof Error ? err.message : String(err) }, 'Could not fetch ERP outcomes; will try again');
+      }
+      await this.sleep(this.o.outcomesIntervalMs);
+    }
+  }
+
+  private async post(body: string): Promise<IngestResult> {
+    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    let payload: string | Buffer = body;
+    if (this.o.gzip) {
+      payload = gzipSync(body, { level: 1 });
+      headers['content-encoding'] = 'gzip';
+    }
     let res;
     try {
-      res = await this.http.post('v1/ingest', { json: batch, responseType: 'text' });
+      res = await this.http.post('v1/ingest', { body: payload, headers, responseType: 'text' });
     } catch (err) {
-      // network errors, timeouts, TLS failures: nothing is known about the batch, retry
+      const why = explainTlsError(err, { ...(this.o.ca ? { ca: this.o.ca } : {}), ...(this.o.fingerprint ? { fingerprint: this.o.fingerprint } : {}) });
+      // a certificate the agent refuses does not fix itself within seconds: no fast retries
+      if (why) throw new AbortError(new TlsRefused(why));
+      // network errors, timeouts: nothing is known about the batch, retry
       throw err instanceof Error ? err : new Error(String(err));
     }
     const retryAfterMs = parseRetryAfter(res.headers['retry-after']);
-    let body: any;
+    let parsed: any;
     try {
-      body = JSON.parse(res.body);
+      parsed = JSON.parse(res.body);
     } catch {
-      body = undefined;
+      parsed = undefined;
     }
-    if (res.statusCode === 200 && body && Array.isArray(body.results)) return body as IngestResult;
-    const code: string | undefined = body?.error?.code;
-    const message: string = body?.error?.message ?? `hub answered ${res.statusCode}`;
+    if (res.statusCode === 200 && parsed && Array.isArray(parsed.results)) return parsed as IngestResult;
+    const code: string | undefined = parsed?.error?.code;
+    const message: string = parsed?.error?.message ?? `hub answered ${res.statusCode}`;
     throw new HttpStatusError(res.statusCode, message, retryAfterMs, code);
   }
 
@@ -257,7 +448,7 @@ export class Forwarder {
         settlements.push({ seq: c.seq, status: 'sent', result: r });
         sent++;
       } else if (r.code && (ErrorCodes as Record<string, { retriable: boolean }>)[r.code]?.retriable) {
-        settlements.push({ seq: c.seq, status: 'retry', delayMs: backoffDelay(c.attempts, 1000, this.o.retryMaxDelayMs), reason: r.reason });
+        settlements.push({ seq: c.seq, status: 'retry', delayMs: backoffDelay(c.attempts, 1000, this.o.retryMaxDelayMs), ...(r.reason ? { reason: r.reason } : {}) });
       } else {
         settlements.push({ seq: c.seq, status: 'dead', code: r.code ?? 'SCHEMA_INVALID', reason: r.reason ?? 'rejected by the hub' });
         rejected++;
@@ -270,43 +461,115 @@ export class Forwarder {
     if (rejected) this.o.onRejected?.(rejected);
   }
 
-  private settleFailure(claimed: ClaimedTx[], err: unknown, log: Logger): number {
+  private settleFailure(claimed: ClaimedTx[], err: unknown, log: Logger): number | undefined {
     this.status.consecutiveFailures++;
     this.status.lastError = err instanceof Error ? err.message : String(err);
     const delay = backoffDelay(this.status.consecutiveFailures, 1000, this.o.retryMaxDelayMs);
+    const putBack = (wait: number) => {
+      this.o.outbox.settle(claimed.map((c) => ({ seq: c.seq, status: 'retry' as const, delayMs: wait })));
+      this.pauseUntil = Math.max(this.pauseUntil, Date.now() + wait);
+      return wait;
+    };
+    if (err instanceof TlsRefused) {
+      // the operator must act; keep everything and look again slowly
+      if (this.status.state !== 'tls-refused') log.error({ reason: err.message }, `Refusing the hub's TLS certificate: ${err.message}. Transactions are kept.`);
+      this.status.state = 'tls-refused';
+      this.status.alarm ??= { code: 'HUB_TLS_REFUSED', message: err.message, since: new Date().toISOString() };
+      return putBack(this.o.retryMaxDelayMs);
+    }
     if (err instanceof HttpStatusError && !isRetriable(err)) {
       if (err.status === 401) {
         // a credential problem is not the items' fault: keep them, alarm, and retry slowly
+        if (this.status.state !== 'unauthorised') {
+          log.error({ status: err.status, code: err.code, reason: err.message }, 'The hub refused this agent\'s credential: transactions are kept; fix the credential (plantbridge-agent enroll)');
+        }
         this.status.state = 'unauthorised';
-        log.error({ status: err.status, code: err.code }, 'The hub refused this agent\'s credential: transactions are kept; fix the credential (enroll again)');
-        this.o.outbox.settle(claimed.map((c) => ({ seq: c.seq, status: 'retry' as const, delayMs: delay })));
-        return delay;
-      }
-      if (err.status === 413 && claimed.length > 1) {
-        // too large for the hub: put back and ship smaller batches
-        this.o.maxBatchBytes = Math.max(64 * 1024, Math.floor(this.o.maxBatchBytes / 2));
-        this.o.batchSize = Math.max(1, Math.floor(claimed.length / 2));
-        log.warn({ batchSize: this.o.batchSize }, 'Hub said the batch is too large; shipping smaller batches');
-        this.o.outbox.settle(claimed.map((c) => ({ seq: c.seq, status: 'retry' as const, delayMs: 0 })));
-        return 0;
+        this.status.alarm ??= { code: 'UNAUTHENTICATED', message: `the hub refuses this agent's credential: ${err.message}`, since: new Date().toISOString() };
+        return putBack(Math.max(delay, Math.min(this.o.retryMaxDelayMs, 10_000)));
       }
       const code = (err.code && err.code in ErrorCodes ? err.code : 'SCHEMA_INVALID') as ErrorCode;
-      log.warn({ status: err.status, code, reason: err.message }, 'Hub refused the batch: its items are dead-lettered with the hub\'s reason');
+      log.warn({ status: err.status, code, reason: err.message, items: claimed.length }, 'Hub refused the batch: its items are dead-lettered with the hub\'s reason');
       this.o.outbox.settle(claimed.map((c) => ({ seq: c.seq, status: 'dead' as const, code, reason: `${err.status}: ${err.message}` })));
       this.o.onRejected?.(claimed.length);
-      return 0;
+      return undefined;
     }
+    if (this.status.state !== 'backoff') log.warn({ err: this.status.lastError, retryInMs: delay, items: claimed.length }, 'Hub not reachable or busy; transactions stay in the outbox');
     this.status.state = 'backoff';
-    log.warn({ err: this.status.lastError, retryInMs: delay, items: claimed.length }, 'Hub not reachable or busy; transactions stay in the outbox');
     const retryAfter = err instanceof HttpStatusError ? err.retryAfterMs : undefined;
-    const wait = Math.min(this.o.retryMaxDelayMs, Math.max(delay, retryAfter ?? 0));
-    this.o.outbox.settle(claimed.map((c) => ({ seq: c.seq, status: 'retry' as const, delayMs: wait })));
-    return wait;
+    return putBack(Math.min(this.o.retryMaxDelayMs, Math.max(delay, retryAfter ?? 0)));
+  }
+
+  /** Backlog, rate and ETA: measured every progressIntervalMs; logged every 10 s while a backlog drains. */
+  private measureProgress(force = false): void {
+    const now = performance.now();
+    const p = this.progress;
+    const dt = (now - p.at) / 1000;
+    if (!force && dt * 1000 < this.o.progressIntervalMs) return;
+    let backlog = p.backlog;
+    try {
+      backlog = this.o.outbox.stats().pending;
+    } catch {
+      // a busy outbox: keep the last value
+    }
+    const moved = this.forwardedTotal - p.forwardedAt;
+    const rate = dt > 0 ? moved / dt : 0;
+    p.ratePerS = p.ratePerS === 0 ? rate : 0.5 * p.ratePerS + 0.5 * rate;
+    p.backlog = backlog;
+    p.etaS = p.ratePerS > 0.01 ? Math.round(backlog / p.ratePerS) : null;
+    p.at = now;
+    p.forwardedAt = this.forwardedTotal;
+    this.m?.backlog.set(backlog);
+    this.m?.rate.set(p.ratePerS);
+    this.m?.eta.set(p.etaS ?? -1);
+    const threshold = this.o.batchSize * this.o.inFlight * 4;
+    if (!p.draining && backlog > threshold) {
+      p.draining = true;
+      p.drainStartedAt = now;
+      p.drainStartForwarded = this.forwardedTotal;
+      p.lastLogAt = now;
+      this.o.log.info({ backlog }, 'Backlog to forward: draining');
+    } else if (p.draining && backlog <= this.o.batchSize) {
+      p.draining = false;
+      const s = (now - p.drainStartedAt) / 1000;
+      this.o.log.info({ forwarded: this.forwardedTotal - p.drainStartForwarded, seconds: Math.round(s), backlog }, 'Backlog drained');
+    } else if (p.draining && now - p.lastLogAt >= 10_000) {
+      p.lastLogAt = now;
+      this.o.log.info({ backlog, ratePerS: Math.round(p.ratePerS), etaS: p.etaS }, 'Draining backlog');
+    }
   }
 }
 
+/** One batch frame as JSON text (the claimed items are the outbox's own JSON, re-serialised once). */
+function serialiseBatch(batchId: string, agentId: string, claimed: ClaimedTx[]): string {
+  return JSON.stringify({ schema: schemaId('ingest-batch', 1, 0), batchId, agentId, sentAt: new Date().toISOString(), items: claimed.map((c) => c.tx) });
+}
+
+/**
+ * Splits a claim into at most `lanes` lanes: every work center + order goes whole into one lane, in
+ * outbox order; the biggest orders are placed first on the emptiest lane so lanes finish together.
+ */
+export function splitLanes(claimed: ClaimedTx[], lanes: number): ClaimedTx[][] {
+  if (lanes <= 1) return [claimed];
+  const byOrder = new Map<string, ClaimedTx[]>();
+  for (const c of claimed) {
+    const k = `${c.tx.workCenter ?? ''}:${c.tx.data.order}`;
+    const list = byOrder.get(k);
+    if (list) list.push(c);
+    else byOrder.set(k, [c]);
+  }
+  const out: ClaimedTx[][] = Array.from({ length: Math.min(lanes, byOrder.size) }, () => []);
+  for (const group of [...byOrder.values()].sort((a, b) => b.length - a.length)) {
+    let best = out[0];
+    for (const l of out) if (l.length < best.length) best = l;
+    best.push(...group);
+  }
+  // within a lane, keep outbox order across orders too (not required, but predictable)
+  for (const l of out) l.sort((a, b) => a.seq - b.seq);
+  return out.filter((l) => l.length > 0);
+}
+
 function isRetriable(err: unknown): boolean {
-  if (err instanceof AbortError) return false;
+  if (err instanceof AbortError || err instanceof TlsRefused) return false;
   if (err instanceof HttpStatusError) return err.status === 429 || err.status >= 500;
   if (err instanceof PlantBridgeError) return err.retriable;
   // got's RequestError, TimeoutError, connection errors
@@ -315,6 +578,7 @@ function isRetriable(err: unknown): boolean {
 
 function errorKind(err: unknown): string {
   if (err instanceof HttpStatusError) return `http_${err.status}`;
+  if (err instanceof TlsRefused) return 'tls';
   const code = (err as { code?: string }).code;
   return code ? code.toLowerCase() : 'network';
 }

@@ -25,6 +25,18 @@ export function fleetRoutes(app: FastifyInstance, deps: { store: HubStore; offli
       transactions: await store.listTransactions({ limit, ...(q.state ? { state: q.state as PostingState } : {}), ...(q.plant ? { plant: q.plant } : {}) }),
     };
   });
+  app.get('/v1/fleet/agents/:id/history', async (req) => {
+    const { id } = req.params as { id: string };
+    const q = req.query as Record<string, string | undefined>;
+    const limit = Math.min(6000, Math.max(1, Number(q.limit ?? 240) || 240));
+    return { agentId: id, history: await store.heartbeatHistory(id, limit) };
+  });
+  app.get('/v1/fleet/transactions/:key/lineage', async (req) => {
+    const { key } = req.params as { key: string };
+    const l = await store.lineage(key);
+    if (!l) throw new PlantBridgeError('NOT_FOUND', `no transaction with idempotency key ${key}`);
+    return l;
+  });
   app.get('/v1/fleet/transactions/:key', async (req) => {
     const { key } = req.params as { key: string };
     const tx = await store.getTransaction(key);

@@ -6,7 +6,7 @@ import { requireAgent } from './auth.ts';
 
 /** POST /v1/heartbeat — answers with the hub's clock so the agent can report its offset. */
 export function heartbeatRoutes(app: FastifyInstance, deps: { store: HubStore; metrics: HubMetricsSet }): void {
-  app.post('/v1/heartbeat', { preHandler: requireAgent(deps.store) }, async (req) => {
+  app.post('/v1/heartbeat', { onRequest: requireAgent(deps.store) }, async (req) => {
     const agent = req.agent!;
     const v = validate(agentHeartbeatSchema, req.body);
     if (!v.ok) throw new PlantBridgeError('SCHEMA_INVALID', issuesToText(v.issues), { details: v.issues, correlationId: req.id });

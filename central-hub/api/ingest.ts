@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
   PlantBridgeError,
   ingestBatchSchema,
@@ -21,13 +21,19 @@ import type { RateLimiter } from './rate-limit.ts';
  */
 export function ingestRoutes(app: FastifyInstance, deps: { store: HubStore; metrics: HubMetricsSet; limiter: RateLimiter; onAccepted: () => void }): void {
   const { store, metrics, limiter } = deps;
-  app.post('/v1/ingest', { preHandler: requireAgent(store) }, async (req, reply) => {
-    const agent = req.agent!;
-    const wait = limiter.take(agent.id);
+  // authentication and the rate limit run before the body is read: refused requests cost no parsing
+  const authenticate = requireAgent(store);
+  const onRequest = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    await authenticate(req, reply);
+    const wait = limiter.take(req.agent!.id);
     if (wait > 0) {
-      reply.header('retry-after', String(Math.ceil(wait / 1000)));
-      throw new PlantBridgeError('RATE_LIMITED', `too many requests from agent ${agent.id}; retry after ${Math.ceil(wait / 1000)} s`, { correlationId: req.id });
+      reply.header('retry-after', String(Math.max(1, Math.ceil(wait / 1000))));
+      metrics.rejected.inc({ code: 'RATE_LIMITED' });
+      throw new PlantBridgeError('RATE_LIMITED', `too many requests from agent ${req.agent!.id}; retry after ${Math.ceil(wait / 1000)} s`, { correlationId: req.id });
     }
+  };
+  app.post('/v1/ingest', { onRequest }, async (req) => {
+    const agent = req.agent!;
     const frame = validate(ingestBatchSchema, req.body);
     if (!frame.ok) throw new PlantBridgeError('SCHEMA_INVALID', issuesToText(frame.issues), { details: frame.issues, correlationId: req.id });
     const batch = frame.value;
@@ -56,20 +62,27 @@ export function ingestRoutes(app: FastifyInstance, deps: { store: HubStore; metr
       valid.push({ index, tx: v.value });
     });
     if (foreignPlants.size > 0) {
-      await store.audit({ actor: `agent:${agent.id}`, action: 'ingest.plant_mismatch', detail: { plants: [...foreignPlants], allowed: agent.plants, batchId: batch.batchId } });
+      metrics.rejected.inc({ code: 'PLANT_MISMATCH' }, batch.items.length);
+      await store.audit({ actor: `agent:${agent.id}`, action: 'ingest.plant_mismatch', target: agent.id, detail: { plants: [...foreignPlants], allowed: agent.plants, batchId: batch.batchId, items: batch.items.length, ip: req.ip } });
       req.log.warn({ agentId: agent.id, plants: [...foreignPlants] }, 'Agent tried to write for a plant it is not enrolled for');
       throw new PlantBridgeError('PLANT_MISMATCH', `agent ${agent.id} may write for ${agent.plants.join(', ')} only, not ${[...foreignPlants].join(', ')}`, { correlationId: req.id });
     }
     if (valid.length > 0) {
-      const stored = await store.ingest(agent.id, valid.map((v) => v.tx), new Date());
+      const stored = await store.ingest(agent.id, valid.map((v) => v.tx), new Date(), { batchId: batch.batchId });
       let accepted = 0;
+      let duplicates = 0;
+      const perPlant = new Map<string, number>();
       stored.forEach((r, i) => {
         results[valid[i].index] = r;
         if (r.status === 'accepted') {
           accepted++;
-          metrics.received.inc({ plant: valid[i].tx.plant });
-        } else metrics.duplicate.inc();
+          const plant = valid[i].tx.plant;
+          perPlant.set(plant, (perPlant.get(plant) ?? 0) + 1);
+        } else duplicates++;
       });
+      // one metrics update per batch and plant, not per item
+      for (const [plant, n] of perPlant) metrics.received.inc({ plant }, n);
+      if (duplicates) metrics.duplicate.inc(duplicates);
       if (accepted > 0) deps.onAccepted();
     }
     const body: IngestResult = {

@@ -6,8 +6,15 @@ import {
   orderKeyOf,
   outcomeFromRow,
   quantityOf,
+  lineageDetail,
+  type AgentInfo,
   type AgentRecord,
   type AgentStatusRow,
+  type HeartbeatPoint,
+  type LineageEvent,
+  type NewEnrollment,
+  type OutcomeEvent,
+  type RedeemResult,
   type AuditEvent,
   type HubStore,
   type PostingJob,
@@ -81,6 +88,41 @@ const MIGRATIONS = [
     detail TEXT
   );
   `,
+  // 2: enrollment, ERP outcomes for the agents, lineage events, batch ids
+  `
+  ALTER TABLE agents ADD COLUMN created_at TEXT;
+  ALTER TABLE agents ADD COLUMN credential_at TEXT;
+  ALTER TABLE transactions ADD COLUMN batch_id TEXT;
+  CREATE TABLE enrollments (
+    token_hash TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL,
+    plants TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at TEXT,
+    revoked_at TEXT
+  );
+  CREATE INDEX enrollments_agent ON enrollments(agent_id);
+  CREATE TABLE outcome_log (
+    id INTEGER PRIMARY KEY,
+    agent_id TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    erp_ref TEXT,
+    posted_at TEXT,
+    error_code TEXT,
+    error_message TEXT
+  );
+  CREATE INDEX outcome_log_agent ON outcome_log(agent_id, id);
+  CREATE TABLE tx_events (
+    id INTEGER PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT
+  );
+  CREATE INDEX tx_events_seq ON tx_events(seq, id);
+  `,
 ];
 
 type Row = Record<string, any>;
@@ -119,9 +161,21 @@ export class SqliteHubStore implements HubStore {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
+    // the inline auto-checkpoint halves batched inserts and stalls commits: checkpoint on a timer instead
+    this.db.pragma('wal_autocheckpoint = 0');
     this.migrateSync();
     this.s = this.prepare();
+    this.checkpointTimer = setInterval(() => {
+      try {
+        if (this.db.open) this.db.pragma('wal_checkpoint(PASSIVE)');
+      } catch {
+        // busy or closing: the next tick tries again
+      }
+    }, 1000);
+    this.checkpointTimer.unref();
   }
+
+  private readonly checkpointTimer: NodeJS.Timeout;
 
   private migrateSync(): void {
     const version = this.db.pragma('user_version', { simple: true }) as number;
@@ -138,8 +192,8 @@ export class SqliteHubStore implements HubStore {
   private prepare() {
     const db = this.db;
     return {
-      insertTx: db.prepare(`INSERT INTO transactions(idempotency_key, id, type, plant, agent_id, work_center, order_no, order_key, qty, uom, event_time, received_at, body)
-        VALUES (@key, @id, @type, @plant, @agentId, @workCenter, @order, @orderKey, @qty, @uom, @eventTime, @receivedAt, @body)
+      insertTx: db.prepare(`INSERT INTO transactions(idempotency_key, id, type, plant, agent_id, work_center, order_no, order_key, qty, uom, event_time, received_at, body, batch_id)
+        VALUES (@key, @id, @type, @plant, @agentId, @workCenter, @order, @orderKey, @qty, @uom, @eventTime, @receivedAt, @body, @batchId)
         ON CONFLICT(idempotency_key) DO NOTHING`),
       byKey: db.prepare('SELECT * FROM transactions WHERE idempotency_key = ?'),
       claim: db.prepare(`SELECT t.seq, t.body, t.attempts, t.order_key FROM transactions t
@@ -153,7 +207,61 @@ export class SqliteHubStore implements HubStore {
         WHERE seq = ? AND state = 'queued' AND lease_owner = ?`),
       retry: db.prepare(`UPDATE transactions SET next_attempt_at = ?, in_doubt = MAX(in_doubt, ?), error_code = ?, error_message = ?, lease_owner = NULL, lease_until = NULL
         WHERE seq = ? AND state = 'queued' AND lease_owner = ?`),
+      logOutcome: db.prepare(`INSERT INTO outcome_log(agent_id, idempotency_key, state, erp_ref, posted_at, error_code, error_message)
+        SELECT agent_id, idempotency_key, state, erp_ref, posted_at, error_code, error_message FROM transactions WHERE seq = ?`),
+      txEvent: db.prepare('INSERT INTO tx_events(seq, at, kind, detail) VALUES (?, ?, ?, ?)'),
+      agentByHash: db.prepare('SELECT * FROM agents WHERE token_hash = ?'),
+      heartbeat: db.prepare('INSERT INTO heartbeats(agent_id, received_at, body) VALUES (?, ?, ?) ON CONFLICT(agent_id) DO UPDATE SET received_at = excluded.received_at, body = excluded.body'),
+      heartbeatHistory: db.prepare('INSERT INTO heartbeat_history(agent_id, received_at, pending, dead_letters, drivers_up, drivers_total) VALUES (?, ?, ?, ?, ?, ?)'),
+      trimHistory: db.prepare('DELETE FROM heartbeat_history WHERE agent_id = ? AND id < (SELECT MIN(id) FROM (SELECT id FROM heartbeat_history WHERE agent_id = ? ORDER BY id DESC LIMIT 6000))'),
     };
+  }
+
+  private groupQueue: Array<{ fn: () => unknown; resolve: (v: any) => void; reject: (e: unknown) => void }> = [];
+  private groupScheduled = false;
+
+  /**
+   * Group commit: writes that arrive in the same event-loop turn (many agents' requests, heartbeats,
+   * posting outcomes) share one IMMEDIATE transaction and one fsync; each runs in its own savepoint, so
+   * one failing write rolls back alone. Every promise resolves only after the commit is durable.
+   */
+  private group<T>(fn: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.groupQueue.push({ fn, resolve, reject });
+      if (!this.groupScheduled) {
+        this.groupScheduled = true;
+        setImmediate(() => this.flushGroup());
+      }
+    });
+  }
+
+  private flushGroup(): void {
+    this.groupScheduled = false;
+    const group = this.groupQueue;
+    this.groupQueue = [];
+    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    try {
+      if (!this.db.open) throw new Error('hub store is closed');
+      this.db
+        .transaction(() => {
+          for (const g of group) {
+            try {
+              outcomes.push({ ok: true, value: this.db.transaction(g.fn)() });
+            } catch (error) {
+              outcomes.push({ ok: false, error });
+            }
+          }
+        })
+        .immediate();
+    } catch (err) {
+      for (const g of group) g.reject(err);
+      return;
+    }
+    group.forEach((g, i) => {
+      const o = outcomes[i];
+      if (o.ok) g.resolve(o.value);
+      else g.reject(o.error);
+    });
   }
 
   async migrate(): Promise<void> {
@@ -161,6 +269,8 @@ export class SqliteHubStore implements HubStore {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.checkpointTimer);
+    if (this.groupQueue.length > 0) this.flushGroup();
     if (this.db.open) this.db.close();
   }
 
@@ -173,15 +283,15 @@ export class SqliteHubStore implements HubStore {
   }
 
   async findAgentByTokenHash(tokenHash: string): Promise<AgentRecord | undefined> {
-    const r = this.db.prepare('SELECT * FROM agents WHERE token_hash = ?').get(tokenHash) as Row | undefined;
+    const r = this.s.agentByHash.get(tokenHash) as Row | undefined;
     if (!r) return undefined;
     return { id: r.id, plants: JSON.parse(r.plants), tokenHash: r.token_hash, ...(r.revoked_at ? { revokedAt: r.revoked_at } : {}) };
   }
 
-  async ingest(agentId: string, items: Transaction[], receivedAt: Date): Promise<ItemResult[]> {
+  async ingest(agentId: string, items: Transaction[], receivedAt: Date, meta: { batchId?: string } = {}): Promise<ItemResult[]> {
     const at = receivedAt.toISOString();
-    return this.db
-      .transaction(() =>
+    const batchId = meta.batchId ?? null;
+    return this.group(() =>
         items.map((tx): ItemResult => {
           const q = quantityOf(tx);
           const r = this.s.insertTx.run({
@@ -198,29 +308,23 @@ export class SqliteHubStore implements HubStore {
             eventTime: tx.eventTime,
             receivedAt: at,
             body: JSON.stringify(tx),
+            batchId,
           });
           if (r.changes === 1) return { id: tx.id, idempotencyKey: tx.idempotencyKey, status: 'accepted' };
           const existing = toTxRow(this.s.byKey.get(tx.idempotencyKey) as Row);
           return { id: tx.id, idempotencyKey: tx.idempotencyKey, status: 'duplicate', outcome: outcomeFromRow(existing) };
         }),
-      )
-      .immediate();
+    );
   }
 
   async recordHeartbeat(hb: AgentHeartbeat, receivedAt: Date): Promise<void> {
     const at = receivedAt.toISOString();
-    this.db
-      .transaction(() => {
-        this.db
-          .prepare('INSERT INTO heartbeats(agent_id, received_at, body) VALUES (?, ?, ?) ON CONFLICT(agent_id) DO UPDATE SET received_at = excluded.received_at, body = excluded.body')
-          .run(hb.agentId, at, JSON.stringify(hb));
-        this.db
-          .prepare('INSERT INTO heartbeat_history(agent_id, received_at, pending, dead_letters, drivers_up, drivers_total) VALUES (?, ?, ?, ?, ?, ?)')
-          .run(hb.agentId, at, hb.outbox.pending, hb.outbox.deadLetters, hb.drivers.filter((d) => d.state === 'up').length, hb.drivers.length);
-        // keep about a day of history per agent at 15 s intervals
-        this.db.prepare('DELETE FROM heartbeat_history WHERE agent_id = ? AND id < (SELECT MIN(id) FROM (SELECT id FROM heartbeat_history WHERE agent_id = ? ORDER BY id DESC LIMIT 6000))').run(hb.agentId, hb.agentId);
-      })
-      .immediate();
+    return this.group(() => {
+      this.s.heartbeat.run(hb.agentId, at, JSON.stringify(hb));
+      this.s.heartbeatHistory.run(hb.agentId, at, hb.outbox.pending, hb.outbox.deadLetters, hb.drivers.filter((d) => d.state === 'up').length, hb.drivers.length);
+      // keep about a day of history per agent at 15 s intervals (trimmed now and then, not on every beat)
+      if (Math.random() < 0.02) this.s.trimHistory.run(hb.agentId, hb.agentId);
+    });
   }
 
   async claimPostings(limit: number, leaseMs: number, owner: string, now = new Date()): Promise<PostingJob[]> {
@@ -237,11 +341,16 @@ export class SqliteHubStore implements HubStore {
   }
 
   async completePosting(seq: number, owner: string, o: PostingOutcome, now = new Date()): Promise<boolean> {
-    let r;
-    if (o.kind === 'posted') r = this.s.posted.run(o.erpRef, now.toISOString(), seq, owner);
-    else if (o.kind === 'failed') r = this.s.failed.run(o.code, o.erpCode ? `${o.erpCode}: ${o.message}` : o.message, seq, owner);
-    else r = this.s.retry.run(now.getTime() + o.delayMs, o.inDoubt ? 1 : 0, o.code, o.message, seq, owner);
-    return r.changes === 1;
+    return this.group(() => {
+        let r;
+        if (o.kind === 'posted') r = this.s.posted.run(o.erpRef, now.toISOString(), seq, owner);
+        else if (o.kind === 'failed') r = this.s.failed.run(o.code, o.erpCode ? `${o.erpCode}: ${o.message}` : o.message, seq, owner);
+        else r = this.s.retry.run(now.getTime() + o.delayMs, o.inDoubt ? 1 : 0, o.code, o.message, seq, owner);
+        if (r.changes !== 1) return false;
+        if (o.kind !== 'retry') this.s.logOutcome.run(seq);
+        this.s.txEvent.run(seq, now.toISOString(), `posting.${o.kind}`, JSON.stringify(lineageDetail(o, owner)));
+        return true;
+      });
   }
 
   async replay(seq: number, actor: string): Promise<boolean> {
@@ -250,7 +359,10 @@ export class SqliteHubStore implements HubStore {
         const r = this.db
           .prepare("UPDATE transactions SET state = 'queued', next_attempt_at = 0, attempts = CASE WHEN attempts > 0 THEN attempts ELSE 0 END WHERE seq = ? AND state = 'failed'")
           .run(seq);
-        if (r.changes === 1) this.auditSync({ actor, action: 'dead-letter.replay', target: String(seq) });
+        if (r.changes === 1) {
+          this.auditSync({ actor, action: 'dead-letter.replay', target: String(seq) });
+          this.s.txEvent.run(seq, new Date().toISOString(), 'replay', JSON.stringify({ actor }));
+        }
         return r.changes === 1;
       })
       .immediate();
@@ -260,7 +372,11 @@ export class SqliteHubStore implements HubStore {
     return this.db
       .transaction(() => {
         const r = this.db.prepare("UPDATE transactions SET state = 'discarded' WHERE seq = ? AND state = 'failed'").run(seq);
-        if (r.changes === 1) this.auditSync({ actor, action: 'dead-letter.discard', target: String(seq), detail: { reason } });
+        if (r.changes === 1) {
+          this.auditSync({ actor, action: 'dead-letter.discard', target: String(seq), detail: { reason } });
+          this.s.txEvent.run(seq, new Date().toISOString(), 'discard', JSON.stringify({ actor, reason }));
+          this.s.logOutcome.run(seq);
+        }
         return r.changes === 1;
       })
       .immediate();
@@ -309,6 +425,111 @@ export class SqliteHubStore implements HubStore {
     const out: Record<PostingState, number> = { queued: 0, posted: 0, failed: 0, discarded: 0 };
     for (const r of this.db.prepare('SELECT state, COUNT(*) AS n FROM transactions GROUP BY state').all() as Row[]) out[r.state as PostingState] = r.n;
     return out;
+  }
+
+  async createEnrollment(e: NewEnrollment, actor: string): Promise<void> {
+    this.db
+      .transaction(() => {
+        this.db
+          .prepare('INSERT INTO enrollments(token_hash, agent_id, plants, created_at, expires_at) VALUES (?, ?, ?, ?, ?)')
+          .run(e.tokenHash, e.agentId, JSON.stringify(e.plants), new Date().toISOString(), e.expiresAt.getTime());
+        this.auditSync({ actor, action: 'agent.enrollment_created', target: e.agentId, detail: { plants: e.plants, expiresAt: e.expiresAt.toISOString() } });
+      })
+      .immediate();
+  }
+
+  async redeemEnrollment(tokenHash: string, credentialHash: string, now = new Date()): Promise<RedeemResult> {
+    return this.db
+      .transaction((): RedeemResult => {
+        const e = this.db.prepare('SELECT * FROM enrollments WHERE token_hash = ?').get(tokenHash) as Row | undefined;
+        const refuse = (reason: 'unknown' | 'used' | 'expired' | 'revoked'): RedeemResult => {
+          this.auditSync({ actor: e ? `agent:${e.agent_id}` : 'unknown', action: 'agent.enrollment_refused', ...(e ? { target: e.agent_id } : {}), detail: { reason } });
+          return { ok: false, reason };
+        };
+        if (!e) return refuse('unknown');
+        if (e.used_at) return refuse('used');
+        if (e.revoked_at) return refuse('revoked');
+        if (e.expires_at <= now.getTime()) return refuse('expired');
+        const at = now.toISOString();
+        this.db.prepare('UPDATE enrollments SET used_at = ? WHERE token_hash = ?').run(at, tokenHash);
+        this.db
+          .prepare(`INSERT INTO agents(id, plants, token_hash, revoked_at, created_at, credential_at) VALUES (?, ?, ?, NULL, ?, ?)
+            ON CONFLICT(id) DO UPDATE SET plants = excluded.plants, token_hash = excluded.token_hash, revoked_at = NULL, credential_at = excluded.credential_at`)
+          .run(e.agent_id, e.plants, credentialHash, at, at);
+        this.auditSync({ actor: `agent:${e.agent_id}`, action: 'agent.enrolled', target: e.agent_id, detail: { plants: JSON.parse(e.plants) } });
+        return { ok: true, agent: { id: e.agent_id, plants: JSON.parse(e.plants), tokenHash: credentialHash } };
+      })
+      .immediate();
+  }
+
+  async revokeAgent(agentId: string, actor: string): Promise<boolean> {
+    return this.db
+      .transaction(() => {
+        const at = new Date().toISOString();
+        const a = this.db.prepare('UPDATE agents SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(at, agentId).changes;
+        const e = this.db.prepare('UPDATE enrollments SET revoked_at = ? WHERE agent_id = ? AND used_at IS NULL AND revoked_at IS NULL').run(at, agentId).changes;
+        if (a + e > 0) this.auditSync({ actor, action: 'agent.revoked', target: agentId, detail: { credential: a > 0, enrollmentTokens: e } });
+        return a + e > 0;
+      })
+      .immediate();
+  }
+
+  private agentInfoRows(where: string, ...args: unknown[]): AgentInfo[] {
+    const now = Date.now();
+    const rows = this.db
+      .prepare(
+        `SELECT ids.id,
+           a.plants AS a_plants, a.created_at, a.credential_at, a.revoked_at, h.received_at,
+           (SELECT plants FROM enrollments e WHERE e.agent_id = ids.id ORDER BY created_at DESC LIMIT 1) AS e_plants,
+           (SELECT MIN(created_at) FROM enrollments e WHERE e.agent_id = ids.id) AS e_created,
+           (SELECT COUNT(*) FROM enrollments e WHERE e.agent_id = ids.id AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?) AS pending
+         FROM (SELECT id FROM agents UNION SELECT agent_id AS id FROM enrollments) ids
+         LEFT JOIN agents a ON a.id = ids.id LEFT JOIN heartbeats h ON h.agent_id = ids.id ${where} ORDER BY ids.id`,
+      )
+      .all(now, ...args) as Row[];
+    return rows.map((r) => ({
+      id: r.id,
+      plants: JSON.parse(r.a_plants ?? r.e_plants ?? '[]'),
+      enrolled: r.a_plants !== null,
+      createdAt: r.created_at ?? r.e_created ?? new Date(0).toISOString(),
+      credentialAt: r.credential_at ?? null,
+      revokedAt: r.revoked_at ?? null,
+      lastHeartbeatAt: r.received_at ?? null,
+      pendingEnrollments: r.pending,
+    }));
+  }
+
+  async getAgent(agentId: string): Promise<AgentInfo | undefined> {
+    return this.agentInfoRows('WHERE ids.id = ?', agentId)[0];
+  }
+
+  async listAgentInfo(): Promise<AgentInfo[]> {
+    return this.agentInfoRows('');
+  }
+
+  async outcomesSince(agentId: string, cursor: number, limit: number): Promise<{ items: OutcomeEvent[]; cursor: number }> {
+    const rows = this.db.prepare('SELECT * FROM outcome_log WHERE agent_id = ? AND id > ? ORDER BY id LIMIT ?').all(agentId, cursor, limit) as Row[];
+    const items = rows.map((r) => ({
+      cursor: r.id,
+      idempotencyKey: r.idempotency_key,
+      outcome: outcomeFromRow({ state: r.state, erpRef: r.erp_ref, postedAt: r.posted_at, errorCode: r.error_code, errorMessage: r.error_message }),
+    }));
+    return { items, cursor: items.length ? items[items.length - 1].cursor : cursor };
+  }
+
+  async lineage(key: string): Promise<{ transaction: TransactionRow & { body: Transaction; batchId: string | null }; events: LineageEvent[] } | undefined> {
+    const r = this.s.byKey.get(key) as Row | undefined;
+    if (!r) return undefined;
+    const events: LineageEvent[] = [{ at: r.received_at, kind: 'received', detail: { agentId: r.agent_id, batchId: r.batch_id } }];
+    for (const e of this.db.prepare('SELECT * FROM tx_events WHERE seq = ? ORDER BY id').all(r.seq) as Row[]) {
+      events.push({ at: e.at, kind: e.kind, ...(e.detail ? { detail: JSON.parse(e.detail) } : {}) });
+    }
+    return { transaction: { ...toTxRow(r), body: JSON.parse(r.body), batchId: r.batch_id ?? null }, events };
+  }
+
+  async heartbeatHistory(agentId: string, limit: number): Promise<HeartbeatPoint[]> {
+    const rows = this.db.prepare('SELECT * FROM heartbeat_history WHERE agent_id = ? ORDER BY id DESC LIMIT ?').all(agentId, limit) as Row[];
+    return rows.reverse().map((r) => ({ receivedAt: r.received_at, pending: r.pending, deadLetters: r.dead_letters, driversUp: r.drivers_up, driversTotal: r.drivers_total }));
   }
 
   private auditSync(e: AuditEvent): void {

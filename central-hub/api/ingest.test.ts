@@ -1,0 +1,182 @@
+import assert from 'node:assert/strict';
+import { gzipSync } from 'node:zlib';
+import { after, before, describe, it } from 'node:test';
+import { schemaId, ulid, type Transaction } from '../../contracts/index.ts';
+import { testTx } from '../store/test-tx.ts';
+import { removeDir, startTestHub, type TestHub } from './test-hub.ts';
+
+const batch = (agentId: string, items: unknown[], extra: Record<string, unknown> = {}) => ({
+  schema: schemaId('ingest-batch', 1, 0),
+  batchId: ulid(),
+  agentId,
+  sentAt: new Date().toISOString(),
+  items,
+  ...extra,
+});
+
+void describe('hub API: ingest, outcomes, heartbeat (SQLite store, real hub on port 0)', () => {
+  let t: TestHub;
+  let token: string;
+  const post = (path: string, body: unknown, tok = token, headers: Record<string, string> = {}) =>
+    fetch(`${t.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${tok}`, ...headers }, body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body) });
+
+  before(async () => {
+    t = await startTestHub({ bodyLimit: '64KiB', rateLimitPerAgent: 1000 });
+    token = await t.addAgent('edge-1', ['P1']);
+  });
+  after(async () => {
+    await t.stop();
+    removeDir(t.dir);
+  });
+
+  void it('accepts, answers duplicates with the original outcome, and rejects a bad item alone', async () => {
+    const a = testTx();
+    const bad = { ...testTx(), data: { ...testTx().data, yield: { qty: -1, uom: 'EA' } } } as Transaction;
+    const r1 = await post('/v1/ingest', batch('edge-1', [a, bad]));
+    assert.equal(r1.status, 200);
+    const b1 = await r1.json().then((x): any => x);
+    assert.deepEqual(b1.results.map((r: { status: string }) => r.status), ['accepted', 'rejected']);
+    assert.equal(b1.results[1].code, 'SCHEMA_INVALID');
+    assert.match(b1.results[1].reason, /data\.yield\.qty/);
+    const r2 = await (await post('/v1/ingest', batch('edge-1', [a]))).json().then((x): any => x);
+    assert.equal(r2.results[0].status, 'duplicate');
+    assert.ok(['pending', 'posted'].includes(r2.results[0].outcome.state));
+    assert.equal((await t.hub.store.counts()).failed, 0);
+  });
+
+  void it('strict frame: unknown fields are named in a 400', async () => {
+    const r = await post('/v1/ingest', batch('edge-1', [testTx()], { priority: 'high' }));
+    assert.equal(r.status, 400);
+    const b = await r.json().then((x): any => x);
+    assert.equal(b.error.code, 'SCHEMA_INVALID');
+    assert.match(b.error.message, /priority: unknown field/);
+  });
+
+  void it('a cross-plant write is refused with 403, audited, and nothing is stored', async () => {
+    const foreign = testTx({ plant: 'P2' });
+    const mine = testTx();
+    const r = await post('/v1/ingest', batch('edge-1', [mine, foreign]));
+    assert.equal(r.status, 403);
+    assert.equal((await r.json().then((x): any => x)).error.code, 'PLANT_MISMATCH');
+    assert.equal(await t.hub.store.getTransaction(foreign.idempotencyKey), undefined);
+    assert.equal(await t.hub.store.getTransaction(mine.idempotencyKey), undefined);
+    const audit = await t.hub.store.listAudit(5);
+    const row = audit.find((e) => e.action === 'ingest.plant_mismatch');
+    assert.ok(row, 'audit row');
+    assert.equal(row.actor, 'agent:edge-1');
+    assert.deepEqual((row.detail as { plants: string[] }).plants, ['P2']);
+  });
+
+  void it('no, unknown or revoked credentials get 401; revocation is immediate', async () => {
+    assert.equal((await fetch(`${t.url}/v1/ingest`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })).status, 401);
+    assert.equal((await post('/v1/ingest', batch('edge-1', [testTx()]), 'pbc_not-a-real-credential-at-all')).status, 401);
+    const tok = await t.addAgent('edge-r', ['P1']);
+    assert.equal((await post('/v1/ingest', batch('edge-r', [testTx({ agentId: 'edge-r' })]), tok)).status, 200);
+    await t.hub.store.revokeAgent('edge-r', 'admin:test');
+    const r = await post('/v1/ingest', batch('edge-r', [testTx({ agentId: 'edge-r' })]), tok);
+    assert.equal(r.status, 401);
+    assert.equal((await r.json().then((x): any => x)).error.code, 'UNAUTHENTICATED');
+    assert.equal(r.headers.get('www-authenticate'), 'Bearer');
+  });
+
+  void it('a body over the limit gets 413 PAYLOAD_TOO_LARGE, also when gzip hides it', async () => {
+    const big = Array.from({ length: 300 }, () => testTx());
+    const r = await post('/v1/ingest', batch('edge-1', big));
+    assert.equal(r.status, 413);
+    assert.equal((await r.json().then((x): any => x)).error.code, 'PAYLOAD_TOO_LARGE');
+    const zipped = gzipSync(JSON.stringify(batch('edge-1', big)));
+    assert.ok(zipped.length < 64 * 1024);
+    const rz = await post('/v1/ingest', zipped, token, { 'content-encoding': 'gzip' });
+    assert.equal(rz.status, 413);
+  });
+
+  void it('accepts gzip bodies; corrupt gzip is a 400', async () => {
+    const a = testTx();
+    const r = await post('/v1/ingest', gzipSync(JSON.stringify(batch('edge-1', [a]))), token, { 'content-encoding': 'gzip' });
+    assert.equal(r.status, 200);
+    assert.equal((await r.json().then((x): any => x)).results[0].status, 'accepted');
+    const bad = await post('/v1/ingest', Buffer.from('not gzip at all'), token, { 'content-encoding': 'gzip' });
+    assert.equal(bad.status, 400);
+    assert.equal((await bad.json().then((x): any => x)).error.code, 'SCHEMA_INVALID');
+    const br = await post('/v1/ingest', Buffer.from('x'), token, { 'content-encoding': 'br' });
+    assert.equal(br.status, 400);
+  });
+
+  void it('outcomes: the agent gets the ERP outcomes of its own transactions after a cursor', async () => {
+    const a = testTx({ order: 'OUT-1' });
+    await post('/v1/ingest', batch('edge-1', [a]));
+    let items: Array<{ idempotencyKey: string; outcome: { state: string; erpRef?: string } }> = [];
+    let cursor = '0';
+    for (let i = 0; i < 100 && !items.some((x) => x.idempotencyKey === a.idempotencyKey); i++) {
+      const r = await fetch(`${t.url}/v1/agents/me/outcomes?since=${cursor}`, { headers: { authorization: `Bearer ${token}` } });
+      assert.equal(r.status, 200);
+      const b = await r.json().then((x): any => x);
+      items = items.concat(b.items);
+      cursor = b.cursor;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    const mine = items.find((x) => x.idempotencyKey === a.idempotencyKey);
+    assert.equal(mine?.outcome.state, 'posted');
+    assert.match(mine?.outcome.erpRef ?? '', /^DOC-/);
+    const bad = await fetch(`${t.url}/v1/agents/me/outcomes?since=abc&colour=red`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(bad.status, 400);
+    assert.match((await bad.json().then((x): any => x)).error.message, /colour: unknown field/);
+    const other = await t.addAgent('edge-o', ['P1']);
+    const theirs = await (await fetch(`${t.url}/v1/agents/me/outcomes?since=0`, { headers: { authorization: `Bearer ${other}` } })).json().then((x): any => x);
+    assert.deepEqual(theirs.items, []);
+  });
+
+  void it('heartbeats are stored with history; the fleet view says online', async () => {
+    const now = new Date().toISOString();
+    const hb = {
+      schema: schemaId('agent-heartbeat', 1, 0),
+      id: ulid(),
+      agentId: 'edge-1',
+      plant: 'P1',
+      sentAt: now,
+      version: '0.1.0',
+      uptimeS: 1,
+      configVersion: 'x',
+      mode: 'live',
+      drivers: [{ name: 'sim', type: 'simulator', state: 'up', since: now }],
+      outbox: { pending: 0, oldestPendingAgeS: 0, deadLetters: 0, bytes: 0, diskFreeBytes: 1, full: false },
+      rates: { signalsPerS: 0, forwardedPerS: 0 },
+      alarms: [],
+    };
+    const r = await post('/v1/heartbeat', hb);
+    assert.equal(r.status, 200);
+    assert.ok((await r.json().then((x): any => x)).serverTime);
+    const fleet = await (await fetch(`${t.url}/v1/fleet/agents`)).json().then((x): any => x);
+    assert.equal(fleet.agents.find((a: { id: string }) => a.id === 'edge-1').status, 'online');
+    const hist = await (await fetch(`${t.url}/v1/fleet/agents/edge-1/history`)).json().then((x): any => x);
+    assert.equal(hist.history.length, 1);
+    const wrongPlant = await post('/v1/heartbeat', { ...hb, id: ulid(), plant: 'P9' });
+    assert.equal(wrongPlant.status, 403);
+  });
+
+  void it('a storm from one agent gets 429 with Retry-After, others are not affected', async () => {
+    const t2 = await startTestHub({ rateLimitPerAgent: 2 });
+    try {
+      const tok = await t2.addAgent('edge-s', ['P1']);
+      const other = await t2.addAgent('edge-t', ['P1']);
+      const send = (tk: string, id: string) =>
+        fetch(`${t2.url}/v1/ingest`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${tk}` }, body: JSON.stringify(batch(id, [testTx({ agentId: id })])) });
+      const rs = await Promise.all(Array.from({ length: 10 }, () => send(tok, 'edge-s')));
+      const limited = rs.filter((r) => r.status === 429);
+      assert.ok(limited.length >= 5, `expected 429s, got ${rs.map((r) => r.status)}`);
+      assert.ok(Number(limited[0].headers.get('retry-after')) >= 1);
+      assert.equal((await limited[0].json().then((x): any => x)).error.code, 'RATE_LIMITED');
+      assert.equal((await send(other, 'edge-t')).status, 200);
+    } finally {
+      await t2.stop();
+      removeDir(t2.dir);
+    }
+  });
+
+  void it('healthz and metrics answer', async () => {
+    const h = await fetch(`${t.url}/healthz`);
+    assert.equal(h.status, 200);
+    const m = await (await fetch(`${t.url}/metrics`)).text();
+    assert.match(m, /plantbridge_hub_transactions_received_total/);
+  });
+});

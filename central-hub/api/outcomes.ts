@@ -1,0 +1,26 @@
+import type { FastifyInstance } from 'fastify';
+import { PlantBridgeError, issuesToText, outcomesQuerySchema, schemaId, validate, type OutcomesResponse } from '../../contracts/index.ts';
+import type { HubStore } from '../store/hub-store.ts';
+import { requireAgent } from './auth.ts';
+
+/**
+ * GET /v1/agents/me/outcomes?since=<cursor>&limit=<n> — the ERP outcomes (posted with the ERP document,
+ * or failed with a code) of the calling agent's transactions, in the order they happened. The agent keeps
+ * the cursor with the rows it marks, so a restart continues where it stopped and a replay is harmless.
+ */
+export function outcomesRoutes(app: FastifyInstance, deps: { store: HubStore }): void {
+  app.get('/v1/agents/me/outcomes', { onRequest: requireAgent(deps.store) }, async (req) => {
+    const q = validate(outcomesQuerySchema, req.query);
+    if (!q.ok) throw new PlantBridgeError('SCHEMA_INVALID', issuesToText(q.issues), { details: q.issues, correlationId: req.id });
+    const since = Number(q.value.since ?? '0');
+    const limit = Math.min(1000, Math.max(1, Number(q.value.limit ?? '500')));
+    const r = await deps.store.outcomesSince(req.agent!.id, since, limit);
+    const body: OutcomesResponse = {
+      schema: schemaId('agent-outcomes', 1, 0),
+      cursor: String(r.cursor),
+      more: r.items.length === limit,
+      items: r.items.map((i) => ({ idempotencyKey: i.idempotencyKey, outcome: i.outcome })),
+    };
+    return body;
+  });
+}

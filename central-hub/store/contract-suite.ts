@@ -1,0 +1,225 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { schemaId, ulid, type AgentHeartbeat } from '../../contracts/index.ts';
+import type { HubStore } from './hub-store.ts';
+import { testTx } from './test-tx.ts';
+
+/**
+ * The HubStore contract (DESIGN.md §4, STYLE.md habit 6): one test body, run against every store.
+ * `open` returns a fresh, empty store (a new file or a new PostgreSQL schema); `second` opens another
+ * handle on the same data, like a second hub instance. `skip` is a reason to skip (service missing).
+ */
+export interface StoreFactory {
+  open(): Promise<HubStore>;
+  second?(): Promise<HubStore>;
+  cleanup?(): Promise<void>;
+  skip?(): Promise<string | undefined>;
+}
+
+const hash = (s: string) => createHash('sha256').update(s).digest('hex');
+
+function heartbeat(agentId: string, plant: string, pending = 0): AgentHeartbeat {
+  const now = new Date().toISOString();
+  return {
+    schema: schemaId('agent-heartbeat', 1, 0),
+    id: ulid(),
+    agentId,
+    plant,
+    sentAt: now,
+    version: '0.1.0',
+    uptimeS: 5,
+    configVersion: 'abc',
+    mode: 'live',
+    drivers: [{ name: 'sim', type: 'simulator', state: 'up', since: now }],
+    outbox: { pending, oldestPendingAgeS: 0, deadLetters: 0, bytes: 0, diskFreeBytes: 1e9, full: false },
+    rates: { signalsPerS: 1, forwardedPerS: 1 },
+    alarms: [],
+  };
+}
+
+export function hubStoreContract(name: string, factory: StoreFactory): void {
+  void describe(`HubStore contract: ${name}`, async () => {
+    const reason = await factory.skip?.();
+    let store: HubStore;
+    before(async () => {
+      if (reason) return;
+      store = await factory.open();
+      await store.migrate();
+    });
+    after(async () => {
+      if (reason) return;
+      await store?.close();
+      await factory.cleanup?.();
+    });
+    const test = (title: string, fn: () => Promise<void>) => it(title, reason ? { skip: reason } : {}, fn);
+
+    void test('migrate is idempotent', async () => {
+      await store.migrate();
+      await store.migrate();
+      assert.deepEqual(await store.counts(), { queued: 0, posted: 0, failed: 0, discarded: 0 });
+    });
+
+    void test('ingest is unique by idempotency key and answers duplicates with the original outcome', async () => {
+      const a = testTx({ order: 'I-1' });
+      const b = testTx({ order: 'I-1' });
+      const r1 = await store.ingest('edge-1', [a, b], new Date(), { batchId: 'B1' });
+      assert.deepEqual(r1.map((r) => r.status), ['accepted', 'accepted']);
+      const c = testTx({ order: 'I-1' });
+      const r2 = await store.ingest('edge-1', [a, c, c], new Date(), { batchId: 'B2' });
+      assert.deepEqual(r2.map((r) => r.status), ['duplicate', 'accepted', 'duplicate']);
+      assert.deepEqual(r2[0].outcome, { state: 'pending' });
+      assert.equal(r2[0].idempotencyKey, a.idempotencyKey);
+      const row = await store.getTransaction(a.idempotencyKey);
+      assert.equal(row?.agentId, 'edge-1');
+      assert.equal(row?.body.idempotencyKey, a.idempotencyKey);
+      const lin = await store.lineage(a.idempotencyKey);
+      assert.equal(lin?.transaction.batchId, 'B1');
+      assert.equal(lin?.events[0].kind, 'received');
+    });
+
+    void test('static agents: upsert, find by token hash, revoke at once', async () => {
+      await store.upsertAgent({ id: 'static-1', plants: ['P1', 'P2'], tokenHash: hash('tok-static-1') });
+      const a = await store.findAgentByTokenHash(hash('tok-static-1'));
+      assert.deepEqual(a && { id: a.id, plants: a.plants, revoked: a.revokedAt }, { id: 'static-1', plants: ['P1', 'P2'], revoked: undefined });
+      assert.equal(await store.findAgentByTokenHash(hash('nope')), undefined);
+      assert.equal(await store.revokeAgent('static-1', 'admin'), true);
+      assert.ok((await store.findAgentByTokenHash(hash('tok-static-1')))?.revokedAt);
+      assert.equal(await store.revokeAgent('static-1', 'admin'), false);
+    });
+
+    void test('enrollment: a one-time token is redeemed once, before it expires; the hub keeps hashes only', async () => {
+      const tok = randomBytes(16).toString('hex');
+      await store.createEnrollment({ tokenHash: hash(tok), agentId: 'enr-1', plants: ['P7'], expiresAt: new Date(Date.now() + 86_400_000) }, 'admin');
+      const pending = await store.getAgent('enr-1');
+      assert.equal(pending?.enrolled, false);
+      assert.equal(pending?.pendingEnrollments, 1);
+      assert.deepEqual(pending?.plants, ['P7']);
+      const r = await store.redeemEnrollment(hash(tok), hash('cred-1'));
+      assert.equal(r.ok, true);
+      assert.deepEqual((await store.findAgentByTokenHash(hash('cred-1')))?.plants, ['P7']);
+      assert.deepEqual(await store.redeemEnrollment(hash(tok), hash('cred-2')), { ok: false, reason: 'used' });
+      assert.deepEqual(await store.redeemEnrollment(hash('unknown'), hash('cred-3')), { ok: false, reason: 'unknown' });
+      const old = randomBytes(16).toString('hex');
+      await store.createEnrollment({ tokenHash: hash(old), agentId: 'enr-2', plants: ['P7'], expiresAt: new Date(Date.now() - 1000) }, 'admin');
+      assert.deepEqual(await store.redeemEnrollment(hash(old), hash('cred-4')), { ok: false, reason: 'expired' });
+      // rotation: a new token for the same agent replaces the credential when redeemed
+      const rot = randomBytes(16).toString('hex');
+      await store.createEnrollment({ tokenHash: hash(rot), agentId: 'enr-1', plants: ['P7'], expiresAt: new Date(Date.now() + 60_000) }, 'admin');
+      assert.equal((await store.redeemEnrollment(hash(rot), hash('cred-5'))).ok, true);
+      assert.equal(await store.findAgentByTokenHash(hash('cred-1')), undefined);
+      assert.equal((await store.findAgentByTokenHash(hash('cred-5')))?.id, 'enr-1');
+      // revocation also kills unused tokens
+      const late = randomBytes(16).toString('hex');
+      await store.createEnrollment({ tokenHash: hash(late), agentId: 'enr-1', plants: ['P7'], expiresAt: new Date(Date.now() + 60_000) }, 'admin');
+      assert.equal(await store.revokeAgent('enr-1', 'admin'), true);
+      assert.ok((await store.findAgentByTokenHash(hash('cred-5')))?.revokedAt);
+      assert.deepEqual(await store.redeemEnrollment(hash(late), hash('cred-6')), { ok: false, reason: 'revoked' });
+      const info = (await store.listAgentInfo()).find((a) => a.id === 'enr-1');
+      assert.ok(info?.revokedAt);
+      const actions = (await store.listAudit(100)).map((e) => e.action);
+      for (const a of ['agent.enrollment_created', 'agent.enrolled', 'agent.enrollment_refused', 'agent.revoked']) assert.ok(actions.includes(a), a);
+    });
+
+    void test('posting queue: one head per order, leases, owner-only completion, outcomes for the agent', async () => {
+      const s = store;
+      const x1 = testTx({ order: 'Q-X', agentId: 'edge-q' });
+      const x2 = testTx({ order: 'Q-X', agentId: 'edge-q' });
+      const y1 = testTx({ order: 'Q-Y', agentId: 'edge-q' });
+      await s.ingest('edge-q', [x1, x2, y1], new Date());
+      const t0 = new Date(Date.now() + 10_000);
+      // everything from the earlier tests is queued as well: drain to our three orders by key
+      const mine = new Set([x1, x2, y1].map((t) => t.idempotencyKey));
+      const jobs = (await s.claimPostings(100, 5000, 'owner-a', t0)).filter((j) => mine.has(j.tx.idempotencyKey));
+      assert.deepEqual(jobs.map((j) => j.tx.idempotencyKey).sort(), [x1.idempotencyKey, y1.idempotencyKey].sort());
+      assert.equal(jobs[0].attempt, 1);
+      // leased: nobody else gets them; the second item of order X waits for the head
+      assert.deepEqual((await s.claimPostings(100, 5000, 'owner-b', t0)).filter((j) => mine.has(j.tx.idempotencyKey)), []);
+      const jx = jobs.find((j) => j.tx.idempotencyKey === x1.idempotencyKey)!;
+      const jy = jobs.find((j) => j.tx.idempotencyKey === y1.idempotencyKey)!;
+      assert.equal(await s.completePosting(jx.seq, 'owner-b', { kind: 'posted', erpRef: 'nope' }, t0), false);
+      assert.equal(await s.completePosting(jx.seq, 'owner-a', { kind: 'posted', erpRef: 'DOC-1' }, t0), true);
+      const next = (await s.claimPostings(100, 5000, 'owner-b', t0)).filter((j) => mine.has(j.tx.idempotencyKey));
+      assert.deepEqual(next.map((j) => j.tx.idempotencyKey), [x2.idempotencyKey]);
+      // an expired lease comes back, with attempt 2 (the adapter looks the key up first)
+      const later = new Date(t0.getTime() + 6000);
+      const again = (await s.claimPostings(100, 5000, 'owner-c', later)).filter((j) => mine.has(j.tx.idempotencyKey));
+      assert.deepEqual(again.map((j) => [j.tx.idempotencyKey, j.attempt]).sort(), [[x2.idempotencyKey, 2], [y1.idempotencyKey, 2]].sort());
+      assert.equal(await s.completePosting(jy.seq, 'owner-a', { kind: 'posted', erpRef: 'late' }, later), false, 'a lease lost to expiry is ignored');
+      const jy2 = again.find((j) => j.tx.idempotencyKey === y1.idempotencyKey)!;
+      const jx2 = again.find((j) => j.tx.idempotencyKey === x2.idempotencyKey)!;
+      assert.equal(await s.completePosting(jy2.seq, 'owner-c', { kind: 'retry', delayMs: 60_000, code: 'ERP_IN_DOUBT', message: 'timeout', inDoubt: true }, later), true);
+      assert.equal(await s.completePosting(jx2.seq, 'owner-c', { kind: 'failed', code: 'ERP_BUSINESS', message: 'order closed', erpCode: 'CO 123' }, later), true);
+      // duplicates now answer with the outcome
+      const dup = await s.ingest('edge-q', [x1, x2, y1], new Date());
+      assert.deepEqual(dup.map((r) => r.outcome?.state), ['posted', 'failed', 'pending']);
+      assert.equal(dup[0].outcome?.erpRef, 'DOC-1');
+      assert.equal(dup[1].outcome?.code, 'ERP_BUSINESS');
+      // outcomes for the agent, with a cursor
+      const o1 = await s.outcomesSince('edge-q', 0, 1);
+      assert.equal(o1.items.length, 1);
+      assert.equal(o1.items[0].idempotencyKey, x1.idempotencyKey);
+      const o2 = await s.outcomesSince('edge-q', o1.cursor, 100);
+      assert.deepEqual(o2.items.map((i) => [i.idempotencyKey, i.outcome.state]), [[x2.idempotencyKey, 'failed']]);
+      assert.deepEqual((await s.outcomesSince('edge-q', o2.cursor, 100)).items, []);
+      assert.deepEqual((await s.outcomesSince('someone-else', 0, 100)).items, []);
+      // replay puts a dead letter back; discard ends it
+      assert.equal(await s.replay(jx2.seq, 'admin'), true);
+      assert.equal((await s.outcomeOf(x2.idempotencyKey))?.state, 'pending');
+      const lin = await s.lineage(x2.idempotencyKey);
+      assert.deepEqual(lin?.events.map((e) => e.kind), ['received', 'posting.failed', 'replay']);
+      const counts = await s.counts();
+      assert.ok(counts.posted >= 1 && counts.queued >= 2);
+    });
+
+    void test('two instances never claim the same posting', async () => {
+      if (!factory.second) return;
+      const other = await factory.second();
+      try {
+        const txs = Array.from({ length: 40 }, (_, i) => testTx({ order: `C-${i}`, agentId: 'edge-c' }));
+        await store.ingest('edge-c', txs, new Date());
+        const at = new Date(Date.now() + 3_600_000);
+        const [a, b] = await Promise.all([store.claimPostings(30, 60_000, 'inst-a', at), other.claimPostings(30, 60_000, 'inst-b', at)]);
+        const seen = new Set<number>();
+        for (const j of [...a, ...b]) {
+          assert.ok(!seen.has(j.seq), `seq ${j.seq} claimed twice`);
+          seen.add(j.seq);
+        }
+        const keys = new Set(txs.map((t) => t.idempotencyKey));
+        assert.equal([...a, ...b].filter((j) => keys.has(j.tx.idempotencyKey)).length, 40);
+      } finally {
+        await other.close();
+      }
+    });
+
+    void test('heartbeats: latest per agent, history kept', async () => {
+      await store.upsertAgent({ id: 'hb-1', plants: ['P1'], tokenHash: hash('tok-hb-1') });
+      await store.recordHeartbeat(heartbeat('hb-1', 'P1', 5), new Date());
+      await store.recordHeartbeat(heartbeat('hb-1', 'P1', 7), new Date());
+      const row = (await store.listAgents()).find((a) => a.id === 'hb-1');
+      assert.equal(row?.heartbeat?.outbox.pending, 7);
+      assert.ok(row?.lastHeartbeatAt);
+      const hist = await store.heartbeatHistory('hb-1', 10);
+      assert.deepEqual(hist.map((h) => h.pending), [5, 7]);
+      assert.equal(hist[0].driversUp, 1);
+      assert.ok((await store.getAgent('hb-1'))?.lastHeartbeatAt);
+    });
+
+    void test('audit log keeps security events, newest first', async () => {
+      await store.audit({ actor: 'agent:x', action: 'ingest.plant_mismatch', detail: { plants: ['P9'] } });
+      const [last] = await store.listAudit(1);
+      assert.equal(last.action, 'ingest.plant_mismatch');
+      assert.deepEqual(last.detail, { plants: ['P9'] });
+      assert.ok(!Number.isNaN(Date.parse(last.at)));
+    });
+
+    void test('large batches keep their order (seq follows the batch)', async () => {
+      const txs = Array.from({ length: 1000 }, () => testTx({ order: 'BIG', agentId: 'edge-big' }));
+      const r = await store.ingest('edge-big', txs, new Date());
+      assert.equal(r.filter((x) => x.status === 'accepted').length, 1000);
+      const rows = await store.listTransactions({ limit: 1000 });
+      const seqOf = new Map(rows.map((x) => [x.idempotencyKey, x.seq]));
+      for (let i = 1; i < txs.length; i++) assert.ok(seqOf.get(txs[i - 1].idempotencyKey)! < seqOf.get(txs[i].idempotencyKey)!);
+    });
+  });
+}

@@ -1,0 +1,555 @@
+import { userInfo } from 'node:os';
+import pg from 'pg';
+import type { AgentHeartbeat, ItemResult, Outcome, Transaction } from '../../../contracts/index.ts';
+import {
+  lineageDetail,
+  orderKeyOf,
+  outcomeFromRow,
+  quantityOf,
+  type AgentInfo,
+  type AgentRecord,
+  type AgentStatusRow,
+  type AuditEvent,
+  type HeartbeatPoint,
+  type HubStore,
+  type LineageEvent,
+  type NewEnrollment,
+  type OutcomeEvent,
+  type PostingJob,
+  type PostingOutcome,
+  type PostingState,
+  type RedeemResult,
+  type TransactionRow,
+} from '../hub-store.ts';
+
+/**
+ * The scale-out HubStore: PostgreSQL, shared by several stateless hub instances. Idempotency is the
+ * UNIQUE index on idempotency_key; posting work is shared with `FOR UPDATE SKIP LOCKED` on the head of
+ * each order (so one order still posts in arrival order), and a lease that expires comes back.
+ *
+ * Migrations are versioned in `schema_migrations` and run under an advisory lock, so instances starting
+ * at once apply each one exactly once.
+ */
+const MIGRATIONS: string[] = [
+  `
+  CREATE TABLE agents (
+    id TEXT PRIMARY KEY,
+    plants JSONB NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    revoked_at TIMESTAMPTZ,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    credential_at TIMESTAMPTZ
+  );
+  CREATE TABLE transactions (
+    seq BIGSERIAL PRIMARY KEY,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    plant TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    batch_id TEXT,
+    work_center TEXT,
+    order_no TEXT NOT NULL,
+    order_key TEXT NOT NULL,
+    qty DOUBLE PRECISION,
+    uom TEXT,
+    event_time TEXT NOT NULL,
+    received_at TIMESTAMPTZ NOT NULL,
+    body TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'queued',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    in_doubt BOOLEAN NOT NULL DEFAULT false,
+    next_attempt_at BIGINT NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until BIGINT,
+    erp_ref TEXT,
+    posted_at TIMESTAMPTZ,
+    error_code TEXT,
+    error_message TEXT
+  );
+  CREATE INDEX transactions_queue ON transactions(order_key, seq) WHERE state = 'queued';
+  CREATE INDEX transactions_state ON transactions(state, seq);
+  CREATE INDEX transactions_agent ON transactions(agent_id, seq);
+  CREATE TABLE heartbeats (
+    agent_id TEXT PRIMARY KEY,
+    received_at TIMESTAMPTZ NOT NULL,
+    body TEXT NOT NULL
+  );
+  CREATE TABLE heartbeat_history (
+    id BIGSERIAL PRIMARY KEY,
+    agent_id TEXT NOT NULL,
+    received_at TIMESTAMPTZ NOT NULL,
+    pending BIGINT NOT NULL,
+    dead_letters BIGINT NOT NULL,
+    drivers_up INTEGER NOT NULL,
+    drivers_total INTEGER NOT NULL
+  );
+  CREATE INDEX heartbeat_history_agent ON heartbeat_history(agent_id, id);
+  CREATE TABLE audit (
+    id BIGSERIAL PRIMARY KEY,
+    at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    detail JSONB
+  );
+  CREATE TABLE enrollments (
+    token_hash TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL,
+    plants JSONB NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    expires_at TIMESTAMPTZ NOT NULL,
+    used_at TIMESTAMPTZ,
+    revoked_at TIMESTAMPTZ
+  );
+  CREATE INDEX enrollments_agent ON enrollments(agent_id);
+  CREATE TABLE outcome_log (
+    id BIGSERIAL PRIMARY KEY,
+    agent_id TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    erp_ref TEXT,
+    posted_at TIMESTAMPTZ,
+    error_code TEXT,
+    error_message TEXT
+  );
+  CREATE INDEX outcome_log_agent ON outcome_log(agent_id, id);
+  CREATE TABLE tx_events (
+    id BIGSERIAL PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    kind TEXT NOT NULL,
+    detail JSONB
+  );
+  CREATE INDEX tx_events_seq ON tx_events(seq, id);
+  `,
+];
+
+/** A stable 64-bit key for pg_advisory_xact_lock: "plantbridge-hub-migrate". */
+const MIGRATE_LOCK = 7_305_812_447_001;
+
+type Row = Record<string, any>;
+
+const iso = (v: unknown): string | null => (v === null || v === undefined ? null : v instanceof Date ? v.toISOString() : String(v));
+
+function toTxRow(r: Row): TransactionRow {
+  return {
+    seq: Number(r.seq),
+    idempotencyKey: r.idempotency_key,
+    type: r.type,
+    plant: r.plant,
+    agentId: r.agent_id,
+    workCenter: r.work_center,
+    order: r.order_no,
+    quantity: r.qty,
+    uom: r.uom,
+    eventTime: r.event_time,
+    receivedAt: iso(r.received_at)!,
+    state: r.state,
+    attempts: r.attempts,
+    inDoubt: r.in_doubt === true,
+    erpRef: r.erp_ref,
+    postedAt: iso(r.posted_at),
+    errorCode: r.error_code,
+    errorMessage: r.error_message,
+  };
+}
+
+export interface PostgresHubStoreOptions {
+  connectionString: string;
+  max?: number;
+  /** a schema to use (created if missing); default: the connection's search_path (public) */
+  schema?: string;
+}
+
+export class PostgresHubStore implements HubStore {
+  readonly kind = 'postgres' as const;
+  readonly pool: pg.Pool;
+  private readonly schema: string | undefined;
+
+  constructor(opts: PostgresHubStoreOptions) {
+    const url = new URL(opts.connectionString);
+    if (opts.schema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(opts.schema)) throw new Error(`invalid schema name "${opts.schema}"`);
+    this.schema = opts.schema;
+    // a URL without a user name means "as the OS user", like psql (pg's parsed URL would override a separate option)
+    if (!url.username) url.username = process.env.PGUSER ?? userInfo().username;
+    if (opts.schema) url.searchParams.set('options', `-c search_path=${opts.schema}`);
+    this.pool = new pg.Pool({ connectionString: url.toString(), max: opts.max ?? 10 });
+    // an idle client losing its connection must not crash the hub: the pool replaces it
+    this.pool.on('error', () => {});
+  }
+
+  private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const c = await this.pool.connect();
+    try {
+      await c.query('BEGIN');
+      const out = await fn(c);
+      await c.query('COMMIT');
+      return out;
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      c.release();
+    }
+  }
+
+  async migrate(): Promise<void> {
+    if (this.schema) await this.pool.query(`CREATE SCHEMA IF NOT EXISTS ${this.schema}`);
+    await this.tx(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [MIGRATE_LOCK]);
+      await c.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())');
+      const { rows } = await c.query('SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations');
+      const current = Number(rows[0].v);
+      if (current > MIGRATIONS.length) throw new Error(`hub database schema version ${current} is newer than this hub knows (${MIGRATIONS.length})`);
+      for (let v = current; v < MIGRATIONS.length; v++) {
+        await c.query(MIGRATIONS[v]);
+        await c.query('INSERT INTO schema_migrations(version) VALUES ($1)', [v + 1]);
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+
+  async upsertAgent(a: AgentRecord): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO agents(id, plants, token_hash, revoked_at, credential_at) VALUES ($1, $2, $3, $4, now())
+       ON CONFLICT(id) DO UPDATE SET plants = excluded.plants, token_hash = excluded.token_hash, revoked_at = excluded.revoked_at,
+         credential_at = CASE WHEN agents.token_hash = excluded.token_hash THEN agents.credential_at ELSE now() END`,
+      [a.id, JSON.stringify(a.plants), a.tokenHash, a.revokedAt ?? null],
+    );
+  }
+
+  async findAgentByTokenHash(tokenHash: string): Promise<AgentRecord | undefined> {
+    const { rows } = await this.pool.query('SELECT id, plants, token_hash, revoked_at FROM agents WHERE token_hash = $1', [tokenHash]);
+    const r = rows[0];
+    if (!r) return undefined;
+    return { id: r.id, plants: r.plants, tokenHash: r.token_hash, ...(r.revoked_at ? { revokedAt: iso(r.revoked_at)! } : {}) };
+  }
+
+  async ingest(agentId: string, items: Transaction[], receivedAt: Date, meta: { batchId?: string } = {}): Promise<ItemResult[]> {
+    if (items.length === 0) return [];
+    const cols = {
+      key: [] as string[],
+      id: [] as string[],
+      type: [] as string[],
+      plant: [] as string[],
+      workCenter: [] as Array<string | null>,
+      order: [] as string[],
+      orderKey: [] as string[],
+      qty: [] as Array<number | null>,
+      uom: [] as Array<string | null>,
+      eventTime: [] as string[],
+      body: [] as string[],
+    };
+    for (const tx of items) {
+      const q = quantityOf(tx);
+      cols.key.push(tx.idempotencyKey);
+      cols.id.push(tx.id);
+      cols.type.push(tx.schema.split('/')[0].replace('plantbridge.', ''));
+      cols.plant.push(tx.plant);
+      cols.workCenter.push(tx.workCenter ?? null);
+      cols.order.push(tx.data.order);
+      cols.orderKey.push(orderKeyOf(tx));
+      cols.qty.push(q?.qty ?? null);
+      cols.uom.push(q?.uom ?? null);
+      cols.eventTime.push(tx.eventTime);
+      cols.body.push(JSON.stringify(tx));
+    }
+    // one statement for the whole batch; ORDINALITY keeps seq in the batch's (outbox) order
+    const inserted = await this.pool.query(
+      `INSERT INTO transactions(idempotency_key, id, type, plant, agent_id, batch_id, work_center, order_no, order_key, qty, uom, event_time, received_at, body)
+       SELECT k, i, t, p, $12, $13, w, o, ok, q, u, e, $14, b
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::text[], $10::text[], $11::text[])
+         WITH ORDINALITY AS x(k, i, t, p, w, o, ok, q, u, e, b, n)
+       ORDER BY n
+       ON CONFLICT (idempotency_key) DO NOTHING
+       RETURNING idempotency_key`,
+      [cols.key, cols.id, cols.type, cols.plant, cols.workCenter, cols.order, cols.orderKey, cols.qty, cols.uom, cols.eventTime, cols.body, agentId, meta.batchId ?? null, receivedAt],
+    );
+    const fresh = new Set<string>(inserted.rows.map((r) => r.idempotency_key as string));
+    const dupKeys = items.filter((t) => !fresh.has(t.idempotencyKey)).map((t) => t.idempotencyKey);
+    const existing = new Map<string, Outcome>();
+    if (dupKeys.length > 0) {
+      const { rows } = await this.pool.query('SELECT idempotency_key, state, erp_ref, posted_at, error_code, error_message FROM transactions WHERE idempotency_key = ANY($1::text[])', [dupKeys]);
+      for (const r of rows) existing.set(r.idempotency_key, outcomeFromRow({ state: r.state, erpRef: r.erp_ref, postedAt: iso(r.posted_at), errorCode: r.error_code, errorMessage: r.error_message }));
+    }
+    return items.map((tx): ItemResult => {
+      if (fresh.delete(tx.idempotencyKey)) return { id: tx.id, idempotencyKey: tx.idempotencyKey, status: 'accepted' };
+      return { id: tx.id, idempotencyKey: tx.idempotencyKey, status: 'duplicate', outcome: existing.get(tx.idempotencyKey) ?? { state: 'pending' } };
+    });
+  }
+
+  async recordHeartbeat(hb: AgentHeartbeat, receivedAt: Date): Promise<void> {
+    await this.tx(async (c) => {
+      await c.query(
+        'INSERT INTO heartbeats(agent_id, received_at, body) VALUES ($1, $2, $3) ON CONFLICT(agent_id) DO UPDATE SET received_at = excluded.received_at, body = excluded.body',
+        [hb.agentId, receivedAt, JSON.stringify(hb)],
+      );
+      await c.query('INSERT INTO heartbeat_history(agent_id, received_at, pending, dead_letters, drivers_up, drivers_total) VALUES ($1, $2, $3, $4, $5, $6)', [
+        hb.agentId,
+        receivedAt,
+        hb.outbox.pending,
+        hb.outbox.deadLetters,
+        hb.drivers.filter((d) => d.state === 'up').length,
+        hb.drivers.length,
+      ]);
+      // keep about a day of history per agent at 15 s intervals (trimmed now and then, not on every beat)
+      if (Math.random() < 0.01) {
+        await c.query(
+          'DELETE FROM heartbeat_history WHERE agent_id = $1 AND id < (SELECT MIN(id) FROM (SELECT id FROM heartbeat_history WHERE agent_id = $1 ORDER BY id DESC LIMIT 6000) x)',
+          [hb.agentId],
+        );
+      }
+    });
+  }
+
+  async claimPostings(limit: number, leaseMs: number, owner: string, now = new Date()): Promise<PostingJob[]> {
+    const t = now.getTime();
+    return this.tx(async (c) => {
+      // the head (oldest queued item) of every order, found by a skip scan of the partial queue index:
+      // cost grows with the number of open orders, not with the backlog
+      const { rows } = await c.query(
+        `WITH RECURSIVE heads(order_key, seq) AS (
+           (SELECT order_key, seq FROM transactions WHERE state = 'queued' ORDER BY order_key, seq LIMIT 1)
+           UNION ALL
+           SELECT nx.order_key, nx.seq FROM heads h, LATERAL (
+             SELECT order_key, seq FROM transactions WHERE state = 'queued' AND order_key > h.order_key ORDER BY order_key, seq LIMIT 1) nx
+         )
+         SELECT t.seq, t.body, t.attempts, t.order_key FROM transactions t
+         WHERE t.seq IN (SELECT seq FROM heads) AND t.state = 'queued' AND t.next_attempt_at <= $1
+           AND (t.lease_until IS NULL OR t.lease_until < $1)
+         ORDER BY t.seq LIMIT $2
+         FOR UPDATE OF t SKIP LOCKED`,
+        [t, limit],
+      );
+      if (rows.length === 0) return [];
+      const seqs = rows.map((r) => r.seq as string);
+      await c.query('UPDATE transactions SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE seq = ANY($3::bigint[])', [owner, t + leaseMs, seqs]);
+      return rows.map((r) => ({ seq: Number(r.seq), tx: JSON.parse(r.body) as Transaction, attempt: r.attempts + 1, orderKey: r.order_key }));
+    });
+  }
+
+  async completePosting(seq: number, owner: string, o: PostingOutcome, now = new Date()): Promise<boolean> {
+    return this.tx(async (c) => {
+      let r;
+      if (o.kind === 'posted') {
+        r = await c.query(
+          `UPDATE transactions SET state = 'posted', erp_ref = $1, posted_at = $2, in_doubt = false, lease_owner = NULL, lease_until = NULL,
+             error_code = NULL, error_message = NULL WHERE seq = $3 AND state = 'queued' AND lease_owner = $4`,
+          [o.erpRef, now, seq, owner],
+        );
+      } else if (o.kind === 'failed') {
+        r = await c.query(
+          `UPDATE transactions SET state = 'failed', error_code = $1, error_message = $2, lease_owner = NULL, lease_until = NULL
+           WHERE seq = $3 AND state = 'queued' AND lease_owner = $4`,
+          [o.code, o.erpCode ? `${o.erpCode}: ${o.message}` : o.message, seq, owner],
+        );
+      } else {
+        r = await c.query(
+          `UPDATE transactions SET next_attempt_at = $1, in_doubt = in_doubt OR $2, error_code = $3, error_message = $4, lease_owner = NULL, lease_until = NULL
+           WHERE seq = $5 AND state = 'queued' AND lease_owner = $6`,
+          [now.getTime() + o.delayMs, o.inDoubt, o.code, o.message, seq, owner],
+        );
+      }
+      if (r.rowCount !== 1) return false;
+      if (o.kind !== 'retry') await this.logOutcome(c, seq);
+      await c.query('INSERT INTO tx_events(seq, at, kind, detail) VALUES ($1, $2, $3, $4)', [seq, now, `posting.${o.kind}`, JSON.stringify(lineageDetail(o, owner))]);
+      return true;
+    });
+  }
+
+  private async logOutcome(c: pg.PoolClient, seq: number): Promise<void> {
+    await c.query(
+      `INSERT INTO outcome_log(agent_id, idempotency_key, state, erp_ref, posted_at, error_code, error_message)
+       SELECT agent_id, idempotency_key, state, erp_ref, posted_at, error_code, error_message FROM transactions WHERE seq = $1`,
+      [seq],
+    );
+  }
+
+  async replay(seq: number, actor: string): Promise<boolean> {
+    return this.tx(async (c) => {
+      const r = await c.query("UPDATE transactions SET state = 'queued', next_attempt_at = 0 WHERE seq = $1 AND state = 'failed'", [seq]);
+      if (r.rowCount !== 1) return false;
+      await this.auditWith(c, { actor, action: 'dead-letter.replay', target: String(seq) });
+      await c.query("INSERT INTO tx_events(seq, kind, detail) VALUES ($1, 'replay', $2)", [seq, JSON.stringify({ actor })]);
+      return true;
+    });
+  }
+
+  async discard(seq: number, actor: string, reason: string): Promise<boolean> {
+    return this.tx(async (c) => {
+      const r = await c.query("UPDATE transactions SET state = 'discarded' WHERE seq = $1 AND state = 'failed'", [seq]);
+      if (r.rowCount !== 1) return false;
+      await this.auditWith(c, { actor, action: 'dead-letter.discard', target: String(seq), detail: { reason } });
+      await c.query("INSERT INTO tx_events(seq, kind, detail) VALUES ($1, 'discard', $2)", [seq, JSON.stringify({ actor, reason })]);
+      await this.logOutcome(c, seq);
+      return true;
+    });
+  }
+
+  async outcomeOf(key: string): Promise<Outcome | undefined> {
+    const { rows } = await this.pool.query('SELECT * FROM transactions WHERE idempotency_key = $1', [key]);
+    return rows[0] ? outcomeFromRow(toTxRow(rows[0])) : undefined;
+  }
+
+  async listTransactions(opts: { limit: number; state?: PostingState; plant?: string }): Promise<TransactionRow[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (opts.state) {
+      args.push(opts.state);
+      where.push(`state = $${args.length}`);
+    }
+    if (opts.plant) {
+      args.push(opts.plant);
+      where.push(`plant = $${args.length}`);
+    }
+    args.push(opts.limit);
+    const sql = `SELECT * FROM transactions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT $${args.length}`;
+    return (await this.pool.query(sql, args)).rows.map(toTxRow);
+  }
+
+  async getTransaction(key: string): Promise<(TransactionRow & { body: Transaction }) | undefined> {
+    const { rows } = await this.pool.query('SELECT * FROM transactions WHERE idempotency_key = $1', [key]);
+    return rows[0] ? { ...toTxRow(rows[0]), body: JSON.parse(rows[0].body) } : undefined;
+  }
+
+  async listAgents(): Promise<AgentStatusRow[]> {
+    const { rows } = await this.pool.query(`SELECT a.id, a.plants, h.received_at, h.body, (SELECT COUNT(*) FROM transactions t WHERE t.agent_id = a.id) AS n
+      FROM agents a LEFT JOIN heartbeats h ON h.agent_id = a.id WHERE a.revoked_at IS NULL ORDER BY a.id`);
+    return rows.map((r) => ({
+      id: r.id,
+      plants: r.plants,
+      lastHeartbeatAt: iso(r.received_at),
+      heartbeat: r.body ? JSON.parse(r.body) : null,
+      transactions: Number(r.n),
+    }));
+  }
+
+  async counts(): Promise<Record<PostingState, number>> {
+    const out: Record<PostingState, number> = { queued: 0, posted: 0, failed: 0, discarded: 0 };
+    for (const r of (await this.pool.query('SELECT state, COUNT(*) AS n FROM transactions GROUP BY state')).rows) out[r.state as PostingState] = Number(r.n);
+    return out;
+  }
+
+  async createEnrollment(e: NewEnrollment, actor: string): Promise<void> {
+    await this.tx(async (c) => {
+      await c.query('INSERT INTO enrollments(token_hash, agent_id, plants, expires_at) VALUES ($1, $2, $3, $4)', [e.tokenHash, e.agentId, JSON.stringify(e.plants), e.expiresAt]);
+      await this.auditWith(c, { actor, action: 'agent.enrollment_created', target: e.agentId, detail: { plants: e.plants, expiresAt: e.expiresAt.toISOString() } });
+    });
+  }
+
+  async redeemEnrollment(tokenHash: string, credentialHash: string, now = new Date()): Promise<RedeemResult> {
+    return this.tx(async (c) => {
+      const e = (await c.query('SELECT * FROM enrollments WHERE token_hash = $1 FOR UPDATE', [tokenHash])).rows[0] as Row | undefined;
+      const refuse = async (reason: 'unknown' | 'used' | 'expired' | 'revoked'): Promise<RedeemResult> => {
+        await this.auditWith(c, { actor: e ? `agent:${e.agent_id}` : 'unknown', action: 'agent.enrollment_refused', ...(e ? { target: e.agent_id } : {}), detail: { reason } });
+        return { ok: false, reason };
+      };
+      if (!e) return refuse('unknown');
+      if (e.used_at) return refuse('used');
+      if (e.revoked_at) return refuse('revoked');
+      if ((e.expires_at as Date).getTime() <= now.getTime()) return refuse('expired');
+      await c.query('UPDATE enrollments SET used_at = $1 WHERE token_hash = $2', [now, tokenHash]);
+      await c.query(
+        `INSERT INTO agents(id, plants, token_hash, revoked_at, created_at, credential_at) VALUES ($1, $2, $3, NULL, $4, $4)
+         ON CONFLICT(id) DO UPDATE SET plants = excluded.plants, token_hash = excluded.token_hash, revoked_at = NULL, credential_at = excluded.credential_at`,
+        [e.agent_id, JSON.stringify(e.plants), credentialHash, now],
+      );
+      await this.auditWith(c, { actor: `agent:${e.agent_id}`, action: 'agent.enrolled', target: e.agent_id, detail: { plants: e.plants } });
+      return { ok: true, agent: { id: e.agent_id, plants: e.plants, tokenHash: credentialHash } };
+    });
+  }
+
+  async revokeAgent(agentId: string, actor: string): Promise<boolean> {
+    return this.tx(async (c) => {
+      const a = (await c.query('UPDATE agents SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL', [agentId])).rowCount ?? 0;
+      const e = (await c.query('UPDATE enrollments SET revoked_at = now() WHERE agent_id = $1 AND used_at IS NULL AND revoked_at IS NULL', [agentId])).rowCount ?? 0;
+      if (a + e > 0) await this.auditWith(c, { actor, action: 'agent.revoked', target: agentId, detail: { credential: a > 0, enrollmentTokens: e } });
+      return a + e > 0;
+    });
+  }
+
+  private async agentInfoRows(where: string, args: unknown[]): Promise<AgentInfo[]> {
+    const { rows } = await this.pool.query(
+      `SELECT ids.id, a.plants AS a_plants, a.created_at, a.credential_at, a.revoked_at, h.received_at,
+         (SELECT plants FROM enrollments e WHERE e.agent_id = ids.id ORDER BY created_at DESC LIMIT 1) AS e_plants,
+         (SELECT MIN(created_at) FROM enrollments e WHERE e.agent_id = ids.id) AS e_created,
+         (SELECT COUNT(*) FROM enrollments e WHERE e.agent_id = ids.id AND used_at IS NULL AND revoked_at IS NULL AND expires_at > now()) AS pending
+       FROM (SELECT id FROM agents UNION SELECT agent_id AS id FROM enrollments) ids
+       LEFT JOIN agents a ON a.id = ids.id LEFT JOIN heartbeats h ON h.agent_id = ids.id ${where} ORDER BY ids.id`,
+      args,
+    );
+    return rows.map((r) => ({
+      id: r.id,
+      plants: r.a_plants ?? r.e_plants ?? [],
+      enrolled: r.a_plants !== null,
+      createdAt: iso(r.created_at) ?? iso(r.e_created) ?? new Date(0).toISOString(),
+      credentialAt: iso(r.credential_at),
+      revokedAt: iso(r.revoked_at),
+      lastHeartbeatAt: iso(r.received_at),
+      pendingEnrollments: Number(r.pending),
+    }));
+  }
+
+  async getAgent(agentId: string): Promise<AgentInfo | undefined> {
+    return (await this.agentInfoRows('WHERE ids.id = $1', [agentId]))[0];
+  }
+
+  async listAgentInfo(): Promise<AgentInfo[]> {
+    return this.agentInfoRows('', []);
+  }
+
+  async outcomesSince(agentId: string, cursor: number, limit: number): Promise<{ items: OutcomeEvent[]; cursor: number }> {
+    const { rows } = await this.pool.query('SELECT * FROM outcome_log WHERE agent_id = $1 AND id > $2 ORDER BY id LIMIT $3', [agentId, cursor, limit]);
+    const items = rows.map((r) => ({
+      cursor: Number(r.id),
+      idempotencyKey: r.idempotency_key as string,
+      outcome: outcomeFromRow({ state: r.state, erpRef: r.erp_ref, postedAt: iso(r.posted_at), errorCode: r.error_code, errorMessage: r.error_message }),
+    }));
+    return { items, cursor: items.length ? items[items.length - 1].cursor : cursor };
+  }
+
+  async lineage(key: string): Promise<{ transaction: TransactionRow & { body: Transaction; batchId: string | null }; events: LineageEvent[] } | undefined> {
+    const { rows } = await this.pool.query('SELECT * FROM transactions WHERE idempotency_key = $1', [key]);
+    const r = rows[0];
+    if (!r) return undefined;
+    const events: LineageEvent[] = [{ at: iso(r.received_at)!, kind: 'received', detail: { agentId: r.agent_id, batchId: r.batch_id } }];
+    for (const e of (await this.pool.query('SELECT * FROM tx_events WHERE seq = $1 ORDER BY id', [r.seq])).rows) {
+      events.push({ at: iso(e.at)!, kind: e.kind, ...(e.detail ? { detail: e.detail } : {}) });
+    }
+    return { transaction: { ...toTxRow(r), body: JSON.parse(r.body), batchId: r.batch_id ?? null }, events };
+  }
+
+  async heartbeatHistory(agentId: string, limit: number): Promise<HeartbeatPoint[]> {
+    const { rows } = await this.pool.query('SELECT * FROM heartbeat_history WHERE agent_id = $1 ORDER BY id DESC LIMIT $2', [agentId, limit]);
+    return rows.reverse().map((r) => ({
+      receivedAt: iso(r.received_at)!,
+      pending: Number(r.pending),
+      deadLetters: Number(r.dead_letters),
+      driversUp: r.drivers_up,
+      driversTotal: r.drivers_total,
+    }));
+  }
+
+  private async auditWith(c: pg.PoolClient | pg.Pool, e: AuditEvent): Promise<void> {
+    await c.query('INSERT INTO audit(actor, action, target, detail) VALUES ($1, $2, $3, $4)', [e.actor, e.action, e.target ?? null, e.detail === undefined ? null : JSON.stringify(e.detail)]);
+  }
+
+  async audit(e: AuditEvent): Promise<void> {
+    await this.auditWith(this.pool, e);
+  }
+
+  async listAudit(limit: number): Promise<Array<AuditEvent & { at: string }>> {
+    const { rows } = await this.pool.query('SELECT * FROM audit ORDER BY id DESC LIMIT $1', [limit]);
+    return rows.map((r) => ({
+      at: iso(r.at)!,
+      actor: r.actor,
+      action: r.action,
+      ...(r.target ? { target: r.target } : {}),
+      ...(r.detail !== null ? { detail: r.detail } : {}),
+    }));
+  }
+}
