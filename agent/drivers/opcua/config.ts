@@ -4,6 +4,12 @@ import { driverName } from '../driver-config.ts';
 
 export const securityModes = ['None', 'Sign', 'SignAndEncrypt'] as const;
 export const securityPolicies = ['None', 'Basic256Sha256', 'Aes128_Sha256_RsaOaep', 'Aes256_Sha256_RsaPss', 'Basic128Rsa15', 'Basic256'] as const;
+/** OPC UA built-in data types (Part 6, 5.1.2) a configured node may declare */
+export const builtInTypes = [
+  'Boolean', 'SByte', 'Byte', 'Int16', 'UInt16', 'Int32', 'UInt32', 'Int64', 'UInt64', 'Float', 'Double', 'String',
+  'DateTime', 'Guid', 'ByteString', 'XmlElement', 'NodeId', 'ExpandedNodeId', 'StatusCode', 'QualifiedName',
+  'LocalizedText', 'ExtensionObject', 'DataValue', 'Variant', 'DiagnosticInfo',
+] as const;
 const insecurePolicies = new Set(['None', 'Basic128Rsa15', 'Basic256']);
 
 export const opcuaNodeSchema = z.strictObject({
@@ -18,6 +24,8 @@ export const opcuaNodeSchema = z.strictObject({
   deadband: z
     .strictObject({ type: z.enum(['absolute', 'percent']), value: z.number().nonnegative() })
     .optional(),
+  /** the data type this node must have; `check-config --live` verifies it */
+  dataType: z.enum(builtInTypes).optional(),
 });
 
 export const opcuaConfigSchema = z
@@ -40,7 +48,8 @@ export const opcuaConfigSchema = z
     publishingInterval: duration.default(500),
     /** a subscription with neither data nor keep-alive for this many publishing intervals is recreated */
     watchdogIntervals: z.number().int().min(2).max(1000).default(10),
-    reconnectMaxDelay: duration.default(10_000),
+    /** cap of the jittered exponential reconnect backoff; connect attempts are cheap, a long gap is not */
+    reconnectMaxDelay: duration.default(2000),
     nodes: z.array(opcuaNodeSchema).min(1).max(100_000),
   })
   .superRefine((c, ctx) => {
