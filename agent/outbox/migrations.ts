@@ -60,4 +60,40 @@ export const migrations: string[] = [
     since INTEGER NOT NULL
   );
   `,
+  // 2: counters kept by triggers (stats stay O(1) at any backlog, and the CLI's writes keep them right too),
+  // the last retry reason per transaction, and a partial index of delayed items only.
+  `
+  CREATE TABLE counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  INSERT INTO counters(name, value)
+    SELECT 'tx_' || s.status, (SELECT COUNT(*) FROM transactions t WHERE t.status = s.status)
+    FROM (SELECT 'pending' AS status UNION ALL SELECT 'leased' UNION ALL SELECT 'sent' UNION ALL SELECT 'dead'
+          UNION ALL SELECT 'shadow' UNION ALL SELECT 'discarded') s;
+  INSERT INTO counters(name, value) SELECT 'dead_letters_open', COUNT(*) FROM dead_letters WHERE resolved IS NULL;
+  CREATE TRIGGER transactions_count_insert AFTER INSERT ON transactions BEGIN
+    UPDATE counters SET value = value + 1 WHERE name = 'tx_' || NEW.status;
+  END;
+  CREATE TRIGGER transactions_count_update AFTER UPDATE OF status ON transactions WHEN OLD.status <> NEW.status BEGIN
+    UPDATE counters SET value = value - 1 WHERE name = 'tx_' || OLD.status;
+    UPDATE counters SET value = value + 1 WHERE name = 'tx_' || NEW.status;
+  END;
+  CREATE TRIGGER transactions_count_delete AFTER DELETE ON transactions BEGIN
+    UPDATE counters SET value = value - 1 WHERE name = 'tx_' || OLD.status;
+  END;
+  CREATE TRIGGER dead_letters_count_insert AFTER INSERT ON dead_letters WHEN NEW.resolved IS NULL BEGIN
+    UPDATE counters SET value = value + 1 WHERE name = 'dead_letters_open';
+  END;
+  CREATE TRIGGER dead_letters_count_resolve AFTER UPDATE OF resolved ON dead_letters
+    WHEN OLD.resolved IS NULL AND NEW.resolved IS NOT NULL BEGIN
+    UPDATE counters SET value = value - 1 WHERE name = 'dead_letters_open';
+  END;
+  CREATE TRIGGER dead_letters_count_delete AFTER DELETE ON dead_letters WHEN OLD.resolved IS NULL BEGIN
+    UPDATE counters SET value = value - 1 WHERE name = 'dead_letters_open';
+  END;
+  ALTER TABLE transactions ADD COLUMN last_error TEXT;
+  DROP INDEX transactions_delayed;
+  CREATE INDEX transactions_delayed ON transactions(order_key, next_attempt_at) WHERE next_attempt_at > 0 AND status = 'pending';
+  `,
 ];

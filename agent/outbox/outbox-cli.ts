@@ -1,45 +1,129 @@
 import { join } from 'node:path';
 import type { AgentConfig } from '../config/schema.ts';
-import { openOutbox } from './outbox.ts';
+import { openOutbox, type Outbox, type TxStatus } from './outbox.ts';
 
 /**
- * `plantbridge-agent outbox …` on the live database. SQLite WAL lets this run beside the agent: reads
- * never block it, and writes (replay, discard) are short IMMEDIATE transactions.
+ * `plantbridge-agent outbox …` on the live database, beside a running agent. The outbox is opened as a
+ * tool: no start-up check or quarantine (that is the agent's job), no timers, no checkpoint at close.
+ * SQLite WAL lets reads run without blocking the agent; writes (replay, discard, resend) are short
+ * IMMEDIATE transactions of at most a few hundred rows, so the agent's commits wait milliseconds at most.
  */
-export async function outboxCommand(config: AgentConfig, sub: string | undefined, arg: string | undefined, opts: { limit: number }): Promise<number> {
-  const outbox = openOutbox({ path: join(config.agent.stateDir, 'outbox.db'), synchronous: config.outbox.synchronous, maxBytes: Infinity, minFreeDiskBytes: 0 });
-  try {
-    switch (sub) {
-      case 'stats':
-        process.stdout.write(`${JSON.stringify({ ...outbox.stats(), alarms: outbox.alarms() }, null, 2)}\n`);
-        return 0;
-      case 'dead-letters':
-        process.stdout.write(`${JSON.stringify(outbox.listDeadLetters(opts.limit), null, 2)}\n`);
-        return 0;
-      case 'replay':
-      case 'discard': {
-        const id = Number(arg);
-        if (!Number.isInteger(id)) {
-          process.stderr.write(`outbox ${sub}: a dead letter id is needed (see: outbox dead-letters)\n`);
-          return 1;
-        }
-        const ok = sub === 'replay' ? outbox.replayDeadLetter(id) : outbox.discardDeadLetter(id);
-        process.stdout.write(ok ? `dead letter ${id}: ${sub === 'replay' ? 'queued again' : 'discarded'}\n` : `dead letter ${id}: not found or already resolved\n`);
-        return ok ? 0 : 1;
-      }
-      case 'ack-alarm': {
-        if (!arg) {
-          process.stderr.write('outbox ack-alarm: an alarm code is needed (see: outbox stats)\n');
-          return 1;
-        }
-        const ok = outbox.acknowledgeAlarm(arg);
-        process.stdout.write(ok ? `alarm ${arg} acknowledged\n` : `no alarm ${arg}\n`);
-        return ok ? 0 : 1;
-      }
-      default:
-        process.stderr.write('outbox: expected stats | dead-letters | replay <id> | discard <id> | ack-alarm <code>\n');
-        return 1;
+
+export const OUTBOX_USAGE = `outbox commands (run beside the agent, on its live database):
+  outbox stats                          pending, oldest age, dead letters, bytes, disk free, alarms (JSON)
+  outbox list [--status S] [--after SEQ] [--limit N]
+                                        transactions in outbox order (S: pending|leased|sent|dead|shadow|discarded)
+  outbox dead-letters [--limit N]       open dead letters, newest first
+  outbox replay <id> | replay --all     queue dead-lettered transactions again (after the cause was fixed)
+  outbox discard <id>                   resolve a dead letter without sending it
+  outbox resend --since <time>          put transactions sent since <time> back to pending, for a hub restored
+                                        from a backup (the hub dedupes). <time>: ISO 8601, or 90m / 6h / 2d ago
+  outbox ack-alarm <code>               acknowledge an alarm (e.g. OUTBOX_CORRUPT)`;
+
+export interface OutboxCommandOptions {
+  limit?: number;
+  status?: string;
+  after?: number;
+  since?: string;
+  all?: boolean;
+  /** better-sqlite3's addon when running as the single executable */
+  nativeBinding?: string;
+}
+
+const STATUSES: TxStatus[] = ['pending', 'leased', 'sent', 'dead', 'shadow', 'discarded'];
+
+/** "2026-05-01T06:00:00Z", "2026-05-01", or a duration back from now: "90m", "6h", "2d", "1w". */
+export function parseSince(text: string, now = Date.now()): number | undefined {
+  const rel = /^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$/.exec(text.trim());
+  if (rel) return now - Number(rel[1]) * { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 604800e3 }[rel[2] as 's']!;
+  const t = Date.parse(text);
+  return Number.isNaN(t) ? undefined : t;
+}
+
+export interface CommandIo {
+  out(text: string): void;
+  err(text: string): void;
+  now?: () => number;
+}
+
+const stdio: CommandIo = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) };
+
+/** Runs one outbox subcommand against an open outbox; returns the exit code (0 ok, 1 usage or not found). */
+export function runOutboxCommand(outbox: Outbox, sub: string | undefined, arg: string | undefined, opts: OutboxCommandOptions = {}, io: CommandIo = stdio): number {
+  const json = (v: unknown) => io.out(`${JSON.stringify(v, null, 2)}\n`);
+  const limit = opts.limit !== undefined && Number.isFinite(opts.limit) && opts.limit > 0 ? Math.floor(opts.limit) : 50;
+  switch (sub) {
+    case 'stats': {
+      const { full: _full, fullReason: _reason, ...stats } = outbox.stats();
+      // "full" is the running agent's in-memory view: it is in its /health, not in the file
+      json({ ...stats, alarms: outbox.alarms() });
+      return 0;
     }
+    case 'list': {
+      if (opts.status !== undefined && !STATUSES.includes(opts.status as TxStatus)) {
+        io.err(`outbox list: --status must be one of ${STATUSES.join(', ')}\n`);
+        return 1;
+      }
+      json(outbox.listTransactions({ limit, ...(opts.status ? { status: opts.status as TxStatus } : {}), ...(opts.after !== undefined ? { afterSeq: opts.after } : {}) }));
+      return 0;
+    }
+    case 'dead-letters':
+      json(outbox.listDeadLetters(limit));
+      return 0;
+    case 'replay':
+    case 'discard': {
+      if (sub === 'replay' && (opts.all || arg === '--all' || arg === 'all')) {
+        const n = outbox.replayAllDeadLetters();
+        io.out(`${n} dead-lettered transaction(s) queued again\n`);
+        return 0;
+      }
+      const id = Number(arg);
+      if (!Number.isInteger(id)) {
+        io.err(`outbox ${sub}: a dead letter id is needed${sub === 'replay' ? ' (or --all)' : ''} (see: outbox dead-letters)\n`);
+        return 1;
+      }
+      const ok = sub === 'replay' ? outbox.replayDeadLetter(id) : outbox.discardDeadLetter(id);
+      if (ok) io.out(`dead letter ${id}: ${sub === 'replay' ? 'queued again' : 'discarded'}\n`);
+      else io.err(`dead letter ${id}: not found, already resolved${sub === 'replay' ? ', or not a transaction (inputs are replayed at their source)' : ''}\n`);
+      return ok ? 0 : 1;
+    }
+    case 'resend': {
+      const text = opts.since ?? (arg && arg !== '--since' ? arg : undefined);
+      const since = text === undefined ? undefined : parseSince(text, (io.now ?? Date.now)());
+      if (since === undefined) {
+        io.err('outbox resend: --since <time> is needed (ISO 8601 such as 2026-05-01T06:00Z, or 90m / 6h / 2d ago)\n');
+        return 1;
+      }
+      const n = outbox.resendSince(since);
+      io.out(`${n} transaction(s) sent since ${new Date(since).toISOString()} are pending again; the hub dedupes those it still has\n`);
+      return 0;
+    }
+    case 'ack-alarm': {
+      if (!arg) {
+        io.err('outbox ack-alarm: an alarm code is needed (see: outbox stats)\n');
+        return 1;
+      }
+      const ok = outbox.acknowledgeAlarm(arg);
+      if (ok) io.out(`alarm ${arg} acknowledged\n`);
+      else io.err(`no alarm ${arg}\n`);
+      return ok ? 0 : 1;
+    }
+    default:
+      io.err(`${OUTBOX_USAGE}\n`);
+      return 1;
+  }
+}
+
+/** Entry point used by agent/cli.ts: opens the agent's outbox as a tool and runs one subcommand. */
+export async function outboxCommand(config: AgentConfig, sub: string | undefined, arg: string | undefined, opts: OutboxCommandOptions): Promise<number> {
+  const outbox = openOutbox({
+    path: join(config.agent.stateDir, 'outbox.db'),
+    role: 'tool',
+    driver: config.outbox.driver,
+    ...(opts.nativeBinding ? { nativeBinding: opts.nativeBinding } : {}),
+  });
+  try {
+    return runOutboxCommand(outbox, sub, arg, opts);
   } finally {
     outbox.close();
   }

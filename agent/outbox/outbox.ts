@@ -1,14 +1,15 @@
 import { existsSync, mkdirSync, renameSync, statSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { PlantBridgeError, type Signal, type Transaction, transactionTypeOf } from '../../contracts/index.ts';
 import { migrations } from './migrations.ts';
+import { isSqliteError, openDb, sqliteErrorKind, type SqlDb, type SqliteDriver, type SqlStatement } from './sqlite-db.ts';
 
 /**
  * The agent's durable store-and-forward (DESIGN.md §2-§4): raw events deduped by sourceId, rule state and
  * derived transactions are committed in ONE SQLite transaction; only then does `append` resolve, so a
  * driver acknowledges its source after the commit. Transactions leave only after the hub's per-item result.
+ * agent/outbox/README.md explains the design: tables, commit path, checkpoints, bounds, retention, corruption.
  */
 
 export interface DerivedItem {
@@ -48,24 +49,47 @@ export const noRules: Deriver = {
 
 export interface OutboxOptions {
   path: string;
+  /** full (default): every commit is fsynced before append resolves. normal: see README (power loss may lose the last commits) */
   synchronous?: 'full' | 'normal';
+  /** size cap of the database (used pages + WAL); at the cap append fails with OUTBOX_FULL */
   maxBytes?: number;
+  /** free-space floor of the disk holding the outbox; below it append fails with OUTBOX_FULL */
   minFreeDiskBytes?: number;
+  /** sent (and discarded) transactions are kept this long for lineage and re-sending to a restored hub; 0 = forever */
   retentionDays?: number;
+  /** raw events are kept this long (may be fractional; default 1 day); they are the bulk of the file. 0 = forever */
+  eventRetentionDays?: number;
   groupCommitDelayMs?: number;
   groupCommitRows?: number;
   checkpointIntervalMs?: number;
+  /** the WAL is truncated back to this size when the writer is idle (default 64 MiB) */
+  walMaxBytes?: number;
+  /** how often retention runs (default 1 minute) */
+  retentionIntervalMs?: number;
   rules?: Deriver;
   log?: Logger;
   now?: () => number;
   /** path of better-sqlite3's native addon (the single executable extracts it from its assets) */
   nativeBinding?: string;
+  /** better-sqlite3 (default) or Node's built-in node:sqlite (fallback where the addon cannot load) */
+  driver?: SqliteDriver;
+  /**
+   * agent (default): the one process that ingests — checks the file at start (quarantining a corrupt one),
+   * migrates, releases leases of a previous run, runs checkpoints and retention.
+   * tool: the CLI beside a running agent — the file must exist and have this agent's schema; no check,
+   * no quarantine, no timers, no checkpoint at close. Its writes are short IMMEDIATE transactions.
+   */
+  role?: 'agent' | 'tool';
+  /** called after each group commit (for the commit-duration histogram) */
+  onCommit?: (ms: number, signals: number) => void;
 }
 
 export interface AppendResult {
   accepted: number;
   duplicates: number;
   transactions: number;
+  /** signals that were malformed or made a rule fail: dead-lettered (acknowledged, kept, visible) */
+  deadLettered?: number;
 }
 
 export interface ClaimedTx {
@@ -78,6 +102,7 @@ export interface ClaimedTx {
 export type Settlement =
   | { seq: number; status: 'sent'; result?: unknown }
   | { seq: number; status: 'dead'; code: string; reason: string }
+  /** delayMs < 0 (or not finite): the outbox picks an exponential backoff from the attempt count */
   | { seq: number; status: 'retry'; delayMs: number; reason?: string };
 
 export interface OutboxStats {
@@ -91,6 +116,11 @@ export interface OutboxStats {
   full: boolean;
   fullReason?: string;
   lastCommitMs: number;
+  /** sent transactions still kept (retention) */
+  sent?: number;
+  walBytes?: number;
+  /** group commits since open */
+  commits?: number;
 }
 
 export interface Alarm {
@@ -110,36 +140,75 @@ export interface DeadLetter {
   createdAt: string;
 }
 
+export type TxStatus = 'pending' | 'leased' | 'sent' | 'dead' | 'shadow' | 'discarded';
+
+export interface ListedTx {
+  seq: number;
+  idempotencyKey: string;
+  type: string;
+  orderKey: string;
+  status: TxStatus;
+  attempts: number;
+  createdAt: string;
+  settledAt: string | null;
+  nextAttemptAt: string | null;
+  lastError: string | null;
+  bytes: number;
+}
+
 interface PendingAppend {
   signals: Signal[];
+  tick: boolean;
   resolve: (r: AppendResult) => void;
   reject: (e: unknown) => void;
 }
 
 const DAY_MS = 86_400_000;
 const BOUNDS_CHECK_MS = 1000;
+/** under space pressure raw events younger than this stay (redeliveries right after a crash are deduped by them) */
+const SPACE_PRESSURE_KEEP_EVENTS_MS = 10 * 60_000;
+/** rows deleted per retention step: bounds how long one step holds the event loop and the write lock */
+const PURGE_CHUNK = 2000;
+/** pending rows a claim looks at past the blocked orders: bounds a claim's cost at any backlog */
+const CLAIM_SCAN = 5000;
+const RETRY_BASE_MS = 1000;
+const RETRY_MAX_MS = 5 * 60_000;
+
+type Stmts = ReturnType<Outbox['prepare']>;
 
 export class Outbox {
   readonly path: string;
-  private db: Database.Database;
-  private readonly opts: Required<Omit<OutboxOptions, 'log' | 'rules' | 'now' | 'nativeBinding'>>;
+  private db!: SqlDb;
+  private s!: Stmts;
+  private readonly opts: Required<
+    Omit<OutboxOptions, 'log' | 'rules' | 'now' | 'nativeBinding' | 'driver' | 'onCommit' | 'role'>
+  >;
+  private readonly driver: SqliteDriver;
+  private readonly role: 'agent' | 'tool';
   private readonly nativeBinding: string | undefined;
   private readonly rules: Deriver;
   private readonly log: Logger | undefined;
   private readonly now: () => number;
+  private readonly onCommit: ((ms: number, signals: number) => void) | undefined;
   private stateCache = new Map<string, unknown>();
   private queue: PendingAppend[] = [];
   private queuedRows = 0;
   private flushTimer: NodeJS.Timeout | undefined;
+  private flushImmediate: NodeJS.Immediate | undefined;
   private checkpointTimer: NodeJS.Timeout | undefined;
   private retentionTimer: NodeJS.Timeout | undefined;
+  private purging: Promise<number> | undefined;
   private closed = false;
-  private full: string | undefined;
+  /** why ingest is refused; `io` failures clear on the next successful commit, `bounds` when space returns */
+  private full: { reason: string; cause: 'bounds' | 'io'; since: number } | undefined;
+  private reopenNeeded = false;
   private boundsCheckedAt = -Infinity;
+  private spacePurgedAt = -Infinity;
   private cachedBytes = 0;
+  private cachedWal = 0;
   private cachedDiskFree = 0;
   private lastCommitMs = 0;
-  private readonly stmts: ReturnType<Outbox['prepare']>;
+  private commits = 0;
 
   constructor(opts: OutboxOptions) {
     this.path = opts.path;
@@ -149,269 +218,459 @@ export class Outbox {
       maxBytes: opts.maxBytes ?? 10 * 1024 ** 3,
       minFreeDiskBytes: opts.minFreeDiskBytes ?? 1024 ** 3,
       retentionDays: opts.retentionDays ?? 7,
-      groupCommitDelayMs: opts.groupCommitDelayMs ?? 5,
+      eventRetentionDays: opts.eventRetentionDays ?? 1,
+      groupCommitDelayMs: Math.min(opts.groupCommitDelayMs ?? 5, 20),
       groupCommitRows: opts.groupCommitRows ?? 1000,
       checkpointIntervalMs: opts.checkpointIntervalMs ?? 1000,
+      walMaxBytes: opts.walMaxBytes ?? 64 * 1024 ** 2,
+      retentionIntervalMs: opts.retentionIntervalMs ?? 60_000,
     };
+    this.driver = opts.driver ?? 'better-sqlite3';
+    this.role = opts.role ?? 'agent';
     this.nativeBinding = opts.nativeBinding;
     this.rules = opts.rules ?? noRules;
     this.log = opts.log;
     this.now = opts.now ?? Date.now;
-    mkdirSync(dirname(this.path), { recursive: true });
-    this.db = this.openChecked();
-    this.stmts = this.prepare();
-    for (const row of this.db.prepare('SELECT rule_id, state FROM rule_state').all() as Array<{ rule_id: string; state: string }>) {
-      this.stateCache.set(row.rule_id, JSON.parse(row.state));
+    this.onCommit = opts.onCommit;
+    if (this.role === 'tool') {
+      this.db = this.openTool();
+    } else {
+      mkdirSync(dirname(this.path), { recursive: true });
+      this.db = this.openChecked();
     }
+    this.s = this.prepare();
+    if (this.role === 'tool') return;
+    // a lease can only belong to a previous run of this agent (one agent per outbox): it is dead
+    const released = this.db.immediate(() => this.db.prepare("UPDATE transactions SET status = 'pending', lease_until = NULL WHERE status = 'leased'").run().changes);
+    if (released > 0) this.log?.info({ released }, 'Released the leases of the previous run: those transactions will be sent again (the hub dedupes).');
+    this.measure();
     this.checkpointTimer = setInterval(() => this.checkpoint(), this.opts.checkpointIntervalMs);
     this.checkpointTimer.unref();
-    this.retentionTimer = setInterval(() => this.purgeExpired(), 10 * 60_000);
+    this.retentionTimer = setInterval(() => void this.purgeExpired(), this.opts.retentionIntervalMs);
     this.retentionTimer.unref();
   }
 
+  // ---------------------------------------------------------------------------------------- opening
+
+  private openTool(): SqlDb {
+    let db: SqlDb;
+    try {
+      db = openDb(this.path, { driver: this.driver, nativeBinding: this.nativeBinding, mustExist: true });
+    } catch (err) {
+      throw new PlantBridgeError('OUTBOX_IO', `cannot open the outbox ${this.path}: ${(err as Error).message}`, { cause: err });
+    }
+    const version = Number(db.pragma('user_version'));
+    if (version !== migrations.length) {
+      db.close();
+      throw new PlantBridgeError(
+        'INTERNAL',
+        `outbox ${this.path} has schema version ${version}, this tool knows ${migrations.length}: run the matching agent version once (it migrates at start)`,
+      );
+    }
+    db.pragma('busy_timeout = 5000');
+    this.loadState(db);
+    return db;
+  }
+
   /** Opens the file, checks it, and quarantines a corrupt one instead of crash-looping. */
-  private openChecked(): Database.Database {
+  private openChecked(): SqlDb {
     let corruptReason: string | undefined;
     if (existsSync(this.path)) {
+      let db: SqlDb | undefined;
       try {
-        const db = this.openRaw();
-        const check = db.pragma('quick_check', { simple: true });
-        if (check === 'ok') {
+        db = this.openRaw();
+        const problems = db.prepare('PRAGMA quick_check(5)').all().map((r) => String(Object.values(r)[0]));
+        if (problems.length === 1 && problems[0] === 'ok') {
           this.migrate(db);
+          this.loadState(db);
           return db;
         }
-        corruptReason = String(check);
-        db.close();
+        corruptReason = problems.join('; ');
       } catch (err) {
-        const code = (err as { code?: string }).code ?? '';
-        if (!/SQLITE_(CORRUPT|NOTADB)/.test(code) && !/malformed|not a database/i.test(String(err))) throw err;
-        corruptReason = String((err as Error).message);
+        if (sqliteErrorKind(err) !== 'corrupt' && !(err instanceof SyntaxError)) {
+          try {
+            db?.close();
+          } catch {
+            // closing a half-open handle
+          }
+          throw isSqliteError(err) ? new PlantBridgeError('OUTBOX_IO', `cannot open the outbox ${this.path}: ${(err as Error).message}`, { cause: err }) : err;
+        }
+        corruptReason = (err as Error).message;
+      }
+      try {
+        db?.close();
+      } catch {
+        // a corrupt file may refuse even this
       }
     }
     if (corruptReason === undefined) {
       const db = this.openRaw();
       this.migrate(db);
+      this.loadState(db);
       return db;
     }
+    return this.quarantine(corruptReason);
+  }
+
+  private quarantine(corruptReason: string): SqlDb {
+    const lost = this.countUnsent();
     const stamp = new Date(this.now()).toISOString().replace(/[:.]/g, '-');
     const moved = `${this.path}.corrupt-${stamp}`;
     for (const suffix of ['', '-wal', '-shm']) {
       if (existsSync(this.path + suffix)) renameSync(this.path + suffix, moved + suffix);
     }
-    this.log?.error({ moved, reason: corruptReason }, 'Outbox database was corrupt: moved aside, starting a fresh one. Unsent transactions in it need recovery.');
+    const what = lost === undefined ? 'How many unsent transactions it held could not be read.' : `It held ${lost} unsent transaction(s), not in the new outbox.`;
+    this.log?.error({ moved, reason: corruptReason, unsent: lost }, `Outbox database was corrupt: moved aside, starting a fresh one. ${what}`);
     const db = this.openRaw();
     this.migrate(db);
+    this.stateCache.clear();
     db.prepare('INSERT OR REPLACE INTO alarms(code, message, since) VALUES (?, ?, ?)').run(
       'OUTBOX_CORRUPT',
-      `The outbox database was corrupt (${corruptReason.slice(0, 300)}) and was moved to ${moved}. Transactions not yet sent from it are not in the new outbox. Acknowledge with: plantbridge-agent outbox ack-alarm OUTBOX_CORRUPT`,
+      `The outbox database was corrupt (${corruptReason.slice(0, 300)}) and was moved to ${moved}. ${what} ` +
+        'Rule state restarts from the next values (counters re-baseline). Acknowledge with: plantbridge-agent outbox ack-alarm OUTBOX_CORRUPT',
       this.now(),
     );
     return db;
   }
 
-  private openRaw(): Database.Database {
-    const db = new Database(this.path, this.nativeBinding ? { nativeBinding: this.nativeBinding } : undefined);
+  /** Best effort: how many unsent transactions a corrupt file held (for the alarm). */
+  private countUnsent(): number | undefined {
+    let db: SqlDb | undefined;
+    try {
+      db = openDb(this.path, { driver: this.driver, nativeBinding: this.nativeBinding, mustExist: true, busyTimeoutMs: 100 });
+      const row = db.prepare("SELECT COUNT(*) AS n FROM transactions WHERE status IN ('pending', 'leased')").get();
+      return Number(row?.n);
+    } catch {
+      return undefined;
+    } finally {
+      try {
+        db?.close();
+      } catch {
+        // ignore
+      }
+    }
+  }
+
+  private openRaw(): SqlDb {
+    const db = openDb(this.path, { driver: this.driver, nativeBinding: this.nativeBinding });
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${this.opts.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
     // the inline auto-checkpoint halves ingest and stalls commits for ~0.5 s: checkpoint on a timer instead
     db.pragma('wal_autocheckpoint = 0');
+    // after a complete checkpoint the next commit rewinds the WAL and truncates it to this size
+    db.pragma(`journal_size_limit = ${Math.floor(this.opts.walMaxBytes)}`);
     db.pragma('busy_timeout = 5000');
-    db.pragma('cache_size = -16000');
+    // a fixed page cache: memory stays flat whatever the backlog
+    db.pragma('cache_size = -8000');
     return db;
   }
 
-  private migrate(db: Database.Database): void {
-    const version = db.pragma('user_version', { simple: true }) as number;
+  private migrate(db: SqlDb): void {
+    const version = Number(db.pragma('user_version'));
     if (version > migrations.length) {
       throw new PlantBridgeError('INTERNAL', `outbox schema version ${version} is newer than this agent knows (${migrations.length}): a downgrade needs the matching outbox`);
     }
     for (let v = version; v < migrations.length; v++) {
-      db.transaction(() => {
+      db.immediate(() => {
         db.exec(migrations[v]);
         db.pragma(`user_version = ${v + 1}`);
-      }).immediate();
+      });
+      if (v > 0 || version > 0) this.log?.info({ from: v, to: v + 1 }, 'Outbox schema migrated');
+    }
+  }
+
+  private loadState(db: SqlDb): void {
+    this.stateCache.clear();
+    for (const row of db.prepare('SELECT rule_id, state FROM rule_state').all()) {
+      this.stateCache.set(String(row.rule_id), JSON.parse(String(row.state)));
     }
   }
 
   private prepare() {
     const db = this.db;
+    const p = (sql: string): SqlStatement => db.prepare(sql);
     return {
-      insertEvent: db.prepare(
-        'INSERT OR IGNORE INTO events(source_id, source, ref, value, quality, source_time, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
-      ),
-      insertTx: db.prepare(
+      insertEvent: p('INSERT OR IGNORE INTO events(source_id, source, ref, value, quality, source_time, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      insertTx: p(
         'INSERT OR IGNORE INTO transactions(idempotency_key, id, type, order_key, status, body, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
       ),
-      upsertState: db.prepare(
+      upsertState: p(
         'INSERT INTO rule_state(rule_id, state, updated_at) VALUES (?, ?, ?) ON CONFLICT(rule_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at',
       ),
-      insertDead: db.prepare('INSERT INTO dead_letters(kind, tx_seq, source, code, reason, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
-      expireLeases: db.prepare("UPDATE transactions SET status = 'pending', lease_until = NULL WHERE status = 'leased' AND lease_until < ?"),
-      claim: db.prepare(`
-        SELECT seq, body, attempts, bytes FROM transactions
-        WHERE status = 'pending' AND next_attempt_at <= @now
-          AND order_key NOT IN (
-            SELECT order_key FROM transactions WHERE status = 'leased'
-            UNION SELECT order_key FROM transactions WHERE next_attempt_at > @now AND status = 'pending')
-        ORDER BY seq LIMIT @limit`),
-      lease: db.prepare("UPDATE transactions SET status = 'leased', lease_until = ?, attempts = attempts + 1 WHERE seq = ?"),
-      settleSent: db.prepare("UPDATE transactions SET status = 'sent', settled_at = ?, result = ?, lease_until = NULL WHERE seq = ? AND status = 'leased'"),
-      settleDead: db.prepare("UPDATE transactions SET status = 'dead', settled_at = ?, result = ?, lease_until = NULL WHERE seq = ? AND status = 'leased'"),
-      settleRetry: db.prepare("UPDATE transactions SET status = 'pending', next_attempt_at = ?, lease_until = NULL WHERE seq = ? AND status = 'leased'"),
-      countByStatus: db.prepare('SELECT status, COUNT(*) AS n FROM transactions GROUP BY status'),
-      oldestPending: db.prepare("SELECT MIN(created_at) AS t FROM transactions WHERE status IN ('pending', 'leased')"),
-      openDeadLetters: db.prepare('SELECT COUNT(*) AS n FROM dead_letters WHERE resolved IS NULL'),
+      insertDead: p('INSERT INTO dead_letters(kind, tx_seq, source, code, reason, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      expireLeases: p("UPDATE transactions SET status = 'pending', lease_until = NULL WHERE status = 'leased' AND lease_until < ?"),
+      blockedOrders: p(`
+        SELECT order_key FROM transactions WHERE status = 'leased'
+        UNION SELECT order_key FROM transactions WHERE status = 'pending' AND next_attempt_at > 0 AND next_attempt_at > ?`),
+      claimScan: p("SELECT seq, order_key, next_attempt_at FROM transactions WHERE status = 'pending' AND seq > ? ORDER BY seq LIMIT ?"),
+      body: p('SELECT body, attempts, bytes FROM transactions WHERE seq = ?'),
+      lease: p("UPDATE transactions SET status = 'leased', lease_until = ?, attempts = attempts + 1, next_attempt_at = 0 WHERE seq = ? AND status = 'pending'"),
+      settleSent: p(
+        "UPDATE transactions SET status = 'sent', settled_at = ?, result = ?, lease_until = NULL WHERE seq = ? AND status IN ('leased', 'pending')",
+      ),
+      settleDead: p(
+        "UPDATE transactions SET status = 'dead', settled_at = ?, result = ?, lease_until = NULL WHERE seq = ? AND status IN ('leased', 'pending')",
+      ),
+      settleRetry: p(
+        "UPDATE transactions SET status = 'pending', next_attempt_at = ?, last_error = ?, lease_until = NULL WHERE seq = ? AND status = 'leased'",
+      ),
+      attempts: p('SELECT attempts FROM transactions WHERE seq = ?'),
+      counters: p('SELECT name, value FROM counters'),
+      oldestPending: p(`
+        SELECT MIN(t) AS t FROM (
+          SELECT * FROM (SELECT created_at AS t FROM transactions WHERE status = 'pending' ORDER BY seq LIMIT 1)
+          UNION ALL SELECT * FROM (SELECT created_at AS t FROM transactions WHERE status = 'leased' ORDER BY seq LIMIT 1))`),
+      purgeSent: p(
+        "DELETE FROM transactions WHERE seq IN (SELECT seq FROM transactions WHERE settled_at < ? AND status IN ('sent', 'discarded') LIMIT ?)",
+      ),
+      // the oldest rows by seq: received_at is nearly monotonic in seq, and this never scans the whole table
+      purgeEvents: p('DELETE FROM events WHERE seq IN (SELECT seq FROM (SELECT seq, received_at FROM events ORDER BY seq LIMIT ?) WHERE received_at < ?)'),
+      purgeResolved: p('DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE resolved IS NOT NULL AND created_at < ? LIMIT ?)'),
     };
   }
+
+  // ---------------------------------------------------------------------------------------- append
 
   /**
    * Commits signals (deduped), the rule state they change and the transactions they derive, all in one
-   * SQLite transaction. Resolves after the commit is durable; rejects with OUTBOX_FULL / OUTBOX_IO, in
-   * which case nothing of this call was stored and the caller must not acknowledge its source.
+   * SQLite transaction shared with the other appends of the same few milliseconds (group commit). Resolves
+   * after the commit is durable; rejects with OUTBOX_FULL / OUTBOX_IO, in which case nothing of this call
+   * was stored and the caller must not acknowledge its source.
    */
   append(signals: Signal[]): Promise<AppendResult> {
     if (this.closed) return Promise.reject(new PlantBridgeError('INTERNAL', 'outbox is closed'));
-    if (signals.length === 0) return Promise.resolve({ accepted: 0, duplicates: 0, transactions: 0 });
+    if (this.role === 'tool') return Promise.reject(new PlantBridgeError('INTERNAL', 'the outbox is open as a tool: only the agent appends'));
+    if (!Array.isArray(signals) || signals.length === 0) return Promise.resolve({ accepted: 0, duplicates: 0, transactions: 0 });
     return new Promise((resolve, reject) => {
-      this.queue.push({ signals, resolve, reject });
+      this.queue.push({ signals, tick: false, resolve, reject });
       this.queuedRows += signals.length;
-      if (this.queuedRows >= this.opts.groupCommitRows) this.scheduleFlush(0);
-      else this.scheduleFlush(this.opts.groupCommitDelayMs);
+      this.scheduleFlush(this.queuedRows >= this.opts.groupCommitRows);
     });
   }
 
-  private scheduleFlush(delayMs: number): void {
-    if (delayMs === 0) {
-      if (this.flushTimer) clearTimeout(this.flushTimer);
-      this.flushTimer = undefined;
-      setImmediate(() => this.flush());
+  /** Runs time-based rules (aggregation windows that must close after T seconds), committed like an append. */
+  tick(): Promise<AppendResult> {
+    if (this.closed) return Promise.reject(new PlantBridgeError('INTERNAL', 'outbox is closed'));
+    if (this.role === 'tool') return Promise.reject(new PlantBridgeError('INTERNAL', 'the outbox is open as a tool: only the agent ticks'));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ signals: [], tick: true, resolve, reject });
+      this.scheduleFlush(true);
+    });
+  }
+
+  private scheduleFlush(now: boolean): void {
+    if (now) {
+      if (this.flushImmediate) return;
+      this.flushImmediate = setImmediate(() => {
+        this.flushImmediate = undefined;
+        this.flush();
+      });
       return;
     }
-    if (this.flushTimer) return;
+    if (this.flushTimer || this.flushImmediate) return;
     this.flushTimer = setTimeout(() => {
       this.flushTimer = undefined;
       this.flush();
-    }, delayMs);
+    }, this.opts.groupCommitDelayMs);
   }
 
-  /** Runs time-based rules (aggregation windows that must close after T seconds). */
-  tick(): Promise<AppendResult> {
-    return this.commitGroup([], true)[0];
-  }
-
+  /** Commits the oldest queued appends, up to groupCommitRows signals (a single larger append stays whole). */
   private flush(): void {
+    if (this.flushTimer) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = undefined;
+    }
     if (this.queue.length === 0) return;
-    const group = this.queue;
-    this.queue = [];
-    this.queuedRows = 0;
+    let rows = 0;
+    let n = 0;
+    while (n < this.queue.length && (n === 0 || rows + this.queue[n].signals.length <= this.opts.groupCommitRows)) {
+      rows += this.queue[n].signals.length;
+      n++;
+    }
+    const group = this.queue.splice(0, n);
+    this.queuedRows -= rows;
+    if (this.queue.length > 0) this.scheduleFlush(this.queuedRows >= this.opts.groupCommitRows || this.queue.some((p) => p.tick));
     const started = performance.now();
+    let results: AppendResult[];
     try {
+      if (this.reopenNeeded) this.reopen();
       this.checkBounds();
-      const results = this.commit(group.map((p) => p.signals), false);
-      this.lastCommitMs = performance.now() - started;
-      group.forEach((p, i) => p.resolve(results[i]));
+      results = this.commit(group);
     } catch (err) {
       const e = this.toStorageError(err);
       for (const p of group) p.reject(e);
+      return;
     }
+    this.lastCommitMs = performance.now() - started;
+    this.commits++;
+    if (this.full?.cause === 'io') this.clearFull();
+    group.forEach((p, i) => p.resolve(results[i]));
+    this.onCommit?.(this.lastCommitMs, rows);
   }
 
-  private commitGroup(signals: Signal[], tick: boolean): Promise<AppendResult>[] {
-    try {
-      if (this.closed) throw new PlantBridgeError('INTERNAL', 'outbox is closed');
-      this.checkBounds();
-      return this.commit([signals], tick).map((r) => Promise.resolve(r));
-    } catch (err) {
-      return [Promise.reject(this.toStorageError(err))];
-    }
-  }
-
-  private commit(groups: Signal[][], tick: boolean): AppendResult[] {
+  private commit(group: PendingAppend[]): AppendResult[] {
     const overlay = new Map<string, unknown>();
-    const access: StateAccess = {
-      get: (id) => (overlay.has(id) ? overlay.get(id) : this.stateCache.get(id)),
-      set: (id, s) => void overlay.set(id, s),
-    };
     const now = this.now();
-    const s = this.stmts;
-    const store = (d: Derivation): number => {
+    const s = this.s;
+    const deadLetter = (kind: 'signal' | 'quarantine', source: string | null, code: string, reason: string, payload: unknown) => {
+      let text: string | null;
+      try {
+        text = payload === undefined ? null : typeof payload === 'string' ? payload : JSON.stringify(payload);
+      } catch {
+        text = String(payload);
+      }
+      s.insertDead.run(kind, null, source, code, reason.slice(0, 2000), text === null ? null : text.slice(0, 64 * 1024), now);
+    };
+    /** Runs one derivation in its own state layer: a rule that throws changes nothing and dead-letters the signal. */
+    const layer = new Map<string, unknown>();
+    const access: StateAccess = {
+      get: (id) => (layer.has(id) ? layer.get(id) : overlay.has(id) ? overlay.get(id) : this.stateCache.get(id)),
+      set: (id, st) => void layer.set(id, st),
+    };
+    const derive = (run: (state: StateAccess) => Derivation, source: string | null, payload: unknown): number => {
+      layer.clear();
+      let rows: Array<[string, string, string, string, string, string, number]>;
+      let d: Derivation;
+      try {
+        d = run(access);
+        rows =
+          d.items.length === 0
+            ? []
+            : d.items.map(({ tx, shadow }) => {
+                const body = JSON.stringify(tx);
+                return [tx.idempotencyKey, tx.id, transactionTypeOf(tx) ?? 'unknown', `${tx.workCenter ?? ''}:${tx.data.order}`, shadow ? 'shadow' : 'pending', body, Buffer.byteLength(body)];
+              });
+      } catch (err) {
+        if (isSqliteError(err)) throw err;
+        deadLetter('quarantine', source, 'INTERNAL', `a rule failed on this input: ${(err as Error)?.message ?? String(err)}`, payload);
+        return -1;
+      }
       let n = 0;
-      for (const { tx, shadow } of d.items) {
-        const body = JSON.stringify(tx);
-        const orderKey = `${tx.workCenter ?? ''}:${tx.data.order}`;
-        const r = s.insertTx.run(tx.idempotencyKey, tx.id, transactionTypeOf(tx) ?? 'unknown', orderKey, shadow ? 'shadow' : 'pending', body, body.length, now);
-        n += r.changes;
-      }
-      for (const q of d.quarantined) {
-        s.insertDead.run('quarantine', null, q.source ?? null, q.code, q.reason, q.payload === undefined ? null : JSON.stringify(q.payload), now);
-      }
+      for (const r of rows) n += s.insertTx.run(r[0], r[1], r[2], r[3], r[4], r[5], r[6], now).changes;
+      for (const q of d.quarantined) deadLetter('quarantine', q.source ?? null, q.code, q.reason, q.payload);
+      for (const [id, st] of layer) overlay.set(id, st);
       return n;
     };
-    const results = this.db.transaction(() => {
+
+    const results = this.db.immediate(() => {
       const out: AppendResult[] = [];
-      for (const signals of groups) {
+      for (const p of group) {
         const r: AppendResult = { accepted: 0, duplicates: 0, transactions: 0 };
-        for (const sig of signals) {
+        for (const sig of p.signals) {
+          const bad = invalidSignal(sig);
+          if (bad) {
+            deadLetter('signal', typeof sig?.source === 'string' ? sig.source : null, 'SCHEMA_INVALID', bad, sig);
+            r.deadLettered = (r.deadLettered ?? 0) + 1;
+            continue;
+          }
+          let value: string | null;
+          try {
+            value = sig.value === null || sig.value === undefined ? null : JSON.stringify(sig.value);
+          } catch (err) {
+            deadLetter('signal', sig.source, 'SCHEMA_INVALID', `signal.value cannot be stored: ${(err as Error).message}`, String(sig.value));
+            r.deadLettered = (r.deadLettered ?? 0) + 1;
+            continue;
+          }
+          const received = Date.parse(sig.receivedAt);
           const ins = s.insertEvent.run(
             sig.sourceId,
             sig.source,
             sig.ref,
-            sig.value === null ? null : JSON.stringify(sig.value),
+            value,
             sig.quality,
             sig.sourceTime,
-            Date.parse(sig.receivedAt),
+            Number.isFinite(received) ? received : now,
           );
           if (ins.changes === 0) {
             r.duplicates++;
             continue;
           }
           r.accepted++;
-          r.transactions += store(this.rules.derive(sig, access));
+          const n = derive((st) => this.rules.derive(sig, st), sig.source, sig);
+          if (n < 0) r.deadLettered = (r.deadLettered ?? 0) + 1;
+          else r.transactions += n;
         }
+        if (p.tick) r.transactions += Math.max(0, derive((st) => this.rules.tick(now, st), null, undefined));
         out.push(r);
       }
-      if (tick) out[0].transactions += store(this.rules.tick(now, access));
-      for (const [id, state] of overlay) s.upsertState.run(id, JSON.stringify(state), now);
+      for (const [id, state] of overlay) {
+        let text: string;
+        try {
+          text = JSON.stringify(state);
+        } catch (err) {
+          // a rule bug: keep its last good state rather than fail every commit from now on
+          overlay.delete(id);
+          deadLetter('quarantine', null, 'INTERNAL', `rule ${id} produced a state that cannot be stored: ${(err as Error).message}`, undefined);
+          this.log?.error({ ruleId: id, err }, 'A rule produced a state that cannot be stored; its state was not updated');
+          continue;
+        }
+        s.upsertState.run(id, text, now);
+      }
       return out;
-    })();
+    });
     // the commit is durable: only now does the in-memory rule state move on
     for (const [id, state] of overlay) this.stateCache.set(id, state);
-    if (this.full) this.clearFull();
     return results;
   }
 
+  // ---------------------------------------------------------------------------------------- bounds and I/O errors
+
   private toStorageError(err: unknown): unknown {
     if (err instanceof PlantBridgeError) return err;
-    const code = String((err as { code?: string }).code ?? '');
-    if (/SQLITE_(FULL|IOERR|CANTOPEN|READONLY)/.test(code) || /ENOSPC|EIO/.test(String(err))) {
-      this.setFull(`I/O error: ${code || String(err)}`);
-      return new PlantBridgeError('OUTBOX_IO', `outbox write failed (${code}); sources are not acknowledged until it recovers`, { cause: err });
+    const kind = sqliteErrorKind(err);
+    const code = String((err as { code?: unknown; errcode?: unknown })?.code ?? (err as { errcode?: unknown })?.errcode ?? '');
+    if (kind === 'full' || kind === 'io' || kind === 'corrupt') {
+      this.setFull(`I/O error: ${(err as Error)?.message ?? code}`, 'io');
+      // after EIO the connection may hold a bad page cache or WAL index: start clean on the next attempt
+      if (kind !== 'full') this.reopenNeeded = true;
+      return new PlantBridgeError('OUTBOX_IO', `outbox write failed (${(err as Error)?.message ?? code}); sources are not acknowledged until it recovers`, { cause: err });
     }
+    if (kind === 'busy') return new PlantBridgeError('INTERNAL', 'outbox is locked by another process (an outbox CLI command?); retry', { retriable: true, cause: err });
     return err;
   }
 
-  private setFull(reason: string): void {
-    if (this.full === reason) return;
-    this.full = reason;
-    this.log?.error({ reason }, 'Outbox is full: sources are no longer acknowledged until space returns.');
+  private reopen(): void {
+    // open the new handle first: if that fails too, the old one stays for stats and the next attempt
+    const fresh = this.openRaw();
+    try {
+      this.db.close();
+    } catch {
+      // the old handle may be unusable: that is why we reopen
+    }
+    this.db = fresh;
+    this.s = this.prepare();
+    this.reopenNeeded = false;
+    this.log?.info('Outbox connection reopened after an I/O error');
+  }
+
+  private setFull(reason: string, cause: 'bounds' | 'io'): void {
+    if (this.full?.reason === reason) return;
+    const first = this.full === undefined;
+    this.full = { reason, cause, since: this.full?.since ?? this.now() };
+    if (first) this.log?.error({ reason }, 'Outbox refuses new data: sources are no longer acknowledged until it recovers.');
   }
 
   private clearFull(): void {
-    this.log?.warn({ previous: this.full }, 'Outbox has space again: ingest resumed.');
+    if (!this.full) return;
+    this.log?.warn({ previous: this.full.reason }, 'Outbox accepts data again: ingest resumed.');
     this.full = undefined;
   }
 
   private measure(): void {
-    const pageSize = this.db.pragma('page_size', { simple: true }) as number;
-    const pages = this.db.pragma('page_count', { simple: true }) as number;
-    const free = this.db.pragma('freelist_count', { simple: true }) as number;
-    let wal = 0;
     try {
-      wal = statSync(`${this.path}-wal`).size;
+      const pageSize = Number(this.db.pragma('page_size'));
+      const pages = Number(this.db.pragma('page_count'));
+      const free = Number(this.db.pragma('freelist_count'));
+      this.cachedBytes = (pages - free) * pageSize;
     } catch {
-      // no WAL file yet
+      // keep the last figure (an I/O error is reported by the write path)
     }
-    this.cachedBytes = (pages - free) * pageSize + wal;
+    try {
+      this.cachedWal = statSync(`${this.path}-wal`).size;
+    } catch {
+      this.cachedWal = 0;
+    }
+    this.cachedBytes += this.cachedWal;
     try {
       const fs = statfsSync(dirname(this.path));
       this.cachedDiskFree = fs.bavail * fs.bsize;
@@ -421,111 +680,203 @@ export class Outbox {
     this.boundsCheckedAt = performance.now();
   }
 
+  private overBounds(): string | undefined {
+    if (this.cachedBytes >= this.opts.maxBytes) return `outbox uses ${this.cachedBytes} bytes, maxBytes is ${this.opts.maxBytes}`;
+    if (this.cachedDiskFree < this.opts.minFreeDiskBytes) return `disk has ${this.cachedDiskFree} bytes free, minFreeDiskBytes is ${this.opts.minFreeDiskBytes}`;
+    return undefined;
+  }
+
   /** Refuses new data when the outbox is at its size cap or the disk at its free-space floor. */
   private checkBounds(): void {
     if (performance.now() - this.boundsCheckedAt > BOUNDS_CHECK_MS || this.full) this.measure();
-    let reason: string | undefined;
-    if (this.cachedBytes >= this.opts.maxBytes) reason = `outbox uses ${this.cachedBytes} bytes, maxBytes is ${this.opts.maxBytes}`;
-    else if (this.cachedDiskFree < this.opts.minFreeDiskBytes) reason = `disk has ${this.cachedDiskFree} bytes free, minFreeDiskBytes is ${this.opts.minFreeDiskBytes}`;
-    if (reason) {
-      // raw events and sent transactions may go early; pending business transactions never do
-      if (this.purgeForSpace() > 0) this.measure();
-      if (this.cachedBytes >= this.opts.maxBytes || this.cachedDiskFree < this.opts.minFreeDiskBytes) {
-        this.setFull(reason);
-        throw new PlantBridgeError('OUTBOX_FULL', `outbox full: ${reason}`);
+    let reason = this.overBounds();
+    if (reason && performance.now() - this.spacePurgedAt > BOUNDS_CHECK_MS) {
+      // sent transactions and old raw events may go early; pending business transactions never do
+      this.spacePurgedAt = performance.now();
+      if (this.purgeForSpace() > 0) {
+        this.measure();
+        reason = this.overBounds();
       }
     }
+    if (reason) {
+      this.setFull(reason, 'bounds');
+      throw new PlantBridgeError('OUTBOX_FULL', `outbox full: ${reason}`);
+    }
+    if (this.full?.cause === 'bounds') this.clearFull();
   }
+
+  /** Under space pressure: drop sent transactions and raw events past the dedupe window (never pending ones). */
+  private purgeForSpace(): number {
+    let deleted = 0;
+    try {
+      for (let i = 0; i < 10; i++) {
+        const n = this.purgeStep(this.now(), this.now() - SPACE_PRESSURE_KEEP_EVENTS_MS, PURGE_CHUNK * 5);
+        deleted += n;
+        if (n === 0) break;
+      }
+      if (deleted > 0) {
+        this.log?.warn({ deleted }, 'Outbox at its bound: dropped sent transactions and old raw events early.');
+        // the deletes went to the WAL: give its space back now (ingest is refused anyway, nothing waits)
+        this.db.pragma('wal_checkpoint(TRUNCATE)');
+      }
+    } catch (err) {
+      this.log?.warn({ err }, 'Could not free space in the outbox');
+    }
+    return deleted;
+  }
+
+  // ---------------------------------------------------------------------------------------- forwarding
 
   /** Leases up to `limit` transactions in outbox order; one order's items are never in two leases at once. */
   claim(limit: number, leaseMs: number, maxBytes = Infinity): ClaimedTx[] {
+    if (this.closed) throw new PlantBridgeError('INTERNAL', 'outbox is closed');
     const now = this.now();
-    return this.db
-      .transaction(() => {
-        this.stmts.expireLeases.run(now);
-        const rows = this.stmts.claim.all({ now, limit }) as Array<{ seq: number; body: string; attempts: number; bytes: number }>;
+    const s = this.s;
+    return this.relaxed(() =>
+      this.db.immediate(() => {
+        s.expireLeases.run(now);
+        const blocked = new Set(s.blockedOrders.all(now).map((r) => String(r.order_key)));
         const out: ClaimedTx[] = [];
         let bytes = 0;
-        for (const r of rows) {
-          if (out.length > 0 && bytes + r.bytes > maxBytes) break;
-          bytes += r.bytes;
-          this.stmts.lease.run(now + leaseMs, r.seq);
-          out.push({ seq: r.seq, tx: JSON.parse(r.body) as Transaction, attempts: r.attempts + 1, bytes: r.bytes });
-        }
-        return out;
-      })
-      .immediate();
-  }
-
-  /** Applies the hub's per-item results: sent, dead letter (with the hub's code), or retry later. */
-  settle(settlements: Settlement[]): void {
-    const now = this.now();
-    const s = this.stmts;
-    this.db
-      .transaction(() => {
-        for (const st of settlements) {
-          if (st.status === 'sent') s.settleSent.run(now, st.result === undefined ? null : JSON.stringify(st.result), st.seq);
-          else if (st.status === 'retry') s.settleRetry.run(now + st.delayMs, st.seq);
-          else {
-            const r = s.settleDead.run(now, JSON.stringify({ code: st.code, reason: st.reason }), st.seq);
-            if (r.changes > 0) s.insertDead.run('transaction', st.seq, null, st.code, st.reason, null, now);
+        let after = 0;
+        let scanned = 0;
+        // pages of pending rows in outbox order, until the batch is full or CLAIM_SCAN rows were skipped
+        while (out.length < limit && scanned < limit + CLAIM_SCAN) {
+          const page = s.claimScan.all(after, Math.max(64, (limit - out.length) * 2));
+          if (page.length === 0) break;
+          for (const r of page) {
+            after = Number(r.seq);
+            scanned++;
+            if (out.length >= limit) break;
+            if (Number(r.next_attempt_at) > now || blocked.has(String(r.order_key))) {
+              // keep the order's items in sequence: a later item never overtakes a waiting one
+              blocked.add(String(r.order_key));
+              continue;
+            }
+            const row = s.body.get(after)!;
+            const size = Number(row.bytes);
+            if (out.length > 0 && bytes + size > maxBytes) return out;
+            bytes += size;
+            s.lease.run(now + leaseMs, after);
+            out.push({ seq: after, tx: JSON.parse(String(row.body)) as Transaction, attempts: Number(row.attempts) + 1, bytes: size });
           }
         }
-      })
-      .immediate();
+        return out;
+      }),
+    );
   }
+
+  /**
+   * Claims and settles need no fsync of their own: a lost lease or a lost "sent" only means one more send,
+   * which the hub dedupes. They commit with synchronous=NORMAL (still crash-safe in WAL mode); the next
+   * FULL commit on the ack path syncs them along. Only appends, which precede upstream acks, pay the fsync.
+   */
+  private relaxed<T>(fn: () => T): T {
+    if (this.opts.synchronous !== 'full' || this.role === 'tool') return fn();
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      return fn();
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
+  }
+
+  /** Applies the hub's per-item results: sent, dead letter (with the hub's code), or retry later with backoff. */
+  settle(settlements: Settlement[]): void {
+    if (settlements.length === 0) return;
+    if (this.closed) throw new PlantBridgeError('INTERNAL', 'outbox is closed');
+    const now = this.now();
+    const s = this.s;
+    this.relaxed(() => this.settleAll(settlements, now, s));
+  }
+
+  private settleAll(settlements: Settlement[], now: number, s: Stmts): void {
+    this.db.immediate(() => {
+      for (const st of settlements) {
+        if (st.status === 'sent') s.settleSent.run(now, st.result === undefined ? null : JSON.stringify(st.result), st.seq);
+        else if (st.status === 'retry') {
+          let delay = st.delayMs;
+          if (!Number.isFinite(delay) || delay < 0) {
+            const attempts = Number(s.attempts.get(st.seq)?.attempts ?? 1);
+            delay = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** Math.min(20, Math.max(0, attempts - 1))) * (0.5 + Math.random() / 2);
+          }
+          s.settleRetry.run(Math.round(now + delay), st.reason ?? null, st.seq);
+        } else {
+          const r = s.settleDead.run(now, JSON.stringify({ code: st.code, reason: st.reason }), st.seq);
+          if (r.changes > 0) s.insertDead.run('transaction', st.seq, null, st.code, st.reason, null, now);
+        }
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------- dead letters, alarms
 
   /** Records an input that could not become a signal (undecodable payload): acknowledged, kept, visible. */
   deadLetterInput(source: string, code: string, reason: string, payload: Buffer | string | null): void {
     const capped = payload === null ? null : typeof payload === 'string' ? payload.slice(0, 64 * 1024) : payload.subarray(0, 64 * 1024);
-    this.stmts.insertDead.run('signal', null, source, code, reason, capped, this.now());
+    try {
+      this.s.insertDead.run('signal', null, source, code, reason, capped, this.now());
+    } catch (err) {
+      throw this.toStorageError(err);
+    }
   }
 
   listDeadLetters(limit = 100, includeResolved = false): DeadLetter[] {
     const rows = this.db
       .prepare(`SELECT * FROM dead_letters ${includeResolved ? '' : 'WHERE resolved IS NULL'} ORDER BY id DESC LIMIT ?`)
-      .all(limit) as Array<Record<string, any>>;
+      .all(limit);
     return rows.map((r) => ({
-      id: r.id,
-      kind: r.kind,
-      txSeq: r.tx_seq,
-      source: r.source,
-      code: r.code,
-      reason: r.reason,
+      id: Number(r.id),
+      kind: r.kind as DeadLetter['kind'],
+      txSeq: r.tx_seq === null ? null : Number(r.tx_seq),
+      source: r.source === null ? null : String(r.source),
+      code: String(r.code),
+      reason: String(r.reason),
       payload: r.payload === null ? null : Buffer.isBuffer(r.payload) ? r.payload.toString('utf8') : String(r.payload),
-      createdAt: new Date(r.created_at).toISOString(),
+      createdAt: new Date(Number(r.created_at)).toISOString(),
     }));
   }
 
-  /** Puts a dead-lettered transaction back in the queue (after the cause was fixed). */
+  /** Puts a dead-lettered transaction back in the queue (after the cause was fixed). Inputs cannot be replayed here. */
   replayDeadLetter(id: number): boolean {
-    return this.db
-      .transaction(() => {
-        const dl = this.db.prepare('SELECT tx_seq FROM dead_letters WHERE id = ? AND resolved IS NULL').get(id) as { tx_seq: number | null } | undefined;
-        if (!dl || dl.tx_seq === null) return false;
-        this.db.prepare("UPDATE transactions SET status = 'pending', next_attempt_at = 0, settled_at = NULL WHERE seq = ? AND status = 'dead'").run(dl.tx_seq);
-        this.db.prepare("UPDATE dead_letters SET resolved = 'replayed' WHERE id = ?").run(id);
-        return true;
-      })
-      .immediate();
+    return this.db.immediate(() => {
+      const dl = this.db.prepare('SELECT tx_seq FROM dead_letters WHERE id = ? AND resolved IS NULL').get(id);
+      if (!dl || dl.tx_seq === null) return false;
+      this.db.prepare("UPDATE transactions SET status = 'pending', next_attempt_at = 0, settled_at = NULL, result = NULL WHERE seq = ? AND status = 'dead'").run(dl.tx_seq);
+      this.db.prepare("UPDATE dead_letters SET resolved = 'replayed' WHERE id = ?").run(id);
+      return true;
+    });
+  }
+
+  /** Replays every open transaction dead letter, in chunks (short write transactions beside a running agent). */
+  replayAllDeadLetters(chunk = 500): number {
+    let total = 0;
+    for (;;) {
+      const ids = this.db
+        .prepare("SELECT id FROM dead_letters WHERE resolved IS NULL AND kind = 'transaction' AND tx_seq IS NOT NULL ORDER BY id LIMIT ?")
+        .all(chunk)
+        .map((r) => Number(r.id));
+      if (ids.length === 0) return total;
+      this.db.immediate(() => {
+        for (const id of ids) if (this.replayDeadLetter(id)) total++;
+      });
+    }
   }
 
   discardDeadLetter(id: number): boolean {
-    return this.db
-      .transaction(() => {
-        const dl = this.db.prepare('SELECT tx_seq FROM dead_letters WHERE id = ? AND resolved IS NULL').get(id) as { tx_seq: number | null } | undefined;
-        if (!dl) return false;
-        if (dl.tx_seq !== null) this.db.prepare("UPDATE transactions SET status = 'discarded' WHERE seq = ? AND status = 'dead'").run(dl.tx_seq);
-        this.db.prepare("UPDATE dead_letters SET resolved = 'discarded' WHERE id = ?").run(id);
-        return true;
-      })
-      .immediate();
+    return this.db.immediate(() => {
+      const dl = this.db.prepare('SELECT tx_seq FROM dead_letters WHERE id = ? AND resolved IS NULL').get(id);
+      if (!dl) return false;
+      if (dl.tx_seq !== null) this.db.prepare("UPDATE transactions SET status = 'discarded' WHERE seq = ? AND status = 'dead'").run(dl.tx_seq);
+      this.db.prepare("UPDATE dead_letters SET resolved = 'discarded' WHERE id = ?").run(id);
+      return true;
+    });
   }
 
   alarms(): Alarm[] {
-    const rows = this.db.prepare('SELECT code, message, since FROM alarms ORDER BY since').all() as Array<{ code: string; message: string; since: number }>;
-    const out = rows.map((r) => ({ code: r.code, message: r.message, since: new Date(r.since).toISOString() }));
-    if (this.full) out.push({ code: 'OUTBOX_FULL', message: this.full, since: new Date(this.now()).toISOString() });
+    const rows = this.db.prepare('SELECT code, message, since FROM alarms ORDER BY since').all();
+    const out = rows.map((r) => ({ code: String(r.code), message: String(r.message), since: new Date(Number(r.since)).toISOString() }));
+    if (this.full) out.push({ code: this.full.cause === 'io' ? 'OUTBOX_IO' : 'OUTBOX_FULL', message: this.full.reason, since: new Date(this.full.since).toISOString() });
     return out;
   }
 
@@ -533,24 +884,74 @@ export class Outbox {
     return this.db.prepare('DELETE FROM alarms WHERE code = ?').run(code).changes > 0;
   }
 
+  // ---------------------------------------------------------------------------------------- reports, CLI
+
+  /** O(1) at any backlog: counters kept by triggers, two index probes, three pragmas, one statfs. */
   stats(): OutboxStats {
     this.measure();
-    const counts = Object.fromEntries(
-      (this.stmts.countByStatus.all() as Array<{ status: string; n: number }>).map((r) => [r.status, r.n]),
-    ) as Record<string, number>;
-    const oldest = (this.stmts.oldestPending.get() as { t: number | null }).t;
+    const c: Record<string, number> = {};
+    for (const r of this.s.counters.all()) c[String(r.name)] = Number(r.value);
+    const oldest = this.s.oldestPending.get()?.t;
     return {
-      pending: (counts.pending ?? 0) + (counts.leased ?? 0),
-      leased: counts.leased ?? 0,
-      oldestPendingAgeS: oldest === null ? 0 : Math.max(0, (this.now() - oldest) / 1000),
-      deadLetters: (this.stmts.openDeadLetters.get() as { n: number }).n,
-      shadow: counts.shadow ?? 0,
+      pending: (c.tx_pending ?? 0) + (c.tx_leased ?? 0),
+      leased: c.tx_leased ?? 0,
+      oldestPendingAgeS: oldest === null || oldest === undefined ? 0 : Math.max(0, (this.now() - Number(oldest)) / 1000),
+      deadLetters: c.dead_letters_open ?? 0,
+      shadow: c.tx_shadow ?? 0,
       bytes: this.cachedBytes,
       diskFreeBytes: this.cachedDiskFree === Number.MAX_SAFE_INTEGER ? 0 : this.cachedDiskFree,
       full: this.full !== undefined,
-      ...(this.full ? { fullReason: this.full } : {}),
+      ...(this.full ? { fullReason: this.full.reason } : {}),
       lastCommitMs: this.lastCommitMs,
+      sent: c.tx_sent ?? 0,
+      walBytes: this.cachedWal,
+      commits: this.commits,
     };
+  }
+
+  /** Transactions in outbox order, optionally of one status, after a sequence number (paging). */
+  listTransactions(opts: { status?: TxStatus; limit?: number; afterSeq?: number } = {}): ListedTx[] {
+    const limit = Math.max(1, Math.min(10_000, opts.limit ?? 50));
+    const rows = this.db
+      .prepare(
+        `SELECT seq, idempotency_key, type, order_key, status, attempts, created_at, settled_at, next_attempt_at, last_error, bytes
+         FROM transactions WHERE seq > ? ${opts.status ? 'AND status = ?' : ''} ORDER BY seq LIMIT ?`,
+      )
+      .all(...(opts.status ? [opts.afterSeq ?? 0, opts.status, limit] : [opts.afterSeq ?? 0, limit]));
+    return rows.map((r) => ({
+      seq: Number(r.seq),
+      idempotencyKey: String(r.idempotency_key),
+      type: String(r.type),
+      orderKey: String(r.order_key),
+      status: r.status as TxStatus,
+      attempts: Number(r.attempts),
+      createdAt: new Date(Number(r.created_at)).toISOString(),
+      settledAt: r.settled_at === null ? null : new Date(Number(r.settled_at)).toISOString(),
+      nextAttemptAt: Number(r.next_attempt_at) > 0 ? new Date(Number(r.next_attempt_at)).toISOString() : null,
+      lastError: r.last_error === null ? null : String(r.last_error),
+      bytes: Number(r.bytes),
+    }));
+  }
+
+  /**
+   * Puts transactions sent at or after `sinceMs` back to pending, in outbox order (for a hub restored from
+   * a backup: the hub dedupes what it still has). Short chunks, so it runs beside a live agent.
+   */
+  resendSince(sinceMs: number, chunk = 1000): number {
+    let total = 0;
+    for (;;) {
+      const n = this.db.immediate(
+        () =>
+          this.db
+            .prepare(
+              `UPDATE transactions SET status = 'pending', next_attempt_at = 0, settled_at = NULL, lease_until = NULL, result = NULL
+               WHERE seq IN (SELECT seq FROM transactions WHERE status = 'sent' AND settled_at >= ? ORDER BY seq LIMIT ?)`,
+            )
+            .run(sinceMs, chunk).changes,
+      );
+      total += n;
+      if (n < chunk) return total;
+    }
   }
 
   /** Reads rule state as committed (for reports and tests). */
@@ -563,63 +964,103 @@ export class Outbox {
     return this.db.prepare(sql).all(...params) as T[];
   }
 
+  // ---------------------------------------------------------------------------------------- housekeeping
+
+  /**
+   * PASSIVE checkpoint (never waits for, nor blocks, a writer). With only this process on the file it
+   * completes, and the next commit rewinds the WAL and trims it to walMaxBytes. If a reader (the CLI) kept
+   * it from completing and the WAL outgrew walMaxBytes, a TRUNCATE checkpoint runs while no append waits.
+   */
   checkpoint(): void {
-    if (this.closed) return;
+    if (this.closed || this.role === 'tool') return;
     try {
       this.db.pragma('wal_checkpoint(PASSIVE)');
+      let wal = 0;
+      try {
+        wal = statSync(`${this.path}-wal`).size;
+      } catch {
+        // no WAL
+      }
+      if (wal > this.opts.walMaxBytes && this.queue.length === 0) this.db.pragma('wal_checkpoint(TRUNCATE)');
     } catch (err) {
       this.log?.warn({ err }, 'WAL checkpoint failed; will retry');
     }
   }
 
-  private purgeExpired(): void {
-    if (this.closed || this.opts.retentionDays === 0) return;
-    const cutoff = this.now() - this.opts.retentionDays * DAY_MS;
-    try {
-      this.purge(cutoff, 10_000);
-    } catch (err) {
-      this.log?.warn({ err }, 'Retention purge failed; will retry');
-    }
+  /** One bounded retention step; returns rows deleted. */
+  private purgeStep(sentCutoffMs: number, eventCutoffMs: number, chunk: number): number {
+    return this.db.immediate(() => {
+      let n = 0;
+      if (Number.isFinite(sentCutoffMs)) {
+        n += this.s.purgeSent.run(sentCutoffMs, chunk).changes;
+        n += this.s.purgeResolved.run(sentCutoffMs, chunk).changes;
+      }
+      if (Number.isFinite(eventCutoffMs)) n += this.s.purgeEvents.run(chunk, eventCutoffMs).changes;
+      return n;
+    });
   }
 
-  /** Deletes settled transactions and raw events older than cutoff, in bounded chunks. */
-  private purge(cutoffMs: number, chunk: number): number {
-    let n = 0;
-    n += this.db
-      .prepare(
-        `DELETE FROM transactions WHERE seq IN (SELECT seq FROM transactions WHERE settled_at < ? AND status IN ('sent', 'discarded') LIMIT ?)`,
-      )
-      .run(cutoffMs, chunk).changes;
-    n += this.db.prepare('DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE received_at < ? ORDER BY seq LIMIT ?)').run(cutoffMs, chunk).changes;
-    return n;
+  /**
+   * Retention: sent transactions after retentionDays, raw events after eventRetentionDays, in short steps
+   * that yield to the event loop. Resolves with the rows deleted; a call while one runs joins it.
+   */
+  purgeExpired(): Promise<number> {
+    if (this.closed || this.role === 'tool') return Promise.resolve(0);
+    if (this.purging) return this.purging;
+    const now = this.now();
+    const sentCutoff = this.opts.retentionDays > 0 ? now - this.opts.retentionDays * DAY_MS : -Infinity;
+    const eventCutoff = this.opts.eventRetentionDays > 0 ? now - this.opts.eventRetentionDays * DAY_MS : -Infinity;
+    this.purging = new Promise<number>((resolve) => {
+      let total = 0;
+      const step = () => {
+        let n = 0;
+        if (!this.closed) {
+          try {
+            n = this.purgeStep(sentCutoff, eventCutoff, PURGE_CHUNK);
+          } catch (err) {
+            this.log?.warn({ err }, 'Retention purge failed; will retry');
+          }
+        }
+        total += n;
+        // yield between steps so appends keep their latency
+        if (n > 0) setImmediate(step);
+        else {
+          this.purging = undefined;
+          resolve(total);
+        }
+      };
+      step();
+    });
+    return this.purging;
   }
 
-  /** Under space pressure: drop the oldest raw events and sent transactions (never pending ones). */
-  private purgeForSpace(): number {
-    try {
-      const deleted = this.purge(this.now() - 60_000, 50_000);
-      if (deleted > 0) this.log?.warn({ deleted }, 'Outbox near its bound: dropped old raw events and sent transactions early.');
-      return deleted;
-    } catch {
-      return 0;
-    }
-  }
-
-  /** Finishes the in-flight commit, checkpoints and closes. */
+  /** Finishes the queued commits, checkpoints and closes. */
   close(): void {
     if (this.closed) return;
-    if (this.flushTimer) clearTimeout(this.flushTimer);
-    this.flush();
+    if (this.flushImmediate) clearImmediate(this.flushImmediate);
+    this.flushImmediate = undefined;
+    while (this.queue.length > 0) this.flush();
     this.closed = true;
     clearInterval(this.checkpointTimer);
     clearInterval(this.retentionTimer);
-    try {
-      this.db.pragma('wal_checkpoint(TRUNCATE)');
-    } catch {
-      // best effort: the WAL is replayed at next open
+    if (this.role === 'agent') {
+      try {
+        this.db.pragma('wal_checkpoint(TRUNCATE)');
+      } catch {
+        // best effort: the WAL is replayed at next open
+      }
     }
     this.db.close();
   }
+}
+
+/** Cheap structural checks: a malformed signal is dead-lettered instead of failing the whole group commit. */
+function invalidSignal(sig: Signal): string | undefined {
+  if (!sig || typeof sig !== 'object') return 'signal is not an object';
+  for (const k of ['source', 'ref', 'sourceId', 'sourceTime', 'quality'] as const) {
+    if (typeof sig[k] !== 'string' || sig[k].length === 0) return `signal.${k} is missing or not a string`;
+  }
+  return undefined;
 }
 
 export function openOutbox(opts: OutboxOptions): Outbox {

@@ -1,0 +1,474 @@
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { isPlantBridgeError } from '../../contracts/index.ts';
+import { migrations } from './migrations.ts';
+import type { Outbox, OutboxOptions } from './outbox.ts';
+import { openDb, type SqliteDriver } from './sqlite-db.ts';
+import { countingDeriver, signal, tempDir, transaction } from './test-kit.ts';
+
+/**
+ * The Outbox contract (DESIGN.md §4): every implementation — better-sqlite3, node:sqlite, a future one —
+ * runs this one suite against real files on disk.
+ *
+ *   outboxContractSuite({ name: 'better-sqlite3', driver: 'better-sqlite3', open: (o) => openOutbox(o) })
+ */
+export interface OutboxFactory {
+  name: string;
+  /** the SQLite driver the suite uses for its own side connections (a reader, a v1 database) */
+  driver: SqliteDriver;
+  open(opts: OutboxOptions): Outbox;
+}
+
+export function outboxContractSuite(factory: OutboxFactory): void {
+  void describe(`Outbox contract: ${factory.name}`, () => {
+    let tmp: ReturnType<typeof tempDir>;
+    let n = 0;
+    const opened: Outbox[] = [];
+    before(() => {
+      tmp = tempDir();
+    });
+    after(() => {
+      for (const o of opened) {
+        try {
+          o.close();
+        } catch {
+          // already closed
+        }
+      }
+      tmp.cleanup();
+    });
+    const newPath = () => join(tmp.dir, `t${++n}`, 'outbox.db');
+    const open = (opts: Partial<OutboxOptions> & { path: string }) => {
+      const o = factory.open({ minFreeDiskBytes: 0, checkpointIntervalMs: 200, driver: factory.driver, ...opts });
+      opened.push(o);
+      return o;
+    };
+    const clock = (start = Date.UTC(2026, 0, 10)) => {
+      const c = { t: start, now: () => c.t };
+      return c;
+    };
+    const count = (o: Outbox, sql: string, ...p: unknown[]) => Number(Object.values(o.query<Record<string, number>>(sql, ...p)[0])[0]);
+
+    void it('commits signals once: duplicates within a call, across calls and across reopen are dropped', async () => {
+      const path = newPath();
+      let o = open({ path });
+      assert.deepEqual(await o.append([signal(1), signal(2), signal(1)]), { accepted: 2, duplicates: 1, transactions: 0 });
+      assert.deepEqual(await o.append([signal(2), signal(3)]), { accepted: 1, duplicates: 1, transactions: 0 });
+      o.close();
+      o = open({ path });
+      assert.equal((await o.append([signal(3), signal(4)])).duplicates, 1);
+      assert.equal(count(o, 'SELECT COUNT(*) FROM events'), 4);
+      o.close();
+    });
+
+    void it('group-commits concurrent appends; each resolves only once its own rows are committed', async () => {
+      const path = newPath();
+      const o = open({ path, groupCommitDelayMs: 10 });
+      const reader = openDb(path, { driver: factory.driver });
+      const seen: number[] = [];
+      await Promise.all(
+        Array.from({ length: 200 }, (_, i) =>
+          o.append([signal(i)]).then(() => {
+            // another connection sees the row: the commit happened before the promise resolved
+            seen.push(Number(reader.prepare('SELECT COUNT(*) AS n FROM events WHERE source_id = ?').get(signal(i).sourceId)!.n));
+          }),
+        ),
+      );
+      reader.close();
+      assert.deepEqual(new Set(seen), new Set([1]));
+      const commits = o.stats().commits!;
+      assert.ok(commits >= 1 && commits <= 5, `200 concurrent appends took ${commits} commits`);
+      o.close();
+    });
+
+    void it('bounds a group by groupCommitRows (a single larger append stays whole)', async () => {
+      const o = open({ path: newPath(), groupCommitRows: 10, groupCommitDelayMs: 20 });
+      await Promise.all(Array.from({ length: 50 }, (_, i) => o.append([signal(i)])));
+      assert.ok(o.stats().commits! >= 5, `commits ${o.stats().commits}`);
+      const before = o.stats().commits!;
+      assert.equal((await o.append(Array.from({ length: 25 }, (_, i) => signal(100 + i)))).accepted, 25);
+      assert.equal(o.stats().commits! - before, 1);
+      o.close();
+    });
+
+    void it('commits events, rule state and transactions together; the state survives a reopen', async () => {
+      const path = newPath();
+      let o = open({ path, rules: countingDeriver(10) });
+      const r = await o.append(Array.from({ length: 25 }, (_, i) => signal(i)));
+      assert.deepEqual(r, { accepted: 25, duplicates: 0, transactions: 2 });
+      assert.deepEqual(o.ruleState('count-plc1'), { n: 25, emitted: 20 });
+      o.close();
+      o = open({ path, rules: countingDeriver(10) });
+      assert.deepEqual(o.ruleState('count-plc1'), { n: 25, emitted: 20 });
+      // redelivered signals derive nothing; new ones continue from the committed state
+      assert.equal((await o.append(Array.from({ length: 30 }, (_, i) => signal(i)))).transactions, 1);
+      const keys = o.query<{ k: string }>('SELECT idempotency_key AS k FROM transactions ORDER BY seq').map((x) => x.k);
+      assert.deepEqual(keys, ['P1:count-plc1:0-10', 'P1:count-plc1:10-20', 'P1:count-plc1:20-30']);
+      assert.equal(o.stats().pending, 3);
+      o.close();
+    });
+
+    void it('dead-letters a signal that makes a rule throw, and malformed signals, without failing the group', async () => {
+      const o = open({ path: newPath(), rules: countingDeriver(10) });
+      const [a, b, c] = await Promise.all([
+        o.append([signal(1), signal(2, { ref: 'boom', sourceId: 'plc1:boom:1' }), signal(3)]),
+        o.append([{ ...signal(4), sourceTime: undefined } as never, signal(5)]),
+        o.append([signal(6, { ref: 'jump', sourceId: 'plc1:jump:1' })]),
+      ]);
+      assert.equal(a.accepted, 3);
+      assert.equal(a.deadLettered, 1);
+      assert.equal(b.accepted, 1);
+      assert.equal(b.deadLettered, 1);
+      assert.equal(c.accepted, 1);
+      // the throwing rule's partial state change was discarded
+      assert.deepEqual(o.ruleState('count-plc1'), { n: 3, emitted: 0 });
+      const codes = o.listDeadLetters().map((d) => `${d.kind}:${d.code}`).sort();
+      assert.deepEqual(codes, ['quarantine:COUNTER_JUMP', 'quarantine:INTERNAL', 'signal:SCHEMA_INVALID']);
+      assert.equal(o.stats().deadLetters, 3);
+      o.close();
+    });
+
+    void it('tick commits the transactions of time-based windows', async () => {
+      const o = open({ path: newPath(), rules: countingDeriver(10) });
+      await o.append([signal(1), signal(2), signal(3)]);
+      assert.equal((await o.tick()).transactions, 1);
+      assert.equal((await o.tick()).transactions, 0);
+      assert.deepEqual(o.ruleState('count-plc1'), { n: 3, emitted: 3 });
+      o.close();
+    });
+
+    void it('claims in outbox order, never one order in two leases, within maxBytes', async () => {
+      const c = clock();
+      const o = open({ path: newPath(), now: c.now, rules: countingDeriver(1, (s) => (Number(s.value) % 2 ? 'A' : 'B')) });
+      await o.append(Array.from({ length: 10 }, (_, i) => signal(i)));
+      const first = o.claim(3, 60_000);
+      assert.deepEqual(first.map((x) => x.seq), [1, 2, 3]);
+      assert.equal(first[0].attempts, 1);
+      // orders A and B are both leased now: nothing else may go
+      assert.equal(o.claim(10, 60_000).length, 0);
+      o.settle(first.map((x) => ({ seq: x.seq, status: 'sent' as const })));
+      const bytes = first[0].bytes;
+      const second = o.claim(10, 60_000, bytes * 2 + 1);
+      assert.deepEqual(second.map((x) => x.seq), [4, 5]);
+      assert.equal(o.stats().leased, 2);
+      o.close();
+    });
+
+    void it('settles per item: sent, dead letter with code, retry later with backoff', async () => {
+      const c = clock();
+      const o = open({ path: newPath(), now: c.now, rules: countingDeriver(1, (s) => `O${s.value}`) });
+      await o.append(Array.from({ length: 4 }, (_, i) => signal(i)));
+      const cl = o.claim(10, 60_000);
+      assert.equal(cl.length, 4);
+      o.settle([
+        { seq: cl[0].seq, status: 'sent', result: { status: 'accepted' } },
+        { seq: cl[1].seq, status: 'dead', code: 'SCHEMA_INVALID', reason: 'bad unit' },
+        { seq: cl[2].seq, status: 'retry', delayMs: 5000, reason: 'hub 503' },
+        { seq: cl[3].seq, status: 'retry', delayMs: -1 },
+      ]);
+      let s = o.stats();
+      assert.equal(s.pending, 2);
+      assert.equal(s.sent, 1);
+      assert.equal(s.deadLetters, 1);
+      assert.equal(o.claim(10, 60_000).length, 0, 'retries wait for their time');
+      c.t += 1001;
+      // the outbox's own backoff after 1 attempt is 0.5-1 s; the hub's 5 s still runs
+      assert.deepEqual(o.claim(10, 60_000).map((x) => x.seq), [cl[3].seq]);
+      c.t += 4000;
+      const again = o.claim(10, 60_000);
+      assert.deepEqual(again.map((x) => x.seq), [cl[2].seq]);
+      assert.equal(again[0].attempts, 2);
+      assert.equal(o.listTransactions({ status: 'leased' }).find((x) => x.seq === cl[2].seq)!.lastError, 'hub 503');
+      c.t += 60_001;
+      // both leases expired
+      assert.deepEqual(o.claim(10, 60_000).map((x) => x.seq).sort(), [cl[2].seq, cl[3].seq].sort());
+      // a late 'sent' for an item whose lease expired still counts: the hub has it
+      o.settle([{ seq: cl[2].seq, status: 'sent' }]);
+      s = o.stats();
+      assert.equal(s.sent, 2);
+      assert.equal(s.leased, 1);
+      o.close();
+    });
+
+    void it('returns expired leases to pending, and releases the leases of a previous run at open', async () => {
+      const c = clock();
+      const path = newPath();
+      let o = open({ path, now: c.now, rules: countingDeriver(1) });
+      await o.append([signal(1), signal(2)]);
+      assert.equal(o.claim(10, 1000).length, 2);
+      assert.equal(o.claim(10, 1000).length, 0);
+      c.t += 1001;
+      const re = o.claim(1, 1000);
+      assert.equal(re.length, 1);
+      assert.equal(re[0].attempts, 2);
+      o.close();
+      o = open({ path, now: c.now, rules: countingDeriver(1) });
+      assert.equal(o.stats().leased, 0);
+      assert.equal(o.claim(10, 1000).length, 2);
+      o.close();
+    });
+
+    void it('dead letters: list, replay one, replay all, discard', async () => {
+      const c = clock();
+      const o = open({ path: newPath(), now: c.now, rules: countingDeriver(1, (s) => `O${s.value}`) });
+      await o.append(Array.from({ length: 4 }, (_, i) => signal(i)));
+      o.deadLetterInput('mqtt1', 'PAYLOAD_INVALID', 'not JSON', Buffer.from('{oops'));
+      const cl = o.claim(10, 60_000);
+      o.settle(cl.map((x) => ({ seq: x.seq, status: 'dead' as const, code: 'ERP_BUSINESS', reason: `order ${x.seq} closed` })));
+      const dls = o.listDeadLetters();
+      assert.equal(dls.length, 5);
+      assert.equal(dls.find((d) => d.kind === 'signal')!.payload, '{oops');
+      const txDls = dls.filter((d) => d.kind === 'transaction').sort((a, b) => a.id - b.id);
+      assert.equal(o.replayDeadLetter(txDls[0].id), true);
+      assert.equal(o.replayDeadLetter(txDls[0].id), false, 'already resolved');
+      assert.equal(o.replayDeadLetter(dls.find((d) => d.kind === 'signal')!.id), false, 'inputs are not replayable here');
+      assert.equal(o.discardDeadLetter(txDls[1].id), true);
+      assert.equal(o.replayAllDeadLetters(), 2);
+      const s = o.stats();
+      assert.equal(s.pending, 3);
+      assert.equal(s.deadLetters, 1);
+      assert.equal(count(o, "SELECT COUNT(*) FROM transactions WHERE status = 'discarded'"), 1);
+      assert.equal(o.listDeadLetters(100, true).length, 5);
+      o.close();
+    });
+
+    void it('keeps its stats counters equal to the rows, whatever wrote them', async () => {
+      const c = clock();
+      const o = open({ path: newPath(), now: c.now, rules: countingDeriver(1, (s) => `O${s.value}`) });
+      await o.append(Array.from({ length: 30 }, (_, i) => signal(i)));
+      await o.append([signal(99, { ref: 'shadow', sourceId: 'plc1:shadow:1' })]);
+      const cl = o.claim(20, 60_000);
+      o.settle(cl.slice(0, 10).map((x) => ({ seq: x.seq, status: 'sent' as const })));
+      o.settle(cl.slice(10, 15).map((x) => ({ seq: x.seq, status: 'dead' as const, code: 'ERP_BUSINESS', reason: 'no' })));
+      o.settle(cl.slice(15).map((x) => ({ seq: x.seq, status: 'retry' as const, delayMs: 0 })));
+      o.discardDeadLetter(o.listDeadLetters()[0].id);
+      c.t += 8 * 86_400_000;
+      await o.purgeExpired();
+      const s = o.stats();
+      const byStatus = (st: string) => count(o, 'SELECT COUNT(*) FROM transactions WHERE status = ?', st);
+      assert.equal(s.pending, byStatus('pending') + byStatus('leased'));
+      assert.equal(s.sent, byStatus('sent'));
+      assert.equal(s.shadow, byStatus('shadow'));
+      assert.equal(s.deadLetters, count(o, 'SELECT COUNT(*) FROM dead_letters WHERE resolved IS NULL'));
+      assert.equal(s.sent, 0, 'sent rows past retention were purged');
+      assert.ok(s.oldestPendingAgeS >= 8 * 86_400);
+      assert.ok(s.bytes > 0);
+      o.close();
+    });
+
+    void it('retention purges sent transactions and raw events by age, never pending or dead ones', async () => {
+      const c = clock();
+      const o = open({ path: newPath(), now: c.now, retentionDays: 7, eventRetentionDays: 1, rules: countingDeriver(1, (s) => `O${s.value}`) });
+      const old = Date.UTC(2026, 0, 1);
+      await o.append(Array.from({ length: 6 }, (_, i) => signal(i, { receivedAt: new Date(old).toISOString() })));
+      const cl = o.claim(10, 60_000);
+      o.settle([{ seq: cl[0].seq, status: 'sent' }, { seq: cl[1].seq, status: 'dead', code: 'ERP_BUSINESS', reason: 'x' }]);
+      o.settle(cl.slice(2).map((x) => ({ seq: x.seq, status: 'retry' as const, delayMs: 0 })));
+      await o.append([signal(100, { receivedAt: new Date(c.t).toISOString() })]);
+      await o.purgeExpired();
+      assert.equal(count(o, 'SELECT COUNT(*) FROM events'), 1, 'events older than 1 day are gone');
+      c.t += 2 * 86_400_000;
+      await o.purgeExpired();
+      assert.equal(o.stats().sent, 1, 'sent rows stay 7 days');
+      c.t += 6 * 86_400_000;
+      await o.purgeExpired();
+      assert.equal(o.stats().sent, 0);
+      assert.equal(count(o, "SELECT COUNT(*) FROM transactions WHERE status = 'dead'"), 1);
+      assert.equal(o.stats().pending, 5);
+      o.close();
+    });
+
+    void it('refuses with OUTBOX_FULL at maxBytes, drops no business transaction, and resumes by itself', async () => {
+      const c = clock();
+      const path = newPath();
+      const big = 'x'.repeat(2000);
+      const o = open({ path, now: c.now, maxBytes: 400_000, walMaxBytes: 64 * 1024, rules: countingDeriver(1, (s) => `O${Number(s.value) % 3}`) });
+      let acked = 0;
+      let err: unknown;
+      for (let i = 0; i < 2000 && !err; i += 10) {
+        try {
+          await o.append(Array.from({ length: 10 }, (_, k) => signal(i + k, { value: `${big}${i + k}` })));
+          acked += 10;
+        } catch (e) {
+          err = e;
+        }
+        o.checkpoint();
+      }
+      assert.ok(isPlantBridgeError(err, 'OUTBOX_FULL'), `expected OUTBOX_FULL, got ${String(err)}`);
+      assert.ok(acked > 0);
+      const s = o.stats();
+      assert.equal(s.full, true);
+      assert.ok(o.alarms().some((a) => a.code === 'OUTBOX_FULL'));
+      assert.equal(s.pending, acked, 'every acknowledged transaction is still pending');
+      await assert.rejects(o.append([signal(5000)]), (e) => isPlantBridgeError(e, 'OUTBOX_FULL'));
+      // the hub comes back: transactions are sent; ingest resumes without anyone restarting anything
+      for (let cl = o.claim(500, 60_000); cl.length > 0; cl = o.claim(500, 60_000)) o.settle(cl.map((x) => ({ seq: x.seq, status: 'sent' as const })));
+      c.t += 11 * 60_000;
+      await new Promise((r) => setTimeout(r, 1100));
+      o.checkpoint();
+      const r = await o.append([signal(5000)]);
+      assert.equal(r.accepted, 1);
+      assert.equal(o.stats().full, false);
+      assert.equal(count(o, 'SELECT COUNT(*) FROM transactions'), count(o, "SELECT COUNT(*) FROM transactions WHERE status != 'sent'") + o.stats().sent!);
+      o.close();
+    });
+
+    void it('an I/O error fails the group with OUTBOX_IO and an alarm, never a crash; the next append recovers', async () => {
+      let fail = 1;
+      const rules = countingDeriver(1);
+      const flaky: typeof rules = {
+        derive: (sig, st) => {
+          // what SQLite raises on EIO in the middle of a commit
+          if (sig.ref === 'eio' && fail-- > 0) throw Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR_WRITE' });
+          return rules.derive(sig, st);
+        },
+        tick: rules.tick,
+      };
+      const o = open({ path: newPath(), rules: flaky });
+      await o.append([signal(1)]);
+      const results = await Promise.allSettled([o.append([signal(2)]), o.append([signal(3, { ref: 'eio', sourceId: 'plc1:eio:1' })])]);
+      for (const r of results) assert.ok(r.status === 'rejected' && isPlantBridgeError(r.reason, 'OUTBOX_IO'), 'the whole group failed');
+      assert.equal(o.stats().full, true);
+      assert.ok(o.alarms().some((a) => a.code === 'OUTBOX_IO'));
+      assert.deepEqual(o.ruleState('count-plc1'), { n: 1, emitted: 1 }, 'no state from the failed commit');
+      // the sources re-send; the connection is reopened and the commit succeeds
+      const again = await o.append([signal(2), signal(3, { ref: 'eio', sourceId: 'plc1:eio:1' })]);
+      assert.equal(again.accepted, 2);
+      assert.equal(o.stats().full, false);
+      assert.equal(o.alarms().length, 0);
+      assert.equal(o.stats().pending, 2);
+      o.close();
+    });
+
+    void it('resendSince puts sent transactions back to pending, in outbox order', async () => {
+      const c = clock();
+      const o = open({ path: newPath(), now: c.now, rules: countingDeriver(1, (s) => `O${s.value}`) });
+      await o.append(Array.from({ length: 5 }, (_, i) => signal(i)));
+      const cl = o.claim(10, 60_000);
+      o.settle(cl.slice(0, 2).map((x) => ({ seq: x.seq, status: 'sent' as const })));
+      const since = c.t + 1;
+      c.t += 1000;
+      o.settle(cl.slice(2).map((x) => ({ seq: x.seq, status: 'sent' as const })));
+      assert.equal(o.resendSince(since, 2), 3);
+      assert.equal(o.stats().pending, 3);
+      assert.deepEqual(o.claim(10, 60_000).map((x) => x.seq), cl.slice(2).map((x) => x.seq));
+      o.close();
+    });
+
+    void it('migrates a version-1 database and keeps its rows and counts', async () => {
+      const path = newPath();
+      const o0 = open({ path });
+      o0.close();
+      // rebuild as a v1 file
+      const raw = openDb(path, { driver: factory.driver });
+      raw.exec('DROP TABLE events; DROP TABLE rule_state; DROP TABLE transactions; DROP TABLE dead_letters; DROP TABLE alarms; DROP TABLE counters;');
+      raw.exec(migrations[0]);
+      raw.pragma('user_version = 1');
+      const tx = transaction('v1-key');
+      raw.prepare("INSERT INTO transactions(idempotency_key, id, type, order_key, status, body, bytes, created_at) VALUES (?, ?, 'ProductionConfirmation', 'WC1:4711', 'pending', ?, 10, 1)").run('v1-key', tx.id, JSON.stringify(tx));
+      raw.prepare("INSERT INTO dead_letters(kind, code, reason, created_at) VALUES ('signal', 'PAYLOAD_INVALID', 'x', 1)").run();
+      raw.close();
+      const o = open({ path });
+      assert.equal(count(o, 'PRAGMA user_version'), migrations.length);
+      assert.equal(o.stats().pending, 1);
+      assert.equal(o.stats().deadLetters, 1);
+      assert.equal(o.claim(10, 1000)[0].tx.idempotencyKey, 'v1-key');
+      o.close();
+    });
+
+    void it('refuses a database of a newer schema instead of touching it', () => {
+      const path = newPath();
+      open({ path }).close();
+      const raw = openDb(path, { driver: factory.driver });
+      raw.pragma(`user_version = ${migrations.length + 1}`);
+      raw.close();
+      assert.throws(() => open({ path }), /newer than this agent knows/);
+      assert.ok(existsSync(path), 'not quarantined');
+    });
+
+    for (const [what, damage] of [
+      ['truncated', (p: string) => truncateSync(p, Math.floor(statSync(p).size / 2))],
+      ['with a garbage header', (p: string) => {
+        const b = readFileSync(p);
+        b.fill(0x5a, 0, 100);
+        writeFileSync(p, b);
+      }],
+      ['with flipped bits in its b-tree pages', (p: string) => {
+        const b = readFileSync(p);
+        // every page header after the first: page type and cell counts
+        for (let off = 4096; off + 8 < b.length; off += 4096) for (let k = 0; k < 8; k++) b[off + k] ^= 0xa5;
+        writeFileSync(p, b);
+      }],
+    ] as const) {
+      void it(`quarantines a database file ${what}: alarm until acknowledged, fresh outbox, no crash`, async () => {
+        const path = newPath();
+        let o = open({ path, rules: countingDeriver(1, (s) => `O${s.value}`) });
+        await o.append(Array.from({ length: 400 }, (_, i) => signal(i, { value: `${'p'.repeat(200)}${i}` })));
+        o.close();
+        damage(path);
+        o = open({ path, rules: countingDeriver(1) });
+        const alarm = o.alarms().find((a) => a.code === 'OUTBOX_CORRUPT');
+        assert.ok(alarm, 'alarm raised');
+        assert.match(alarm.message, /corrupt-/);
+        const moved = readdirSync(join(path, '..')).filter((f) => f.startsWith('outbox.db.corrupt-') && !/-(wal|shm)$/.test(f));
+        assert.ok(moved.length >= 1, `quarantined file kept: ${readdirSync(join(path, '..'))}`);
+        assert.equal(o.stats().pending, 0);
+        assert.equal((await o.append([signal(1)])).accepted, 1);
+        o.close();
+        o = open({ path });
+        assert.ok(o.alarms().some((a) => a.code === 'OUTBOX_CORRUPT'), 'the alarm persists across restarts');
+        assert.equal(o.acknowledgeAlarm('OUTBOX_CORRUPT'), true);
+        assert.equal(o.alarms().length, 0);
+        o.close();
+      });
+    }
+
+    void it('never crashes on random bit flips: opens clean or quarantines', async () => {
+      const path = newPath();
+      let o = open({ path, rules: countingDeriver(3) });
+      await o.append(Array.from({ length: 300 }, (_, i) => signal(i)));
+      o.close();
+      const pristine = readFileSync(path);
+      let seed = 42;
+      const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+      for (let round = 0; round < 15; round++) {
+        const b = Buffer.from(pristine);
+        for (let k = 0; k < 20; k++) b[Math.floor(rnd() * b.length)] ^= 1 << Math.floor(rnd() * 8);
+        writeFileSync(path, b);
+        o = open({ path, rules: countingDeriver(3) });
+        // whatever survived, it keeps working
+        await o.append([signal(10_000 + round)]).catch((e) => assert.ok(isPlantBridgeError(e), String(e)));
+        o.stats();
+        o.close();
+      }
+    });
+
+    void it('opens as a tool beside the agent: no creation, no quarantine, sees committed rows', async () => {
+      const path = newPath();
+      assert.throws(() => factory.open({ path, role: 'tool', driver: factory.driver }), (e) => isPlantBridgeError(e, 'OUTBOX_IO'));
+      assert.ok(!existsSync(path));
+      const o = open({ path, rules: countingDeriver(1) });
+      await o.append([signal(1), signal(2)]);
+      const tool = factory.open({ path, role: 'tool', driver: factory.driver });
+      assert.equal(tool.stats().pending, 2);
+      assert.equal(tool.listTransactions().length, 2);
+      await assert.rejects(tool.append([signal(3)]));
+      tool.close();
+      assert.equal((await o.append([signal(3)])).accepted, 1, 'the agent goes on');
+      o.close();
+    });
+
+    void it('close commits what is queued', async () => {
+      const path = newPath();
+      let o = open({ path, groupCommitDelayMs: 20 });
+      const p = o.append([signal(1)]);
+      o.close();
+      assert.equal((await p).accepted, 1);
+      o = open({ path });
+      assert.equal(count(o, 'SELECT COUNT(*) FROM events'), 1);
+      o.close();
+    });
+  });
+}
