@@ -18,11 +18,13 @@ Usage:
   plantbridge-agent check-config [--config FILE] [--live]
                                                      validate the config offline; --live also connects to every
                                                      source and the hub and checks what the config relies on
-  plantbridge-agent outbox stats [--config FILE]     pending, oldest age, dead letters, disk use (JSON)
-  plantbridge-agent outbox dead-letters [--config FILE] [--limit N]
-  plantbridge-agent outbox replay <id> [--config FILE]
-  plantbridge-agent outbox discard <id> [--config FILE]
-  plantbridge-agent outbox ack-alarm <code> [--config FILE]
+  plantbridge-agent outbox stats|list|dead-letters|replay <id>|replay --all|discard <id>|resend --since <time>|ack-alarm <code>
+                                                     the live outbox, safely beside a running agent (outbox --help)
+  plantbridge-agent opcua browse <endpoint> [--node ID] [--depth N] [--json] [--emit-config]
+                     [--security-mode M --security-policy P]
+                                                     the server's address space with data types and access levels
+  plantbridge-agent pki trust <thumbprint> [--config FILE]
+                                                     trust a refused OPC UA server certificate (from pki/rejected)
   plantbridge-agent rules report --since <time> [--compare <csv>] [--tolerance N] [--json] [--config FILE]
                                                      per order: what was (or in shadow mode would have been) posted,
                                                      compared with a CSV exported from the MES / ERP
@@ -68,6 +70,15 @@ async function main(argv: string[]): Promise<number> {
         live: { type: 'boolean' },
         limit: { type: 'string' },
         since: { type: 'string' },
+        all: { type: 'boolean' },
+        status: { type: 'string' },
+        after: { type: 'string' },
+        node: { type: 'string' },
+        depth: { type: 'string' },
+        'emit-config': { type: 'boolean' },
+        'security-mode': { type: 'string' },
+        'security-policy': { type: 'string' },
+        'state-dir': { type: 'string' },
         compare: { type: 'string' },
         tolerance: { type: 'string' },
         json: { type: 'boolean' },
@@ -114,7 +125,47 @@ async function main(argv: string[]): Promise<number> {
     case 'outbox': {
       const { config } = loadAgentConfig(configFile);
       const { outboxCommand } = await import('./outbox/outbox-cli.ts');
-      return outboxCommand(config, sub, arg, { limit: values.limit ? Number(values.limit) : 50 });
+      const { nativeBindingPath } = await import('../installers/build/sea-runtime.ts');
+      const nativeBinding = nativeBindingPath(config.agent.stateDir);
+      return outboxCommand(config, sub, arg, {
+        limit: values.limit ? Number(values.limit) : 50,
+        ...(values.status ? { status: values.status } : {}),
+        ...(values.since ? { since: values.since } : {}),
+        ...(values.after ? { after: Number(values.after) } : {}),
+        all: values.all === true,
+        ...(nativeBinding ? { nativeBinding } : {}),
+      });
+    }
+    case 'opcua': {
+      if (sub !== 'browse' || !arg) throw new UsageError('opcua: expected browse <opc.tcp://host:port> [--node ID] [--depth N] [--json] [--emit-config]');
+      const mode = values['security-mode'];
+      const policy = values['security-policy'];
+      if ((mode === undefined) !== (policy === undefined)) throw new UsageError('opcua browse: give --security-mode and --security-policy together (None/None, or e.g. SignAndEncrypt/Basic256Sha256)');
+      // the PKI folder: the configured agent's, else a local one (browsing before any config exists)
+      let stateDir = values['state-dir'];
+      if (!stateDir) {
+        try {
+          stateDir = loadAgentConfig(configFile).config.agent.stateDir;
+        } catch {
+          stateDir = './data/agent';
+        }
+      }
+      const { browse, formatBrowse, emitConfig } = await import('./drivers/opcua/index.ts');
+      const nodes = await browse(arg, {
+        stateDir,
+        ...(values.node ? { node: values.node } : {}),
+        ...(values.depth ? { depth: Number(values.depth) } : {}),
+        ...(mode ? { securityMode: mode as never, securityPolicy: policy as never } : {}),
+      });
+      process.stdout.write(`${values['emit-config'] ? emitConfig(nodes, { endpoint: arg }) : formatBrowse(nodes, values.json === true)}\n`);
+      return 0;
+    }
+    case 'pki': {
+      if (sub !== 'trust' || !arg) throw new UsageError('pki: expected trust <thumbprint>');
+      const { config } = loadAgentConfig(configFile);
+      const { pkiTrust } = await import('./drivers/opcua/pki.ts');
+      process.stdout.write(`${await pkiTrust(config.agent.stateDir, arg)}\n`);
+      return 0;
     }
     case 'rules': {
       if (sub !== 'report') throw new UsageError('rules: expected report --since <time> [--compare <csv>]');

@@ -78,7 +78,12 @@ export const agentConfigSchema = z
         synchronous: z.enum(['full', 'normal']).default('full'),
         maxBytes: byteSize.prefault('10GiB'),
         minFreeDiskBytes: byteSize.prefault('1GiB'),
+        /** sent transactions are kept this long (lineage, re-send to a hub restored from backup) */
         retentionDays: z.number().int().min(0).max(365).default(7),
+        /** raw events are ~95% of the file: kept for dedupe and lineage, shorter by default */
+        eventRetentionDays: z.number().min(0).max(365).default(1),
+        /** node:sqlite: Node's built-in SQLite, for Linux servers with glibc < 2.34 where the prebuilt addon cannot load */
+        driver: z.enum(['better-sqlite3', 'node:sqlite']).default('better-sqlite3'),
         groupCommitDelay: duration.default(5),
         groupCommitRows: z.number().int().min(1).max(10_000).default(1000),
       })

@@ -1,7 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer, connect } from 'node:net';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 
 /**
@@ -100,7 +100,12 @@ export async function mqttBroker(): Promise<Broker> {
   return startMosquitto();
 }
 
-export const POSTGRES_URL = process.env.PLANTBRIDGE_TEST_POSTGRES ?? 'postgres://127.0.0.1:5432/test';
+/** trust auth on this machine kind: the user is whoever runs the tests (root in CI) unless the URL names one */
+export const POSTGRES_URL = (() => {
+  const u = new URL(process.env.PLANTBRIDGE_TEST_POSTGRES ?? 'postgres://127.0.0.1:5432/test');
+  if (!u.username) u.username = process.env.PGUSER ?? userInfo().username;
+  return u.toString();
+})();
 
 /** PostgreSQL for the scale-out store: tries to start the local cluster once if it is down. */
 export async function postgresUrl(): Promise<string> {

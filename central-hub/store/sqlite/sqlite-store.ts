@@ -155,9 +155,10 @@ export class SqliteHubStore implements HubStore {
   private readonly db: Database.Database;
   private readonly s: ReturnType<SqliteHubStore['prepare']>;
 
-  constructor(path: string) {
+  /** `nativeBinding`: better-sqlite3's addon extracted by the single executable */
+  constructor(path: string, nativeBinding?: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    this.db = new Database(path);
+    this.db = new Database(path, nativeBinding ? { nativeBinding } : undefined);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
