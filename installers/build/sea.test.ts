@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
@@ -14,10 +14,6 @@ import { REPO, SEA_FUSE, buildExecutable, hasTool, type ExecutableResult } from 
  */
 
 const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
-const read = (f: string) => (existsSync(join(REPO, f)) ? readFileSync(join(REPO, f), 'utf8') : '');
-/** the CLIs must hand the extracted addon to better-sqlite3 (see docs/INSTALL.md, "Single executable") */
-const agentWired = /nativeBindingPath|chooseSqlite/.test(read('agent/cli.ts') + read('agent/main.ts'));
-const hubWired = /nativeBindingPath|chooseSqlite/.test(read('central-hub/cli.ts') + read('central-hub/main.ts') + read('central-hub/build-hub.ts'));
 
 let root: string;
 let probe: ExecutableResult;
@@ -142,15 +138,9 @@ ${extra}`;
 });
 
 describe('bundles', () => {
-  // known, reported to the product code's owners; anything else fails
-  const known = [/agent\/drivers\/sparkplug\/codec\.ts: createRequire/, /import\(pgModule\) = "\.\/store\/postgres\/postgres-store\.ts"/];
   for (const app of ['agent', 'hub'] as const) {
-    test(`${app}: every module is inside (no computed imports, no createRequire)`, (t) => {
+    test(`${app}: every module is inside (no computed imports, no createRequire)`, () => {
       const warnings = (app === 'agent' ? agent : hub).warnings;
-      if (warnings.length > 0 && warnings.every((w) => known.some((k) => k.test(w)))) {
-        t.todo(`TODO(lead): ${warnings.join('; ')}`);
-        return;
-      }
       assert.deepEqual(warnings, []);
     });
   }
@@ -230,7 +220,6 @@ async function until(what: string, fn: () => Promise<boolean> | boolean, timeout
 describe('single executables: a short real run', () => {
   test(
     'agent executable reads a node-opcua server and delivers through the hub executable to the ERP',
-    { todo: agentWired && hubWired ? false : 'TODO(lead): pass nativeBindingPath(stateDir) to better-sqlite3 in the agent and hub CLIs' },
     async () => {
       const { startLineServer } = await import('../../test/plant-sim/opcua-line-server.ts');
       const { startSapSimulator, SAP_SIM_USER } = await import('../../central-hub/erp/sap-odata/sap-simulator.ts');
