@@ -213,11 +213,14 @@ export function buildAgent(opts: AgentOptions): Agent {
         );
       }
       if (config.agent.mode === 'live') {
+        const ob = outbox;
         forwarder = new Forwarder({
           ...forwarderOptionsFromConfig(config),
           outbox,
           log: log.child({ component: 'forwarder' }),
           registry: metrics.registry,
+          // the hub reports each transaction's ERP document (or failure): kept with the sent row
+          outcomes: { cursor: () => ob.outcomeCursor(), apply: (items, cursor) => void ob.recordOutcomes(items, cursor) },
           onForwarded: (n) => metrics.forwarded.inc(n),
           onRejected: (n) => metrics.forwardRejected.inc(n),
           onError: (kind) => metrics.forwardErrors.inc({ kind }),

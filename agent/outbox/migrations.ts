@@ -96,4 +96,15 @@ export const migrations: string[] = [
   DROP INDEX transactions_delayed;
   CREATE INDEX transactions_delayed ON transactions(order_key, next_attempt_at) WHERE next_attempt_at > 0 AND status = 'pending';
   `,
+  // 3: the ERP outcome of each sent transaction as the hub reports it (GET /v1/agents/me/outcomes), and the
+  // cursor of that feed, committed together so a restart resumes where it stopped.
+  `
+  ALTER TABLE transactions ADD COLUMN erp_state TEXT;
+  ALTER TABLE transactions ADD COLUMN erp_ref TEXT;
+  ALTER TABLE transactions ADD COLUMN erp_at INTEGER;
+  CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];

@@ -283,6 +283,7 @@ export class Outbox {
         if (problems.length === 1 && problems[0] === 'ok') {
           this.migrate(db);
           this.loadState(db);
+          this.probeSchema(db);
           return db;
         }
         corruptReason = problems.join('; ');
@@ -310,6 +311,22 @@ export class Outbox {
       return db;
     }
     return this.quarantine(corruptReason);
+  }
+
+  /**
+   * A bit flip inside the schema's own SQL text passes quick_check (the b-trees are intact) yet leaves a
+   * table without the columns we write: preparing our statements finds it. Such a file is corrupt too.
+   */
+  private probeSchema(db: SqlDb): void {
+    const previous = this.db;
+    try {
+      this.db = db;
+      this.prepare();
+    } catch (err) {
+      throw Object.assign(new Error(`the outbox schema is damaged: ${(err as Error).message}`), { code: 'SQLITE_CORRUPT' });
+    } finally {
+      this.db = previous;
+    }
   }
 
   private quarantine(corruptReason: string): SqlDb {
@@ -952,6 +969,31 @@ export class Outbox {
       total += n;
       if (n < chunk) return total;
     }
+  }
+
+  /** Where the hub's ERP-outcome feed stopped ('0' before the first outcome). */
+  outcomeCursor(): string {
+    const row = this.db.prepare("SELECT value FROM meta WHERE key = 'outcome_cursor'").get() as { value?: unknown } | undefined;
+    return row?.value === undefined ? '0' : String(row.value);
+  }
+
+  /**
+   * Marks sent transactions with their ERP outcome (document number, or the failure) and stores the feed's
+   * cursor in the same commit. Outcomes for keys this outbox no longer has (purged by retention) are skipped.
+   */
+  recordOutcomes(items: Array<{ idempotencyKey: string; outcome: { state: string; erpRef?: string; postedAt?: string; code?: string; message?: string } }>, cursor: string): number {
+    return this.db.immediate(() => {
+      const mark = this.db.prepare('UPDATE transactions SET erp_state = ?, erp_ref = ?, erp_at = ? WHERE idempotency_key = ?');
+      let n = 0;
+      for (const { idempotencyKey, outcome } of items) {
+        if (outcome.state !== 'posted' && outcome.state !== 'failed') continue;
+        const ref = outcome.state === 'posted' ? (outcome.erpRef ?? null) : `${outcome.code ?? 'ERP_BUSINESS'}: ${outcome.message ?? ''}`.slice(0, 1000);
+        const at = outcome.postedAt ? Date.parse(outcome.postedAt) : this.now();
+        n += mark.run(outcome.state, ref, Number.isFinite(at) ? at : this.now(), idempotencyKey).changes;
+      }
+      this.db.prepare("INSERT INTO meta(key, value) VALUES ('outcome_cursor', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(cursor);
+      return n;
+    });
   }
 
   /** Reads rule state as committed (for reports and tests). */

@@ -33,7 +33,10 @@ export class PostingService {
   private readonly o: Required<Omit<PostingServiceOptions, 'metrics' | 'onOutcome'>> & Pick<PostingServiceOptions, 'metrics' | 'onOutcome'>;
   private running = false;
   private loopDone: Promise<void> | undefined;
+  /** ERP calls under way: bounded by `concurrency` */
   private readonly inFlight = new Set<Promise<void>>();
+  /** outcomes being recorded after their ERP call ended: the call's slot is already free */
+  private readonly recording = new Set<Promise<void>>();
   private readonly waiters = new Set<() => void>();
 
   constructor(opts: PostingServiceOptions) {
@@ -65,6 +68,7 @@ export class PostingService {
     this.notify();
     await this.loopDone;
     await Promise.allSettled([...this.inFlight]);
+    await Promise.allSettled([...this.recording]);
   }
 
   private sleep(ms: number): Promise<void> {
@@ -100,13 +104,21 @@ export class PostingService {
         continue;
       }
       for (const job of jobs) {
-        const p = this.process(job).finally(() => this.inFlight.delete(p));
+        // the slot frees when the ERP call ends, not when its outcome is stored: concurrency bounds the ERP
+        let callEnded!: () => void;
+        const slot = new Promise<void>((resolve) => (callEnded = resolve));
+        const p = slot.finally(() => this.inFlight.delete(p));
         this.inFlight.add(p);
+        const all = this.process(job, callEnded).finally(() => {
+          callEnded();
+          this.recording.delete(all);
+        });
+        this.recording.add(all);
       }
     }
   }
 
-  private async process(job: PostingJob): Promise<void> {
+  private async process(job: PostingJob, callEnded: () => void): Promise<void> {
     const { adapter, store, metrics } = this.o;
     const log = this.o.log.child({ idempotencyKey: job.tx.idempotencyKey, traceparent: job.tx.traceparent, attempt: job.attempt });
     const ctx = { attempt: job.attempt };
@@ -155,6 +167,7 @@ export class PostingService {
       }
     }
     metrics?.erpSeconds.observe({ adapter: adapter.name }, (performance.now() - started) / 1000);
+    callEnded();
     try {
       const applied = await store.completePosting(job.seq, this.o.owner, outcome);
       if (!applied) {

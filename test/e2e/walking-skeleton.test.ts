@@ -51,7 +51,7 @@ posting: { concurrency: 4 }
   const agentYaml = `
 agent: { id: e2e-edge, plant: "1010", timeZone: Europe/Berlin, stateDir: ${join(dir, 'agent')} }
 status: { port: 0 }
-hub: { url: "${hub.url}", token: "\${E2E_TOKEN}", heartbeatInterval: 200ms }
+hub: { url: "${hub.url}", token: "\${E2E_TOKEN}", heartbeatInterval: 200ms, outcomesInterval: 200ms }
 drivers: [{ type: simulator, name: sim, interval: 40ms, partsPerTick: 5, scrapEvery: 10, orderSize: 120 }]
 rules:
   - id: sim-yield
@@ -75,6 +75,12 @@ rules:
   await new Promise((r) => setTimeout(r, 300));
   agent = await runAgent();
   await until('more postings after the restart', async () => (await hub.store.counts()).posted >= 15);
+
+  // ERP outcomes flow back: the agent's sent rows learn their ERP document numbers
+  await until('ERP outcomes back on the agent', () => {
+    const [r] = agent.outbox.query<{ n: number }>("SELECT COUNT(*) AS n FROM transactions WHERE erp_state = 'posted' AND erp_ref IS NOT NULL");
+    return r.n >= 5;
+  });
 
   // metrics on both sides (DESIGN.md §8)
   const agentMetrics = await (await fetch(`${agent.statusUrl}/metrics`)).text();
@@ -117,6 +123,10 @@ rules:
   assert.equal(sent.length, posted.length, 'what the agent settled as sent is what the hub posted');
   const sapTotal = confs.reduce((s, c) => s + Number(c.ConfirmationYieldQuantity) + Number(c.ConfirmationScrapQuantity), 0);
   assert.equal(sapTotal, parts(sent), 'the ERP holds exactly what the agent forwarded');
+  const hubRefs = new Map(posted.map((p) => [p.idempotencyKey, p.erpRef]));
+  const agentRefs = outbox.query<{ idempotency_key: string; erp_ref: string }>("SELECT idempotency_key, erp_ref FROM transactions WHERE erp_state = 'posted'");
+  assert.ok(agentRefs.length >= 5);
+  for (const r of agentRefs) assert.equal(r.erp_ref, hubRefs.get(r.idempotency_key), 'the agent holds the ERP document the hub posted');
   const range = (ref: string) => outbox.query<{ lo: number; hi: number }>('SELECT MIN(CAST(value AS INTEGER)) AS lo, MAX(CAST(value AS INTEGER)) AS hi FROM events WHERE ref = ?', ref)[0];
   const good = range('good');
   const scrap = range('scrap');
