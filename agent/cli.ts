@@ -118,9 +118,15 @@ async function main(argv: string[]): Promise<number> {
     case 'run': {
       const { config, version } = loadAgentConfig(configFile);
       const { runAgent } = await import('./main.ts');
-      // in the single executable, better-sqlite3's addon is extracted to the state directory
-      const { nativeBindingPath } = await import('../installers/build/sea-runtime.ts');
-      return runAgent(config, version, stop!, nativeBindingPath(config.agent.stateDir));
+      // in the single executable, better-sqlite3's addon is extracted to the state directory; where it
+      // cannot load (glibc < 2.34: RHEL 8, Ubuntu 20.04) the outbox runs on Node's built-in node:sqlite
+      const { chooseSqlite } = await import('../installers/build/sea-runtime.ts');
+      const sqlite = config.outbox.driver === 'node:sqlite' ? undefined : chooseSqlite(config.agent.stateDir);
+      if (sqlite?.engine === 'node:sqlite') {
+        process.stderr.write(`plantbridge-agent: ${sqlite.reason}: the outbox uses node:sqlite\n`);
+        config.outbox.driver = 'node:sqlite';
+      }
+      return runAgent(config, version, stop!, sqlite?.engine === 'better-sqlite3' ? sqlite.nativeBinding : undefined);
     }
     case 'outbox': {
       const { config } = loadAgentConfig(configFile);
