@@ -156,3 +156,29 @@ test('hub dead-letters list | show | replay | discard work on the store and are 
   assert.deepEqual(audit.map((e) => e.action).sort(), ['dead-letter.discard', 'dead-letter.replay']);
   assert.ok(audit.every((e) => e.actor.startsWith('cli:')));
 });
+
+test('opcua browse and --emit-config through the CLI against a real server; pki trust refuses a bad thumbprint', async () => {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const { startLineServer } = await import('./plant-sim/opcua-line-server.ts');
+  const exec = promisify(execFile);
+  const plc = await startLineServer({ params: { intervalMs: 1000, partsPerTick: 5, scrapEvery: 20, orderSize: 300, firstOrder: 1000100, operation: '0010', counterBits: 32 } });
+  const stateDir = mkdtempSync(join(tmpdir(), 'pb-browse-'));
+  try {
+    const tree = await exec(process.execPath, [AGENT, 'opcua', 'browse', plc.endpoint, '--node', 'ns=1;s=Line1', '--depth', '1', '--state-dir', stateDir]);
+    assert.match(tree.stdout, /GoodCount\s+ns=1;s=Line1\.GoodCount\s+Variable\s+UInt32/);
+    assert.match(tree.stdout, /OrderNumber\s+ns=1;s=Line1\.OrderNumber\s+Variable\s+String/);
+    const fragment = await exec(process.execPath, [AGENT, 'opcua', 'browse', plc.endpoint, '--node', 'ns=1;s=Line1', '--emit-config', '--state-dir', stateDir]);
+    assert.match(fragment.stdout, /type: opcua/);
+    assert.match(fragment.stdout, /nodeId: "ns=1;s=Line1\.ScrapCount"/);
+    const half = await exec(process.execPath, [AGENT, 'opcua', 'browse', plc.endpoint, '--security-mode', 'Sign']).catch((e: { code: number; stderr: string }) => e);
+    assert.equal((half as { code: number }).code, 1, 'mode without policy is a usage error');
+  } finally {
+    await plc.stop();
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'pb-pki-'));
+  writeFileSync(join(dir, 'agent.yaml'), `agent: { id: a1, plant: "1010", stateDir: ${join(dir, 'state')} }\nhub: { url: "https://hub", token: "\${T}" }\ndrivers: [{ type: simulator, name: sim }]\n`);
+  const bad = run(AGENT, ['pki', 'trust', 'not-a-thumbprint', '-c', join(dir, 'agent.yaml')], { T: 'x' });
+  assert.equal(bad.code, 1);
+  assert.match(bad.err, /thumbprint/);
+});
