@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import { ErrorCodes, PlantBridgeError, VERSION, type ErrorBody, type Transaction } from '../contracts/index.ts';
 import { tokenHash } from './api/auth.ts';
@@ -64,6 +64,17 @@ export function buildHub(opts: HubOptions): Hub {
     // per-request lines are noise at info: the api logger speaks from warn up (counts are in /metrics)
     loggerInstance: log.child({ component: 'api' }, { level: log.isLevelEnabled('debug') ? 'debug' : 'warn' }) as FastifyBaseLogger,
     bodyLimit: config.hub.bodyLimit,
+    // idempotency keys are up to 300 characters: routes such as /tx/:key must take them (default 100)
+    routerOptions: { maxParamLength: 1024 },
+    // errors the router raises before any route runs get the same body and codes as everything else
+    frameworkErrors: (err, req, reply) => {
+      const e =
+        err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? new PlantBridgeError('NOT_FOUND', 'no such resource: a path parameter is longer than any id')
+          : new PlantBridgeError('SCHEMA_INVALID', `bad request: ${err.message}`);
+      const body: ErrorBody = { error: { ...e.toJSON(), correlationId: req.id } };
+      void (reply as unknown as FastifyReply).status(ErrorCodes[e.code].http).send(body);
+    },
     genReqId: () => `req-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`,
     ...(config.hub.tls ? { https: { cert: readFileSync(config.hub.tls.cert), key: readFileSync(config.hub.tls.key) } } : {}),
   }) as unknown as FastifyInstance;
