@@ -3,10 +3,10 @@ import type { AgentConfig } from './config/schema.ts';
 /**
  * `check-config --live`: contract testing before a rollout. Each driver connects once and checks what
  * it will rely on (OPC UA: the nodes exist with readable values; MQTT / Sparkplug: the broker accepts
- * the subscriptions and what the filters match maps cleanly), then the hub is asked to accept a
- * heartbeat with the agent's credential. Nothing is written to the outbox.
+ * the subscriptions and what the filters match maps cleanly), then the hub is asked, read-only, whether it
+ * accepts the agent's credential over the configured TLS trust. Nothing is written anywhere.
  */
-export async function checkLiveAll(config: AgentConfig, opts: { durationMs?: number; sendHeartbeat?: (cfg: AgentConfig) => Promise<string> } = {}): Promise<{ ok: boolean; lines: string[] }> {
+export async function checkLiveAll(config: AgentConfig, opts: { durationMs?: number; checkHub?: boolean } = {}): Promise<{ ok: boolean; lines: string[] }> {
   const lines: string[] = [];
   let ok = true;
   for (const d of config.drivers) {
@@ -58,12 +58,18 @@ export async function checkLiveAll(config: AgentConfig, opts: { durationMs?: num
       lines.push(`${d.name} (${d.type}): FAILED — ${(err as Error).message}`);
     }
   }
-  if (opts.sendHeartbeat) {
+  if (opts.checkHub !== false) {
+    // the forwarder's own client: same TLS trust (CA or pinned fingerprint) and credential as in operation
+    const { Forwarder } = await import('./forwarder/forwarder.ts');
+    const { forwarderOptionsFromConfig } = await import('./forwarder/options.ts');
+    const { pino } = await import('pino');
+    const fw = new Forwarder({ ...forwarderOptionsFromConfig(config), outbox: undefined as never, log: pino({ level: 'silent' }) });
     try {
-      lines.push(`hub ${config.hub.url}: ${await opts.sendHeartbeat(config)}`);
-    } catch (err) {
-      ok = false;
-      lines.push(`hub ${config.hub.url}: FAILED — ${(err as Error).message}`);
+      const r = await fw.checkHub();
+      ok &&= r.ok;
+      lines.push(`hub ${config.hub.url}: ${r.ok ? 'ok' : 'FAILED'} — ${r.message}`);
+    } finally {
+      await fw.stop();
     }
   }
   return { ok, lines };

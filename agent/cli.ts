@@ -33,7 +33,7 @@ Usage:
 Options:
   -c, --config FILE   agent.yaml (default: $PLANTBRIDGE_AGENT_CONFIG, else ./agent.yaml)
 
-Exit codes: 0 ok, 1 invalid configuration or usage, 2 runtime failure.
+Exit codes: 0 ok, 1 invalid configuration or usage, 2 runtime failure (check-config --live: a live check failed).
 Docs: README.md, docs/ARCHITECTURE.md, config/agent.example.yaml`;
 
 class UsageError extends Error {}

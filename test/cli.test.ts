@@ -182,3 +182,38 @@ test('opcua browse and --emit-config through the CLI against a real server; pki 
   assert.equal(bad.code, 1);
   assert.match(bad.err, /thumbprint/);
 });
+
+test('check-config --live asks the hub, read-only, whether it accepts the credential: 0 when it does, 2 when it refuses', async () => {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const { parseHubConfig } = await import('../central-hub/config/load.ts');
+  const { buildHub } = await import('../central-hub/build-hub.ts');
+  const { testLogger } = await import('./helpers/log.ts');
+  const exec = promisify(execFile);
+  const dir = mkdtempSync(join(tmpdir(), 'pb-live-'));
+  const good = 'live-check-token-0123456789';
+  const hub = buildHub({
+    config: parseHubConfig(
+      `hub: { port: 0, dataDir: ${join(dir, 'hub')} }\nagents: [{ id: live-1, plants: ["1010"], token: "\${T}" }]\nerp: { type: sap-odata, url: "http://127.0.0.1:9", auth: { type: basic, username: U, password: "\${T}" } }\n`,
+      join(dir, 'hub.yaml'),
+      { env: { T: good }, readFile: () => '' },
+    ).config,
+    log: testLogger(),
+  });
+  await hub.start();
+  try {
+    writeFileSync(join(dir, 'agent.yaml'), `agent: { id: live-1, plant: "1010", stateDir: ${join(dir, 'state')} }\nhub: { url: "${hub.url}", token: "\${AGENT_T}" }\ndrivers: [{ type: simulator, name: sim }]\n`);
+    const ok = await exec(process.execPath, [AGENT, 'check-config', '--live', '-c', join(dir, 'agent.yaml')], { env: { ...process.env, AGENT_T: good } });
+    assert.match(ok.stdout, /sim \(simulator\): nothing to connect to/);
+    assert.match(ok.stdout, /hub .*: ok — reachable, certificate trusted, credential accepted/);
+    assert.match(ok.stdout, /live checks passed/);
+    const refused = await exec(process.execPath, [AGENT, 'check-config', '--live', '-c', join(dir, 'agent.yaml')], { env: { ...process.env, AGENT_T: 'not-the-right-token-000000' } }).catch(
+      (e: { code: number; stdout: string }) => e,
+    );
+    assert.equal((refused as { code: number }).code, 2);
+    assert.match((refused as { stdout: string }).stdout, /hub .*: FAILED — hub answered 401 UNAUTHENTICATED: the credential is refused/);
+    assert.equal((await hub.store.counts()).queued, 0, 'nothing was written');
+  } finally {
+    await hub.stop();
+  }
+});

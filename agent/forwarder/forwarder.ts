@@ -363,6 +363,26 @@ export class Forwarder {
     return this.ship(claimed.slice(half));
   }
 
+  /**
+   * `check-config --live`: is the hub reachable, is its certificate the one we trust, and does it accept
+   * this agent's credential? A read-only authenticated call (one outcome at most); nothing is written.
+   */
+  async checkHub(): Promise<{ ok: boolean; message: string }> {
+    try {
+      const res = await this.http.get('v1/agents/me/outcomes', { searchParams: { since: '0', limit: '1' }, responseType: 'text' });
+      if (res.statusCode === 200) return { ok: true, message: 'reachable, certificate trusted, credential accepted' };
+      let code = '';
+      try {
+        code = JSON.parse(res.body)?.error?.code ?? '';
+      } catch {
+        // not our error body: the status says enough
+      }
+      return { ok: false, message: `hub answered ${res.statusCode}${code ? ` ${code}` : ''}${res.statusCode === 401 ? ': the credential is refused (enroll again?)' : ''}` };
+    } catch (err) {
+      return { ok: false, message: `not reachable: ${(err as Error).message}` };
+    }
+  }
+
   /** Sends a heartbeat through the same authenticated, TLS-verified client. Best effort: never throws. */
   async sendHeartbeat(hb: unknown): Promise<{ ok: boolean; serverTime?: string; status?: number }> {
     try {
