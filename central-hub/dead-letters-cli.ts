@@ -22,7 +22,8 @@ export async function deadLettersCommand(config: HubConfig, sub: string | undefi
       }
       case 'show': {
         if (!arg) return usage('show needs a sequence number or an idempotency key');
-        const key = /^\d+$/.test(arg) ? (await store.listTransactions({ limit: 100_000 })).find((r) => r.seq === Number(arg))?.idempotencyKey : arg;
+        // a sequence number names a dead letter (as `list` shows them); anything else is an idempotency key
+        const key = /^\d+$/.test(arg) ? (await store.listTransactions({ limit: 1000, state: 'failed' })).find((r) => r.seq === Number(arg))?.idempotencyKey : arg;
         const tx = key ? await store.getTransaction(key) : undefined;
         if (!tx) {
           out(`no transaction ${arg}`);

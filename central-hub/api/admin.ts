@@ -1,7 +1,8 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { PlantBridgeError, type Secret } from '../../contracts/index.ts';
 import type { HubStore } from '../store/hub-store.ts';
+import { tokenHash } from './auth.ts';
 
 /**
  * Operator API for dead letters and the audit log (what the dashboard and scripts use). Bearer tokens of
@@ -10,12 +11,12 @@ import type { HubStore } from '../store/hub-store.ts';
  */
 export function adminRoutes(app: FastifyInstance, deps: { store: HubStore; operators: Array<{ name: string; token: Secret }> }): void {
   const { store } = deps;
-  const hashes = deps.operators.map((o) => ({ name: o.name, hash: createHash('sha256').update(o.token.reveal()).digest() }));
+  const hashes = deps.operators.map((o) => ({ name: o.name, hash: Buffer.from(tokenHash(o.token.reveal()), 'hex') }));
   const operator = async (req: FastifyRequest): Promise<string> => {
     const m = /^Bearer (\S{16,512})$/.exec(req.headers.authorization ?? '');
     if (hashes.length === 0) throw new PlantBridgeError('UNAUTHENTICATED', 'the admin API is disabled: configure admin.operators in hub.yaml', { correlationId: req.id });
     if (m) {
-      const h = createHash('sha256').update(m[1]).digest();
+      const h = Buffer.from(tokenHash(m[1]), 'hex');
       const hit = hashes.find((o) => timingSafeEqual(o.hash, h));
       if (hit) return hit.name;
     }
