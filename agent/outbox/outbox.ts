@@ -165,6 +165,10 @@ interface PendingAppend {
 
 const DAY_MS = 86_400_000;
 const BOUNDS_CHECK_MS = 1000;
+/** per-row bytes beyond the payload (keys, timestamps, index entries, page slack): an estimate that errs high */
+const ROW_OVERHEAD_BYTES = 256;
+/** each committed byte costs about this much disk until the next checkpoint: WAL frame, table page, indexes */
+const WRITE_AMPLIFICATION = 3;
 /** under space pressure raw events younger than this stay (redeliveries right after a crash are deduped by them) */
 const SPACE_PRESSURE_KEEP_EVENTS_MS = 10 * 60_000;
 /** rows deleted per retention step: bounds how long one step holds the event loop and the write lock */
@@ -207,6 +211,8 @@ export class Outbox {
   private cachedBytes = 0;
   private cachedWal = 0;
   private cachedDiskFree = 0;
+  /** bytes of payload committed since the last measurement: a fast writer is measured more often near a bound */
+  private writtenSinceMeasure = 0;
   private lastCommitMs = 0;
   private commits = 0;
 
@@ -564,6 +570,7 @@ export class Outbox {
       }
       let n = 0;
       for (const r of rows) n += s.insertTx.run(r[0], r[1], r[2], r[3], r[4], r[5], r[6], now).changes;
+      this.writtenSinceMeasure += rows.length === 0 ? 0 : rows.reduce((a, r) => a + r[6] + ROW_OVERHEAD_BYTES, 0);
       for (const q of d.quarantined) deadLetter('quarantine', q.source ?? null, q.code, q.reason, q.payload);
       for (const [id, st] of layer) overlay.set(id, st);
       return n;
@@ -602,6 +609,7 @@ export class Outbox {
             r.duplicates++;
             continue;
           }
+          this.writtenSinceMeasure += (value?.length ?? 0) + ROW_OVERHEAD_BYTES;
           r.accepted++;
           const n = derive((st) => this.rules.derive(sig, st), sig.source, sig);
           if (n < 0) r.deadLettered = (r.deadLettered ?? 0) + 1;
@@ -695,6 +703,18 @@ export class Outbox {
       this.cachedDiskFree = Number.MAX_SAFE_INTEGER;
     }
     this.boundsCheckedAt = performance.now();
+    this.writtenSinceMeasure = 0;
+  }
+
+  /**
+   * Whether the cached sizes may be stale. Measured at least every second, and sooner when the payload
+   * written since (times WRITE_AMPLIFICATION: WAL copy, table, indexes) could have used half the room left
+   * before a bound — so a fast writer cannot run far past minFreeDiskBytes or maxBytes between measurements.
+   */
+  private boundsStale(): boolean {
+    if (this.full || performance.now() - this.boundsCheckedAt > BOUNDS_CHECK_MS) return true;
+    const room = Math.min(this.opts.maxBytes - this.cachedBytes, this.cachedDiskFree - this.opts.minFreeDiskBytes);
+    return this.writtenSinceMeasure * WRITE_AMPLIFICATION >= room / 2;
   }
 
   private overBounds(): string | undefined {
@@ -705,7 +725,7 @@ export class Outbox {
 
   /** Refuses new data when the outbox is at its size cap or the disk at its free-space floor. */
   private checkBounds(): void {
-    if (performance.now() - this.boundsCheckedAt > BOUNDS_CHECK_MS || this.full) this.measure();
+    if (this.boundsStale()) this.measure();
     let reason = this.overBounds();
     if (reason && performance.now() - this.spacePurgedAt > BOUNDS_CHECK_MS) {
       // sent transactions and old raw events may go early; pending business transactions never do
