@@ -66,6 +66,11 @@ async function openStore(kind: string, dir: string, schema: string | undefined):
   return store;
 }
 
+/** PB_BENCH_MARKS=1: phase marks on stderr in the CPU profile's clock (µs), to profile one phase only. */
+function mark(what: string): void {
+  if (process.env.PB_BENCH_MARKS) process.stderr.write(`MARK ${what} ${process.hrtime.bigint() / 1000n}\n`);
+}
+
 // ---------- child process: the hub, or the bare endpoint ----------
 
 async function serve(): Promise<void> {
@@ -183,9 +188,11 @@ async function drainProduct(template: string, kind: string, runDir: string, batc
   let rssPeak = rssBefore;
   const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage.rss())), 50);
   const t0 = performance.now();
+  mark('drain-start');
   f.start();
   await all;
   const seconds = (performance.now() - t0) / 1000;
+  mark('drain-end');
   clearInterval(sampler);
   await f.stop();
   const dead = outbox.stats().deadLetters;

@@ -1,7 +1,7 @@
 /**
  * MQTT benchmark (DESIGN.md §8, issue 4).
  *
- *   ./node_modules/.bin/node bench/mqtt.ts [--json] [--events 30000] [--runs 5] [--receive-maximum n]
+ *   ./node_modules/.bin/node bench/mqtt.ts [--json] [--events 30000] [--runs 5] [--receive-maximum n] [--only raw|driver]
  *
  * durable_ingest: QoS 1 events/s committed to the outbox (synchronous FULL) and acknowledged only after
  * the commit, by the mqtt driver; baseline: a bare mqtt.js v5 QoS 1 subscriber (acks at once, counts only)
@@ -25,6 +25,8 @@ interface Options {
   json: boolean;
   /** the driver's receiveMaximum (default: the driver default) */
   receiveMaximum?: number;
+  /** run one side only (for a CPU profile of it): no ratio is reported */
+  only?: 'raw' | 'driver';
 }
 
 function parseArgs(argv: string[]): Options {
@@ -34,6 +36,7 @@ function parseArgs(argv: string[]): Options {
     else if (argv[i] === '--events') o.events = Number(argv[++i]);
     else if (argv[i] === '--runs') o.runs = Number(argv[++i]);
     else if (argv[i] === '--receive-maximum') o.receiveMaximum = Number(argv[++i]);
+    else if (argv[i] === '--only') o.only = argv[++i] === 'raw' ? 'raw' : 'driver';
   }
   return o;
 }
@@ -66,6 +69,11 @@ async function queueFor(broker: TestBroker, topicBase: string, n: number): Promi
     1000,
   );
   await pub.endAsync();
+}
+
+/** PB_BENCH_MARKS=1: phase marks on stderr in the CPU profile's clock (µs), to profile one phase only. */
+function mark(what: string): void {
+  if (process.env.PB_BENCH_MARKS) process.stderr.write(`MARK ${what} ${process.hrtime.bigint() / 1000n}\n`);
 }
 
 /** The raw limit: mqtt.js v5, QoS 1, acks as soon as the handler returns, counts. */
@@ -107,6 +115,7 @@ async function driverRun(broker: TestBroker, n: number, receiveMaximum?: number)
   await setup.stop();
   await queueFor(broker, topicBase, n);
   const started = performance.now();
+  mark('driver-start');
   const d = create(cfg, h.ctx);
   await d.start();
   await waitFor(() => {
@@ -114,6 +123,7 @@ async function driverRun(broker: TestBroker, n: number, receiveMaximum?: number)
     return s.committed >= n && s.acksSent >= n;
   }, 120_000, `driver to commit and ack ${n}`);
   const seconds = (performance.now() - started) / 1000;
+  mark('driver-end');
   await d.stop();
   const rows = h.outbox.query<{ n: number }>('SELECT COUNT(*) AS n FROM events')[0].n;
   h.close();
@@ -128,6 +138,11 @@ export async function benchMqtt(o: Options): Promise<Array<Record<string, unknow
     // warm-up (JIT, broker, page cache): not measured
     await rawRun(broker, Math.min(5000, o.events));
     await driverRun(broker, Math.min(5000, o.events), o.receiveMaximum);
+    if (o.only) {
+      const rates: number[] = [];
+      for (let r = 0; r < o.runs; r++) rates.push(o.only === 'raw' ? await rawRun(broker, o.events) : await driverRun(broker, o.events, o.receiveMaximum));
+      return [{ bench: 'mqtt', metric: o.only === 'raw' ? 'raw_only' : 'driver_only', value: Math.round(median(rates)), unit: 'events/s' }];
+    }
     const raw: number[] = [];
     const drv: number[] = [];
     for (let r = 0; r < o.runs; r++) {
