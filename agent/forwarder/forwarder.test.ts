@@ -11,7 +11,7 @@ import type { Outcome } from '../../contracts/index.ts';
 import { makeTestPki, removeDir, startTestHub, type TestHub } from '../../central-hub/api/test-hub.ts';
 import { testLogger } from '../../test/helpers/log.ts';
 import type { ClaimedTx, Outbox } from '../outbox/outbox.ts';
-import { Forwarder, splitLanes, type ForwarderOptions } from './forwarder.ts';
+import { Forwarder, serialiseBatch, splitLanes, type ForwarderOptions } from './forwarder.ts';
 import { secret, signal, testOutbox, waitFor, type TxSpec } from './test-kit.ts';
 
 /**
@@ -290,7 +290,7 @@ void describe('forwarder -> hub', () => {
 });
 
 void describe('splitLanes', () => {
-  const c = (seq: number, wc: string, order: string) => ({ seq, attempts: 1, bytes: 10, tx: { workCenter: wc, data: { order } } }) as unknown as ClaimedTx;
+  const c = (seq: number, wc: string, order: string) => ({ seq, key: `k${seq}`, orderKey: `${wc}:${order}`, body: '{}', attempts: 1, bytes: 10, tx: { workCenter: wc, data: { order } } }) as unknown as ClaimedTx;
   void it('keeps each work center + order whole and in outbox order, balancing lanes', () => {
     const items = [c(1, 'A', '1'), c(2, 'B', '1'), c(3, 'A', '1'), c(4, 'A', '2'), c(5, 'B', '1'), c(6, 'C', '9')];
     const lanes = splitLanes(items, 2);
@@ -306,5 +306,26 @@ void describe('splitLanes', () => {
     });
     assert.deepEqual(splitLanes(items, 1), [items]);
     assert.equal(splitLanes([c(1, 'A', '1'), c(2, 'A', '1')], 4).length, 1);
+  });
+});
+
+void describe('serialiseBatch', () => {
+  void it('splices the stored JSON of claimed items into a valid ingest batch, byte for byte', async () => {
+    const { outbox, dir } = testOutbox();
+    await outbox.append([signal({ wc: 'WC-1', order: 'O-1' }), signal({ wc: 'WC-2', order: 'O-"2"\u2028' })]);
+    const claimed = outbox.claim(10, 60_000);
+    assert.equal(claimed.length, 2);
+    const text = serialiseBatch('01JBATCH', 'agent-1', claimed);
+    const parsed = JSON.parse(text) as { schema: string; batchId: string; agentId: string; sentAt: string; items: unknown[] };
+    assert.equal(parsed.batchId, '01JBATCH');
+    assert.equal(parsed.agentId, 'agent-1');
+    assert.match(parsed.schema, /ingest-batch/);
+    assert.ok(!Number.isNaN(Date.parse(parsed.sentAt)));
+    assert.deepEqual(parsed.items, claimed.map((c) => c.tx));
+    assert.deepEqual(claimed.map((c) => c.key), claimed.map((c) => c.tx.idempotencyKey));
+    assert.deepEqual(claimed.map((c) => c.orderKey), claimed.map((c) => `${c.tx.workCenter ?? ''}:${c.tx.data.order}`));
+    assert.equal(serialiseBatch('b', 'a', []).endsWith('"items":[]}'), true);
+    outbox.close();
+    removeDir(dir);
   });
 });

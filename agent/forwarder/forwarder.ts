@@ -344,7 +344,7 @@ export class Forwarder {
   /** 413: ship smaller batches from now on, and this one in halves, in order. */
   private async tooLarge(claimed: ClaimedTx[], err: HttpStatusError, log: Logger): Promise<number | undefined> {
     if (claimed.length === 1) {
-      log.warn({ idempotencyKey: claimed[0].tx.idempotencyKey, bytes: claimed[0].bytes }, 'A single transaction is larger than the hub accepts: dead-lettered');
+      log.warn({ idempotencyKey: claimed[0].key, bytes: claimed[0].bytes }, 'A single transaction is larger than the hub accepts: dead-lettered');
       this.o.outbox.settle([{ seq: claimed[0].seq, status: 'dead', code: 'PAYLOAD_TOO_LARGE', reason: `413: ${err.message}` }]);
       this.o.onRejected?.(1);
       return undefined;
@@ -460,7 +460,7 @@ export class Forwarder {
     let sent = 0;
     let rejected = 0;
     for (const c of claimed) {
-      const r = byKey.get(c.tx.idempotencyKey);
+      const r = byKey.get(c.key);
       if (!r) {
         // the hub did not answer for this item: it stays ours, try again soon
         settlements.push({ seq: c.seq, status: 'retry', delayMs: 1000, reason: 'no result for item' });
@@ -472,7 +472,7 @@ export class Forwarder {
       } else {
         settlements.push({ seq: c.seq, status: 'dead', code: r.code ?? 'SCHEMA_INVALID', reason: r.reason ?? 'rejected by the hub' });
         rejected++;
-        log.warn({ idempotencyKey: c.tx.idempotencyKey, code: r.code, reason: r.reason }, 'Hub rejected a transaction: dead-lettered');
+        log.warn({ idempotencyKey: c.key, code: r.code, reason: r.reason }, 'Hub rejected a transaction: dead-lettered');
       }
     }
     this.o.outbox.settle(settlements);
@@ -559,9 +559,12 @@ export class Forwarder {
   }
 }
 
-/** One batch frame as JSON text (the claimed items are the outbox's own JSON, re-serialised once). */
-function serialiseBatch(batchId: string, agentId: string, claimed: ClaimedTx[]): string {
-  return JSON.stringify({ schema: schemaId('ingest-batch', 1, 0), batchId, agentId, sentAt: new Date().toISOString(), items: claimed.map((c) => c.tx) });
+/** One batch frame as JSON text: the items are the outbox's stored JSON, spliced in as they are. */
+export function serialiseBatch(batchId: string, agentId: string, claimed: ClaimedTx[]): string {
+  const head = JSON.stringify({ schema: schemaId('ingest-batch', 1, 0), batchId, agentId, sentAt: new Date().toISOString() });
+  let items = '';
+  for (let i = 0; i < claimed.length; i++) items += i === 0 ? claimed[i].body : `,${claimed[i].body}`;
+  return `${head.slice(0, -1)},"items":[${items}]}`;
 }
 
 /**
@@ -572,7 +575,7 @@ export function splitLanes(claimed: ClaimedTx[], lanes: number): ClaimedTx[][] {
   if (lanes <= 1) return [claimed];
   const byOrder = new Map<string, ClaimedTx[]>();
   for (const c of claimed) {
-    const k = `${c.tx.workCenter ?? ''}:${c.tx.data.order}`;
+    const k = c.orderKey;
     const list = byOrder.get(k);
     if (list) list.push(c);
     else byOrder.set(k, [c]);

@@ -94,9 +94,39 @@ export interface AppendResult {
 
 export interface ClaimedTx {
   seq: number;
-  tx: Transaction;
+  /** the transaction's idempotency key */
+  key: string;
+  /** `workCenter:order`: items of one order leave in order */
+  orderKey: string;
+  /** the transaction as stored: JSON text, sent as is */
+  body: string;
+  /** the parsed transaction (parsed on first use) */
+  readonly tx: Transaction;
   attempts: number;
   bytes: number;
+}
+
+/** A claimed row; the body is parsed only if someone looks at `tx` (the forwarder sends the text as is). */
+class ClaimedRow implements ClaimedTx {
+  readonly seq: number;
+  readonly key: string;
+  readonly orderKey: string;
+  readonly body: string;
+  readonly attempts: number;
+  readonly bytes: number;
+  private parsed: Transaction | undefined;
+  constructor(seq: number, key: string, orderKey: string, body: string, attempts: number, bytes: number) {
+    this.seq = seq;
+    this.key = key;
+    this.orderKey = orderKey;
+    this.body = body;
+    this.attempts = attempts;
+    this.bytes = bytes;
+  }
+
+  get tx(): Transaction {
+    return (this.parsed ??= JSON.parse(this.body) as Transaction);
+  }
 }
 
 export type Settlement =
@@ -409,10 +439,33 @@ export class Outbox {
     }
   }
 
+  /** SQL text of each prepared statement, for queryPlans() */
+  private sqlTexts = new Map<string, string>();
+
+  /**
+   * EXPLAIN QUERY PLAN of the statements on the forwarding path (claim, lease, settle): a test checks that
+   * none of them scans the backlog, so a claim costs the same at 1k and at 10M pending transactions.
+   */
+  queryPlans(): Record<string, string[]> {
+    const out: Record<string, string[]> = {};
+    for (const name of ['expireLeases', 'blockedOrders', 'claimScan', 'leaseMany', 'settleSentMany', 'settleRetry', 'settleDead']) {
+      const sql = this.sqlTexts.get(name)!;
+      const params = (sql.match(/\?/g) ?? []).map(() => (name.endsWith('Many') ? '[]' : 0));
+      out[name] = this.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params).map((r) => String(r.detail));
+    }
+    return out;
+  }
+
   private prepare() {
     const db = this.db;
-    const p = (sql: string): SqlStatement => db.prepare(sql);
-    return {
+    const texts = this.sqlTexts;
+    texts.clear();
+    let n = 0;
+    const p = (sql: string): SqlStatement => {
+      texts.set(`#${n++}`, sql);
+      return db.prepare(sql);
+    };
+    const stmts = {
       insertEvent: p('INSERT OR IGNORE INTO events(source_id, source, ref, value, quality, source_time, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       insertTx: p(
         'INSERT OR IGNORE INTO transactions(idempotency_key, id, type, order_key, status, body, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
@@ -424,13 +477,18 @@ export class Outbox {
       expireLeases: p("UPDATE transactions SET status = 'pending', lease_until = NULL WHERE status = 'leased' AND lease_until < ?"),
       blockedOrders: p(`
         SELECT order_key FROM transactions WHERE status = 'leased'
-        UNION SELECT order_key FROM transactions WHERE status = 'pending' AND next_attempt_at > 0 AND next_attempt_at > ?`),
-      claimScan: p("SELECT seq, order_key, next_attempt_at FROM transactions WHERE status = 'pending' AND seq > ? ORDER BY seq LIMIT ?"),
-      body: p('SELECT body, attempts, bytes FROM transactions WHERE seq = ?'),
-      lease: p("UPDATE transactions SET status = 'leased', lease_until = ?, attempts = attempts + 1, next_attempt_at = 0 WHERE seq = ? AND status = 'pending'"),
-      settleSent: p(
-        "UPDATE transactions SET status = 'sent', settled_at = ?, result = ?, lease_until = NULL WHERE seq = ? AND status IN ('leased', 'pending')",
+        UNION SELECT order_key FROM transactions INDEXED BY transactions_delayed
+          WHERE status = 'pending' AND next_attempt_at > 0 AND next_attempt_at > ?`),
+      claimScan: p(
+        "SELECT seq, idempotency_key, order_key, next_attempt_at, body, attempts, bytes FROM transactions WHERE status = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
       ),
+      // one statement per claim and per settle: the seqs (and results) travel as one JSON array
+      leaseMany: p(
+        "UPDATE transactions SET status = 'leased', lease_until = ?, attempts = attempts + 1, next_attempt_at = 0 WHERE seq IN (SELECT value FROM json_each(?)) AND status = 'pending'",
+      ),
+      settleSentMany: p(`
+        UPDATE transactions NOT INDEXED SET status = 'sent', settled_at = ?, result = j.value ->> 1, lease_until = NULL
+        FROM json_each(?) AS j WHERE transactions.seq = j.value ->> 0 AND transactions.status IN ('leased', 'pending')`),
       settleDead: p(
         "UPDATE transactions SET status = 'dead', settled_at = ?, result = ?, lease_until = NULL WHERE seq = ? AND status IN ('leased', 'pending')",
       ),
@@ -450,6 +508,11 @@ export class Outbox {
       purgeEvents: p('DELETE FROM events WHERE seq IN (SELECT seq FROM (SELECT seq, received_at FROM events ORDER BY seq LIMIT ?) WHERE received_at < ?)'),
       purgeResolved: p('DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE resolved IS NOT NULL AND created_at < ? LIMIT ?)'),
     };
+    // p() ran once per property, in property order: name the recorded texts
+    const sqls = [...texts.values()];
+    texts.clear();
+    Object.keys(stmts).forEach((name, i) => texts.set(name, sqls[i]));
+    return stmts;
   }
 
   // ---------------------------------------------------------------------------------------- append
@@ -774,6 +837,10 @@ export class Outbox {
         s.expireLeases.run(now);
         const blocked = new Set(s.blockedOrders.all(now).map((r) => String(r.order_key)));
         const out: ClaimedTx[] = [];
+        const lease = (items: ClaimedTx[]) => {
+          if (items.length > 0) s.leaseMany.run(now + leaseMs, JSON.stringify(items.map((c) => c.seq)));
+          return items;
+        };
         let bytes = 0;
         let after = 0;
         let scanned = 0;
@@ -790,15 +857,13 @@ export class Outbox {
               blocked.add(String(r.order_key));
               continue;
             }
-            const row = s.body.get(after)!;
-            const size = Number(row.bytes);
-            if (out.length > 0 && bytes + size > maxBytes) return out;
+            const size = Number(r.bytes);
+            if (out.length > 0 && bytes + size > maxBytes) return lease(out);
             bytes += size;
-            s.lease.run(now + leaseMs, after);
-            out.push({ seq: after, tx: JSON.parse(String(row.body)) as Transaction, attempts: Number(row.attempts) + 1, bytes: size });
+            out.push(new ClaimedRow(after, String(r.idempotency_key), String(r.order_key), String(r.body), Number(r.attempts) + 1, size));
           }
         }
-        return out;
+        return lease(out);
       }),
     );
   }
@@ -829,8 +894,9 @@ export class Outbox {
 
   private settleAll(settlements: Settlement[], now: number, s: Stmts): void {
     this.db.immediate(() => {
+      const sent: Array<[number, string | null]> = [];
       for (const st of settlements) {
-        if (st.status === 'sent') s.settleSent.run(now, st.result === undefined ? null : JSON.stringify(st.result), st.seq);
+        if (st.status === 'sent') sent.push([st.seq, st.result === undefined ? null : JSON.stringify(st.result)]);
         else if (st.status === 'retry') {
           let delay = st.delayMs;
           if (!Number.isFinite(delay) || delay < 0) {
@@ -843,6 +909,7 @@ export class Outbox {
           if (r.changes > 0) s.insertDead.run('transaction', st.seq, null, st.code, st.reason, null, now);
         }
       }
+      if (sent.length > 0) s.settleSentMany.run(now, JSON.stringify(sent));
     });
   }
 
