@@ -61,7 +61,9 @@ export interface Agent {
 export function buildAgent(opts: AgentOptions): Agent {
   const { config } = opts;
   const log = opts.log ?? createLogger({ level: config.log.level, agentId: config.agent.id });
-  const metrics = createAgentMetrics();
+  const drivers: Driver[] = [];
+  // driver counters (mqtt, sparkplug) are read from the drivers when /metrics is scraped
+  const metrics = createAgentMetrics({ drivers: () => drivers });
   const startedAt = Date.now();
   const engine = new RuleEngine(buildRules(config.rules, config.agent.mode), {
     plant: config.agent.plant,
@@ -73,7 +75,6 @@ export function buildAgent(opts: AgentOptions): Agent {
   let forwarder: Forwarder | undefined;
   let statusServer: Server | undefined;
   let statusUrl = '';
-  const drivers: Driver[] = [];
   const timers: NodeJS.Timeout[] = [];
   let stopping: Promise<void> | undefined;
   let clockOffsetMs: number | undefined;

@@ -13,6 +13,27 @@ export const AgentMetrics = {
   forwardRejected: 'plantbridge_agent_forward_rejected_total',
   forwardErrors: 'plantbridge_agent_forward_errors_total',
   driverUp: 'plantbridge_agent_driver_up',
+  // MQTT session (mqtt and sparkplug drivers), label {driver}; read from the driver's stats() at scrape time
+  mqttMessagesReceived: 'plantbridge_agent_mqtt_messages_received_total',
+  mqttMessagesIgnored: 'plantbridge_agent_mqtt_messages_ignored_total',
+  /** label {driver, code} */
+  mqttDeadLetters: 'plantbridge_agent_mqtt_dead_letters_total',
+  mqttSignalsCommitted: 'plantbridge_agent_mqtt_signals_committed_total',
+  mqttCommits: 'plantbridge_agent_mqtt_commits_total',
+  mqttCommitFailures: 'plantbridge_agent_mqtt_commit_failures_total',
+  mqttConnects: 'plantbridge_agent_mqtt_connects_total',
+  mqttAcksSent: 'plantbridge_agent_mqtt_acks_sent_total',
+  mqttAcksDropped: 'plantbridge_agent_mqtt_acks_dropped_total',
+  // Sparkplug B host state, label {driver}
+  sparkplugBirths: 'plantbridge_agent_sparkplug_births_total',
+  sparkplugDeaths: 'plantbridge_agent_sparkplug_deaths_total',
+  sparkplugStaleDeaths: 'plantbridge_agent_sparkplug_stale_deaths_total',
+  sparkplugSeqGaps: 'plantbridge_agent_sparkplug_seq_gaps_total',
+  sparkplugUnknownNode: 'plantbridge_agent_sparkplug_unknown_node_messages_total',
+  sparkplugUnknownAlias: 'plantbridge_agent_sparkplug_unknown_alias_metrics_total',
+  sparkplugRebirthRequests: 'plantbridge_agent_sparkplug_rebirth_requests_total',
+  /** label {driver, state="online"|"offline"}: offline = its metrics are stale */
+  sparkplugEdgeNodes: 'plantbridge_agent_sparkplug_edge_nodes',
 } as const;
 
 export const HubMetrics = {

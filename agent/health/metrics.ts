@@ -1,8 +1,9 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { AgentMetrics } from '../../contracts/index.ts';
+import type { Driver } from '../drivers/driver.ts';
 
 /** The agent's Prometheus metrics (DESIGN.md §8). One registry per agent instance: no global state. */
-export function createAgentMetrics() {
+export function createAgentMetrics(opts: { drivers?: () => readonly Driver[] } = {}) {
   const registry = new Registry();
   const m = {
     registry,
@@ -25,7 +26,89 @@ export function createAgentMetrics() {
     outboxFull: new Gauge({ name: AgentMetrics.outboxFull, help: '1 while the outbox refuses new data (size cap, disk floor, I/O error)', registers: [registry] }),
     driverUp: new Gauge({ name: AgentMetrics.driverUp, help: '1 when the driver is up, 0.5 degraded, 0 otherwise', labelNames: ['driver', 'type'], registers: [registry] }),
   };
+  if (opts.drivers) registerDriverCounters(registry, opts.drivers);
   return m;
+}
+
+/** What a driver with counters (mqtt, sparkplug) exposes; other drivers are skipped. */
+interface CountingDriver {
+  name: string;
+  stats(): Record<string, unknown>;
+  nodes?(): Array<{ online: boolean }>;
+}
+
+const hasStats = (d: Driver): d is Driver & CountingDriver => typeof (d as Partial<CountingDriver>).stats === 'function';
+
+/** stats() key -> counter. The mqtt session's keys apply to the mqtt and sparkplug drivers alike. */
+const DRIVER_COUNTERS: Array<[key: string, name: string, help: string]> = [
+  ['received', AgentMetrics.mqttMessagesReceived, 'MQTT messages received (before decoding), per driver'],
+  ['ignored', AgentMetrics.mqttMessagesIgnored, 'MQTT messages acknowledged without a signal (no matching mapping, retained and ignored, Sparkplug data before birth)'],
+  ['committed', AgentMetrics.mqttSignalsCommitted, 'Signals from MQTT messages committed to the outbox (duplicates included)'],
+  ['committedBatches', AgentMetrics.mqttCommits, 'Outbox commits of MQTT batches'],
+  ['commitFailures', AgentMetrics.mqttCommitFailures, 'MQTT batches whose commit failed (not acknowledged; redelivered after a reconnect)'],
+  ['connects', AgentMetrics.mqttConnects, 'MQTT connections established (first connect and reconnects)'],
+  ['acksSent', AgentMetrics.mqttAcksSent, 'PUBACKs sent after the outbox commit'],
+  ['acksDropped', AgentMetrics.mqttAcksDropped, 'PUBACKs not sent because the connection closed or the commit failed (the broker redelivers)'],
+  ['births', AgentMetrics.sparkplugBirths, 'Sparkplug NBIRTH and DBIRTH messages'],
+  ['deaths', AgentMetrics.sparkplugDeaths, 'Sparkplug NDEATH and DDEATH messages that marked metrics stale'],
+  ['staleDeaths', AgentMetrics.sparkplugStaleDeaths, 'Sparkplug NDEATH messages ignored because their bdSeq is not the current birth'],
+  ['seqGaps', AgentMetrics.sparkplugSeqGaps, 'Sparkplug seq gaps (messages lost or reordered)'],
+  ['unknownNode', AgentMetrics.sparkplugUnknownNode, 'Sparkplug data from an edge node or device whose birth this agent has not seen'],
+  ['unknownAlias', AgentMetrics.sparkplugUnknownAlias, 'Sparkplug metrics with an alias the birth did not define'],
+  ['rebirthRequests', AgentMetrics.sparkplugRebirthRequests, 'Rebirth requests (NCMD) published'],
+];
+
+/**
+ * Driver counters are read from each driver's stats() when Prometheus scrapes (collect), so the message
+ * path pays nothing for them. A counter only exists for drivers whose stats() has its key.
+ */
+function registerDriverCounters(registry: Registry, drivers: () => readonly Driver[]): void {
+  const counting = () => drivers().filter(hasStats);
+  for (const [key, name, help] of DRIVER_COUNTERS) {
+    new Counter({
+      name,
+      help,
+      labelNames: ['driver'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const d of counting()) {
+          const v = d.stats()[key];
+          if (typeof v === 'number') this.inc({ driver: d.name }, v);
+        }
+      },
+    });
+  }
+  new Counter({
+    name: AgentMetrics.mqttDeadLetters,
+    help: 'MQTT messages acknowledged and dead-lettered, by reason code (PAYLOAD_INVALID, SCHEMA_INVALID, INTERNAL)',
+    labelNames: ['driver', 'code'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const d of counting()) {
+        const byCode = d.stats().deadLettered;
+        if (!byCode || typeof byCode !== 'object') continue;
+        for (const [code, n] of Object.entries(byCode)) if (typeof n === 'number') this.inc({ driver: d.name, code }, n);
+      }
+    },
+  });
+  new Gauge({
+    name: AgentMetrics.sparkplugEdgeNodes,
+    help: 'Sparkplug edge nodes known to this agent, by state (offline: its metrics are stale until the next birth)',
+    labelNames: ['driver', 'state'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const d of counting()) {
+        if (typeof d.nodes !== 'function') continue;
+        const nodes = d.nodes();
+        const online = nodes.filter((n) => n.online).length;
+        this.set({ driver: d.name, state: 'online' }, online);
+        this.set({ driver: d.name, state: 'offline' }, nodes.length - online);
+      }
+    },
+  });
 }
 
 export type AgentMetricsSet = ReturnType<typeof createAgentMetrics>;
