@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import { PlantBridgeError, type ErrorCode } from './errors.ts';
 import { parseSchemaId } from './wire.ts';
 import { transactionSchemas, type Transaction } from './transactions.ts';
+import { compileFastAccept } from './fast-accept.ts';
 
 export interface Issue {
   /** JSONPath-like location: `items[3].data.yield.qty` */
@@ -39,6 +40,22 @@ export function validate<S extends z.ZodType>(schema: S, value: unknown, prefix:
   return r.success ? { ok: true, value: r.data } : { ok: false, issues: issuesOf(r.error, prefix) };
 }
 
+/**
+ * Like validate(), but a value the schema's fast accept path proves valid is returned as it is, without
+ * zod's copy (fast-accept.ts). Anything else goes through zod, so results and issues are zod's. Use it
+ * where the caller does not mutate the value and the input is fresh JSON (the hub's ingest path).
+ */
+export function validateFast<S extends z.ZodType>(schema: S, value: unknown, prefix: readonly PropertyKey[] = []): Validation<z.infer<S>> {
+  let fast = false;
+  try {
+    fast = compileFastAccept(schema)(value);
+  } catch {
+    // a refine that throws: zod decides (and throws the same way it always did)
+  }
+  if (fast) return { ok: true, value: value as z.infer<S> };
+  return validate(schema, value, prefix);
+}
+
 export function issuesToText(issues: Issue[]): string {
   return issues.map((i) => `${i.path}: ${i.message}`).join('; ');
 }
@@ -66,7 +83,7 @@ export function validateTransaction(value: unknown): Validation<Transaction> & {
       issues: [{ path: 'schema', message: `expected one of ${Object.keys(transactionSchemas).map((t) => `plantbridge.${t}/1.0`).join(', ')}` }],
     };
   }
-  const r = validate(known, value);
+  const r = validateFast(known, value);
   if (!r.ok && id.major === 1 && id.minor > 0) return { ...r, unsupported: true };
   if (!r.ok && id.major !== 1) return { ...r, unsupported: true };
   return r as Validation<Transaction>;

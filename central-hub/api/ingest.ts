@@ -4,7 +4,7 @@ import {
   ingestBatchSchema,
   issuesToText,
   schemaId,
-  validate,
+  validateFast,
   validateTransaction,
   type IngestResult,
   type ItemResult,
@@ -34,7 +34,7 @@ export function ingestRoutes(app: FastifyInstance, deps: { store: HubStore; metr
   };
   app.post('/v1/ingest', { onRequest }, async (req) => {
     const agent = req.agent!;
-    const frame = validate(ingestBatchSchema, req.body);
+    const frame = validateFast(ingestBatchSchema, req.body);
     if (!frame.ok) throw new PlantBridgeError('SCHEMA_INVALID', issuesToText(frame.issues), { details: frame.issues, correlationId: req.id });
     const batch = frame.value;
     if (batch.agentId !== agent.id) {
