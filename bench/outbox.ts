@@ -26,6 +26,8 @@ import { RuleEngine } from '../agent/rules/engine.ts';
  *
  *   node bench/outbox.ts [--json] [--rows 100000] [--runs 3] [--ingest-rate 2000] [--seconds 3]
  *                        [--pending 1000000] [--dir /var/tmp] [--skip-rss] [--only append|claim|rss]
+ *   node --cpu-prof bench/outbox.ts --profile-append|--profile-derive|--profile-claim [--rows N] [--runs N]
+ *     one side only, for a CPU profile: the product side of durable_append, its rules alone, claim_settle
  */
 
 const argv = process.argv.slice(2);
@@ -377,6 +379,18 @@ if (argv[0] === '--profile-append') {
   const r = await productAppend(dir, Array.from({ length: rows }, (_, i) => reading(i)));
   rmSync(dir, { recursive: true, force: true });
   console.log(r);
+} else if (argv[0] === '--profile-derive') {
+  // node --cpu-prof bench/outbox.ts --profile-derive: only the rules of durable_append, in memory (rules_derive)
+  const signals = Array.from({ length: rows }, (_, i) => reading(i));
+  let txs = 0;
+  const t0 = performance.now();
+  for (let r = 0; r < runs; r++) {
+    const engine = countRules();
+    const state = new Map<string, unknown>();
+    const access = { get: (id: string) => state.get(id), set: (id: string, v: unknown) => void state.set(id, v) };
+    for (const sig of signals) txs += engine.derive(sig, access).items.length;
+  }
+  console.log({ signals: rows * runs, txs, rate: Math.round((rows * runs) / ((performance.now() - t0) / 1000)) });
 } else if (argv[0] === '--profile-claim') {
   console.log(await claimSettleRun());
 } else if (argv[0] === '--child-rss') {
