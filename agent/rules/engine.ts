@@ -15,7 +15,8 @@ export interface EngineOptions {
 
 /** Dispatches each signal to the rules that listen to its (source, ref), and collects their output. */
 export class RuleEngine implements Deriver {
-  private readonly byInput = new Map<string, Rule[]>();
+  /** rules by input source, then ref: two lookups on the signal's own strings, no key built per signal */
+  private readonly byInput = new Map<string, Map<string, Rule[]>>();
   private readonly rules: Rule[];
   private readonly opts: EngineOptions;
 
@@ -24,27 +25,29 @@ export class RuleEngine implements Deriver {
     this.opts = opts;
     for (const rule of rules) {
       for (const input of rule.inputs) {
-        const key = `${input.source}\u0000${input.ref}`;
-        const list = this.byInput.get(key) ?? [];
+        let refs = this.byInput.get(input.source);
+        if (!refs) this.byInput.set(input.source, (refs = new Map()));
+        const list = refs.get(input.ref) ?? [];
         if (!list.includes(rule)) list.push(rule);
-        this.byInput.set(key, list);
+        refs.set(input.ref, list);
       }
     }
   }
 
   private ctx(): RuleContext {
-    return { plant: this.opts.plant, agentId: this.opts.agentId, timeZone: this.opts.timeZone, now: (this.opts.now ?? Date.now)() };
+    return new DeriveContext(this.opts);
   }
 
   derive(signal: Signal, state: StateAccess): Derivation {
-    const rules = this.byInput.get(`${signal.source}\u0000${signal.ref}`);
+    const rules = this.byInput.get(signal.source)?.get(signal.ref);
     const out: Derivation = { items: [], quarantined: [] };
     if (!rules) return out;
     const ctx = this.ctx();
     for (const rule of rules) {
-      const before = (state.get(rule.id) as unknown) ?? rule.initialState();
+      const stored = state.get(rule.id);
+      const before = stored ?? rule.initialState();
       const r = rule.apply(before, signal, ctx);
-      if (r.state !== before || state.get(rule.id) === undefined) state.set(rule.id, r.state);
+      if (r.state !== before || stored === undefined) state.set(rule.id, r.state);
       for (const tx of r.transactions) out.items.push({ tx, shadow: rule.mode === 'shadow' });
       if (r.quarantined) out.quarantined.push(...r.quarantined);
     }
@@ -65,6 +68,26 @@ export class RuleEngine implements Deriver {
       if (r.quarantined) out.quarantined.push(...r.quarantined);
     }
     return out;
+  }
+}
+
+/** One derive's context. The clock is read once, when a rule first asks: most readings never do. */
+class DeriveContext implements RuleContext {
+  readonly plant: string;
+  readonly agentId: string;
+  readonly timeZone: string;
+  private readonly clock: () => number;
+  private at: number | undefined;
+
+  constructor(opts: EngineOptions) {
+    this.plant = opts.plant;
+    this.agentId = opts.agentId;
+    this.timeZone = opts.timeZone;
+    this.clock = opts.now ?? Date.now;
+  }
+
+  get now(): number {
+    return (this.at ??= this.clock());
   }
 }
 

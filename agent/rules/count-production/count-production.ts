@@ -11,7 +11,7 @@ import type { Quarantined } from '../../outbox/outbox.ts';
 import { currentOrder, orderAt, orderKey, parseOrder, recordOrder, sameOrder, type OrderEntry, type OrderInfo } from '../active-order.ts';
 import { counterDelta, counterValue } from '../counter-delta.ts';
 import { asFlag, asQuantity, asText, atPath } from '../field-pick.ts';
-import { plantDate, type Rule, type RuleContext, type RuleOutput } from '../rule.ts';
+import { instantMs, plantDate, type Rule, type RuleContext, type RuleOutput } from '../rule.ts';
 import { shiftAt } from '../shift-calendar.ts';
 import type { CountProductionConfig, CounterConfig } from './config.ts';
 
@@ -111,6 +111,17 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
     source: r.source,
     ref: r.ref,
   }));
+
+  /** the key of the order last counted against: the same entry of the order history comes back reading after reading */
+  let keyOf: OrderInfo | undefined;
+  let keyOfKey = '';
+  function windowKey(o: OrderInfo): string {
+    if (o !== keyOf) {
+      keyOf = o;
+      keyOfKey = orderKey(o);
+    }
+    return keyOfKey;
+  }
 
   function confirmationKey(w: { order: string; operation: string }, from: number, to: number, ctx: RuleContext): string {
     return `${ctx.plant}:${cfg.workCenter}:${w.order}:${w.operation}:${counterName}:${from}-${to}`;
@@ -216,7 +227,7 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
     return state;
   }
 
-  function addParts(state: CountState, role: Role, d: number, reading: { v?: bigint; prev?: string; reset: boolean }, signal: Signal, t: number, ctx: RuleContext, out: Transaction[], quarantined: Quarantined[]): CountState {
+  function addParts(state: CountState, role: Role, d: number, reading: { v?: number | bigint; prev?: string; reset: boolean }, signal: Signal, t: number, ctx: RuleContext, out: Transaction[], quarantined: Quarantined[]): CountState {
     // an event that names its order is that order's; otherwise the order active at the reading's source time
     const named = orderFromCounter ? parseOrder(signal.value, orderFromCounter) : undefined;
     const order = named ?? orderAt(state.orders, t) ?? fixedOrder;
@@ -229,7 +240,7 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
       });
       return state;
     }
-    const key = orderKey(order);
+    const key = windowKey(order);
     let w: CountWindow | undefined = state.windows[key];
     if (w && w.shiftEnd !== undefined && t >= w.shiftEnd) {
       const r = close(state, key, ctx);
@@ -263,19 +274,20 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
         sourceIds: [],
       };
     }
-    const updated: CountWindow = {
-      ...w,
-      good: w.good + (role === 'good' ? d : 0),
-      scrap: w.scrap + (role === 'scrap' ? d : 0),
-      rework: w.rework + (role === 'rework' ? d : 0),
-      counterEnd: good !== undefined ? Number(good) : w.counterEnd,
-      resetDetected: w.resetDetected || reading.reset,
-      from: t < Date.parse(w.from) ? signal.sourceTime : w.from,
-      to: t > Date.parse(w.to) ? signal.sourceTime : w.to,
-      events: w.events + 1,
-      sourceIds: w.sourceIds.length < MAX_SOURCE_IDS && !w.sourceIds.includes(signal.sourceId) ? [...w.sourceIds, signal.sourceId] : w.sourceIds,
-    };
-    state = { ...state, windows: { ...state.windows, [key]: updated } };
+    // a copy, never a change in place: the state passed in is the committed one until the outbox commits
+    const updated: CountWindow = { ...w };
+    if (role === 'good') updated.good = w.good + d;
+    else if (role === 'scrap') updated.scrap = w.scrap + d;
+    else updated.rework = w.rework + d;
+    if (good !== undefined) updated.counterEnd = Number(good);
+    if (reading.reset) updated.resetDetected = true;
+    if (t < instantMs(w.from)) updated.from = signal.sourceTime;
+    if (t > instantMs(w.to)) updated.to = signal.sourceTime;
+    updated.events = w.events + 1;
+    if (w.sourceIds.length < MAX_SOURCE_IDS && !w.sourceIds.includes(signal.sourceId)) updated.sourceIds = [...w.sourceIds, signal.sourceId];
+    const windows = { ...state.windows };
+    windows[key] = updated;
+    state = { ...state, windows };
     const cur = currentOrder(state.orders) ?? fixedOrder;
     const late = !sameOrder(cur, order);
     const full = updated.good + updated.scrap + updated.rework >= cfg.emitEvery.parts && t - updated.firstAt >= cfg.emitEvery.minInterval;
@@ -315,8 +327,11 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
       quarantined.push({ code: 'SCHEMA_INVALID', reason: `${cfg.id}: ${signal.source}/${signal.ref}: ${delta.reason}`, source: signal.source, payload: signal });
       return state;
     }
-    const v = counterValue(raw)!;
-    state = { ...state, [role]: { last: String(v), at: Math.max(t, prev?.at ?? t) } };
+    // a valid number reading is a safe non-negative integer: its decimal string is the bigint's (+ 0 turns -0 into 0)
+    const v = typeof raw === 'number' ? raw + 0 : counterValue(raw)!;
+    const counter: CounterState = { last: String(v), at: Math.max(t, prev?.at ?? t) };
+    state = { ...state };
+    state[role] = counter;
     if (delta.kind === 'baseline') return state;
     if (delta.kind === 'jump') {
       // a PLC program download or a rescaled tag: never post it, keep the new value as the baseline
@@ -329,12 +344,12 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
       return state;
     }
     if (delta.d === 0) return state;
-    return addParts(state, role, delta.d, { v, ...(prev ? { prev: prev.last } : {}), reset: delta.reset }, signal, t, ctx, out, quarantined);
+    return addParts(state, role, delta.d, { v, prev: prev?.last, reset: delta.reset }, signal, t, ctx, out, quarantined);
   }
 
   function apply(input: CountState, signal: Signal, ctx: RuleContext): RuleOutput<CountState> {
     if (signal.quality === 'bad') return { state: input, transactions: [] };
-    const t = Date.parse(signal.sourceTime);
+    const t = instantMs(signal.sourceTime);
     let state = normalise(input);
     const out: Transaction[] = [];
     const quarantined: Quarantined[] = [];
@@ -388,7 +403,7 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
         }
       }
     }
-    return { state, transactions: out, ...(quarantined.length ? { quarantined } : {}) };
+    return quarantined.length ? { state, transactions: out, quarantined } : { state, transactions: out };
   }
 
   return {
