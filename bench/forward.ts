@@ -333,7 +333,7 @@ async function main(): Promise<void> {
     const template = await makeTemplate(dir, backlog);
     copyFileSync(template, join(dir, 'reader.db'));
     const r2 = openOutbox({ path: join(dir, 'reader.db'), synchronous: 'normal' });
-    const bodies = r2.query<{ body: string }>("SELECT body FROM transactions WHERE status = 'pending' ORDER BY seq").map((r) => r.body);
+    const bodies = r2.query<{ body: string }>("SELECT body FROM transactions_json WHERE status = 'pending' ORDER BY seq").map((r) => r.body);
     r2.close();
     const meanBytes = Math.round(bodies.reduce((s, b) => s + b.length, 0) / bodies.length);
     for (const kind of ['sqlite', 'postgres']) {

@@ -363,7 +363,7 @@ export function outboxContractSuite(factory: OutboxFactory): void {
       o0.close();
       // rebuild as a v1 file
       const raw = openDb(path, { driver: factory.driver });
-      raw.exec('DROP TABLE events; DROP TABLE rule_state; DROP TABLE transactions; DROP TABLE dead_letters; DROP TABLE alarms; DROP TABLE counters; DROP TABLE meta;');
+      raw.exec('DROP VIEW transactions_json; DROP TABLE tx_bodies; DROP TABLE events; DROP TABLE rule_state; DROP TABLE transactions; DROP TABLE dead_letters; DROP TABLE alarms; DROP TABLE counters; DROP TABLE meta;');
       raw.exec(migrations[0]);
       raw.pragma('user_version = 1');
       const tx = transaction('v1-key');

@@ -160,7 +160,7 @@ void describe('outbox under SIGKILL', () => {
         windows?: Record<string, { good: number; scrap: number; rework?: number }>;
         window?: { good: number; scrap: number; rework?: number };
       };
-      const txs = outbox.query<{ k: string; body: string }>("SELECT idempotency_key AS k, body FROM transactions WHERE type = 'ProductionConfirmation' ORDER BY seq");
+      const txs = outbox.query<{ k: string; body: string }>("SELECT idempotency_key AS k, body FROM transactions_json WHERE type = 'ProductionConfirmation' ORDER BY seq");
       const confirmed = txs.reduce((sum, t) => sum + (JSON.parse(t.body).data.yield.qty as number), 0);
       const windows = state.windows ? Object.values(state.windows) : state.window ? [state.window] : [];
       const open = windows.reduce((sum, w) => sum + w.good + w.scrap + (w.rework ?? 0), 0);

@@ -107,4 +107,20 @@ export const migrations: string[] = [
     value TEXT NOT NULL
   ) WITHOUT ROWID;
   `,
+  // 4: transaction bodies in their own table. Claiming and settling rewrite a transaction's row twice; with
+  // the ~1 KB body inside, each rewrite copied it into the WAL (2.2x slower forwarding, measured). Rows
+  // written before this migration keep their body in legacy_body; nothing is copied. Read bodies through
+  // the transactions_json view.
+  `
+  ALTER TABLE transactions RENAME COLUMN body TO legacy_body;
+  CREATE TABLE tx_bodies (
+    seq INTEGER PRIMARY KEY,
+    body TEXT NOT NULL
+  );
+  CREATE TRIGGER tx_bodies_delete AFTER DELETE ON transactions BEGIN
+    DELETE FROM tx_bodies WHERE seq = OLD.seq;
+  END;
+  CREATE VIEW transactions_json AS
+    SELECT t.*, COALESCE(b.body, t.legacy_body) AS body FROM transactions t LEFT JOIN tx_bodies b ON b.seq = t.seq;
+  `,
 ];

@@ -468,8 +468,10 @@ export class Outbox {
     const stmts = {
       insertEvent: p('INSERT OR IGNORE INTO events(source_id, source, ref, value, quality, source_time, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       insertTx: p(
-        'INSERT OR IGNORE INTO transactions(idempotency_key, id, type, order_key, status, body, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        "INSERT OR IGNORE INTO transactions(idempotency_key, id, type, order_key, status, legacy_body, bytes, created_at) VALUES (?, ?, ?, ?, ?, '', ?, ?)",
       ),
+      // right after an insertTx that inserted (triggers do not change last_insert_rowid())
+      insertBody: p('INSERT INTO tx_bodies(seq, body) VALUES (last_insert_rowid(), ?)'),
       upsertState: p(
         'INSERT INTO rule_state(rule_id, state, updated_at) VALUES (?, ?, ?) ON CONFLICT(rule_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at',
       ),
@@ -480,7 +482,8 @@ export class Outbox {
         UNION SELECT order_key FROM transactions INDEXED BY transactions_delayed
           WHERE status = 'pending' AND next_attempt_at > 0 AND next_attempt_at > ?`),
       claimScan: p(
-        "SELECT seq, idempotency_key, order_key, next_attempt_at, body, attempts, bytes FROM transactions WHERE status = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
+        `SELECT t.seq, t.idempotency_key, t.order_key, t.next_attempt_at, COALESCE(b.body, t.legacy_body) AS body, t.attempts, t.bytes
+         FROM transactions t LEFT JOIN tx_bodies b ON b.seq = t.seq WHERE t.status = 'pending' AND t.seq > ? ORDER BY t.seq LIMIT ?`,
       ),
       // one statement per claim and per settle: the seqs (and results) travel as one JSON array
       leaseMany: p(
@@ -632,7 +635,11 @@ export class Outbox {
         return -1;
       }
       let n = 0;
-      for (const r of rows) n += s.insertTx.run(r[0], r[1], r[2], r[3], r[4], r[5], r[6], now).changes;
+      for (const r of rows) {
+        if (s.insertTx.run(r[0], r[1], r[2], r[3], r[4], r[6], now).changes === 0) continue;
+        s.insertBody.run(r[5]);
+        n++;
+      }
       this.writtenSinceMeasure += rows.length === 0 ? 0 : rows.reduce((a, r) => a + r[6] + ROW_OVERHEAD_BYTES, 0);
       for (const q of d.quarantined) deadLetter('quarantine', q.source ?? null, q.code, q.reason, q.payload);
       for (const [id, st] of layer) overlay.set(id, st);

@@ -91,7 +91,7 @@ export function rulesReport(outbox: Pick<Outbox, 'query'>, opts: { since: string
   let after = 0;
   for (;;) {
     const rows = outbox.query<{ seq: number; status: string; body: string }>(
-      `SELECT seq, status, body FROM transactions WHERE seq > ? AND created_at >= ? AND status IN (${REPORTED.map(() => '?').join(', ')}) ORDER BY seq LIMIT 5000`,
+      `SELECT seq, status, body FROM transactions_json WHERE seq > ? AND created_at >= ? AND status IN (${REPORTED.map(() => '?').join(', ')}) ORDER BY seq LIMIT 5000`,
       after,
       since,
       ...REPORTED,

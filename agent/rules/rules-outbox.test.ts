@@ -87,7 +87,7 @@ void test('restarts between any batches and replayed signals: the same totals an
   await straight.append(feed(60));
   clock += 3_600_000;
   await straight.tick();
-  const want = straight.query<{ idempotency_key: string; body: string }>('SELECT idempotency_key, body FROM transactions ORDER BY idempotency_key');
+  const want = straight.query<{ idempotency_key: string; body: string }>('SELECT idempotency_key, body FROM transactions_json ORDER BY idempotency_key');
   straight.close();
 
   clock = T0;
@@ -105,7 +105,7 @@ void test('restarts between any batches and replayed signals: the same totals an
   }
   clock += 3_600_000;
   await ob.tick();
-  const got = ob.query<{ idempotency_key: string; body: string }>('SELECT idempotency_key, body FROM transactions ORDER BY idempotency_key');
+  const got = ob.query<{ idempotency_key: string; body: string }>('SELECT idempotency_key, body FROM transactions_json ORDER BY idempotency_key');
   assert.deepEqual(
     got.map((r) => r.idempotency_key),
     want.map((r) => r.idempotency_key),

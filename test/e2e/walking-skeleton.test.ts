@@ -110,7 +110,7 @@ rules:
   const { openOutbox } = await import('../../agent/outbox/outbox.ts');
   const outbox = openOutbox({ path: join(dir, 'agent', 'outbox.db') });
   t.after(() => outbox.close());
-  const txs = outbox.query<{ body: string; status: string }>('SELECT body, status FROM transactions');
+  const txs = outbox.query<{ body: string; status: string }>('SELECT body, status FROM transactions_json');
   // a window closed in the last moments before stop may still wait in the outbox: kept, not lost
   assert.ok(txs.every((r) => r.status === 'sent' || r.status === 'pending'), 'every transaction is sent or still pending');
   const parts = (rows: typeof txs) =>
