@@ -108,9 +108,10 @@ export function recordOrder(history: OrderEntry[], info: OrderInfo, since: numbe
  */
 export function orderAt(history: readonly OrderEntry[], t: number): OrderEntry | undefined {
   for (let i = history.length - 1; i >= 0; i--) if (history[i].since <= t) return history[i];
-  return history[0];
+  return history.length > 0 ? history[0] : undefined;
 }
 
 export function currentOrder(history: readonly OrderEntry[]): OrderEntry | undefined {
-  return history[history.length - 1];
+  // not history[-1] on an empty history (a fixed order): that is a property lookup up the prototype chain
+  return history.length > 0 ? history[history.length - 1] : undefined;
 }
