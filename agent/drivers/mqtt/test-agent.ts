@@ -1,14 +1,19 @@
 /**
  * An agent-like child process for crash tests: an outbox (synchronous FULL) and one MQTT or Sparkplug
- * driver, nothing else. The parent SIGKILLs it at random; "stop" on stdin shuts it down cleanly.
+ * driver, and optionally rules (PB_TEST_RULES, a JSON array of rule configs). The parent SIGKILLs it at
+ * random; "stop" on stdin shuts it down cleanly. The outbox's directory is the driver's state directory.
  *
  *   PB_TEST_OUTBOX=/tmp/x/outbox.db PB_TEST_DRIVER='{"type":"mqtt",...}' node agent/drivers/mqtt/test-agent.ts
  *
  * Prints "ready" once the driver is up, and "stopped" after a clean stop.
  */
+import { dirname } from 'node:path';
 import { createInterface } from 'node:readline';
+import { z } from 'zod';
 import { parseConfig } from '../../../contracts/index.ts';
+import { ruleConfigSchema } from '../../config/schema.ts';
 import { openOutbox } from '../../outbox/outbox.ts';
+import { RuleEngine, buildRules } from '../../rules/engine.ts';
 import { testLogger } from '../../../test/helpers/log.ts';
 import type { Driver, DriverContext } from '../driver.ts';
 import { mqttConfigSchema } from './config.ts';
@@ -18,11 +23,13 @@ const raw = process.env.PB_TEST_DRIVER;
 if (!outboxPath || !raw) throw new Error('PB_TEST_OUTBOX and PB_TEST_DRIVER are required');
 const input = JSON.parse(raw) as { type: string; name: string };
 const log = testLogger();
-const outbox = openOutbox({ path: outboxPath, synchronous: 'full', log });
+const rules = process.env.PB_TEST_RULES ? parseConfig(z.array(ruleConfigSchema), JSON.parse(process.env.PB_TEST_RULES)) : [];
+const engine = rules.length > 0 ? new RuleEngine(buildRules(rules, 'live'), { plant: 'P1', agentId: 'crash-test', timeZone: 'UTC', mode: 'live' }) : undefined;
+const outbox = openOutbox({ path: outboxPath, synchronous: 'full', log, ...(engine ? { rules: engine } : {}) });
 const ctx: DriverContext = {
   agentId: 'crash-test',
   plant: 'P1',
-  stateDir: outboxPath,
+  stateDir: dirname(outboxPath),
   log,
   emit: async (signals) => {
     await outbox.append(signals);

@@ -28,6 +28,8 @@ interface NodeState {
   birthTs: number;
   lastSeq: number | undefined;
   online: boolean;
+  /** restored from the state file: its birth is confirmed by a Rebirth at the first message */
+  restored?: boolean;
   aliases: Map<number, MetricDef>;
   metrics: Map<string, MetricDef>;
   devices: Map<string, DeviceState>;
@@ -43,6 +45,20 @@ export interface HostCounters {
   unknownNode: number;
   unknownAlias: number;
 }
+
+/** What survives an agent restart: each node's and device's birth (bdSeq, birth time, metrics, aliases), online or not. */
+export interface HostSnapshot {
+  v: 1;
+  nodes: Array<{
+    node: string;
+    bdSeq: string;
+    birthTs: number;
+    online: boolean;
+    metrics: SnapshotMetric[];
+    devices: Array<{ device: string; birthTs: number; online: boolean; metrics: SnapshotMetric[] }>;
+  }>;
+}
+type SnapshotMetric = [name: string, type: string, alias?: number];
 
 export type HostResult =
   | { kind: 'signals'; signals: Signal[]; rebirth?: { group: string; edge: string; why: string } }
@@ -79,6 +95,9 @@ export function metricKey(prefix: string, metric: string): string {
 export class SparkplugHost {
   readonly counters: HostCounters = { births: 0, deaths: 0, staleDeaths: 0, seqGaps: 0, unknownNode: 0, unknownAlias: 0 };
   private readonly nodes = new Map<string, NodeState>();
+  /** bumped by every birth and death: the persisted snapshot is behind while it differs from savedVersion */
+  version = 0;
+  savedVersion = 0;
   private readonly source: string;
   private readonly maxPayloadBytes: number;
   private readonly onSeqGap: 'rebirth' | 'warn';
@@ -135,6 +154,7 @@ export class SparkplugHost {
         counter: 0,
       };
       this.nodes.set(nodeKey, node);
+      this.version++;
       this.counters.births++;
       const signals = this.define(node.aliases, node.metrics, p.metrics).map((m) =>
         this.signal(t, node, undefined, m, p, receivedAt, true),
@@ -152,6 +172,7 @@ export class SparkplugHost {
       }
       if (!node.online) return { kind: 'ignore', reason: `${nodeKey} is already offline` };
       node.online = false;
+      this.version++;
       this.counters.deaths++;
       const signals: Signal[] = [];
       const prefix = `${t.group}/${t.edge}/-/b${node.bdSeq}/${pad(node.birthTs, 13)}/death`;
@@ -172,12 +193,18 @@ export class SparkplugHost {
       return { kind: 'ignore', reason: why, ...(this.rebirthOnUnknown ? { rebirth: rebirth(why) } : {}) };
     }
     let request: { group: string; edge: string; why: string } | undefined;
+    if (node.restored) {
+      // its birth came from the state file: resolve by it now, and ask for the node's current birth in case
+      // it rebirthed while the agent was down and that birth (QoS 0) never reached us
+      node.restored = false;
+      if (this.rebirthOnUnknown) request = rebirth(`first message from ${nodeKey} since the agent restarted: confirming its persisted birth`);
+    }
     if (p.seq !== undefined) {
       if (node.lastSeq !== undefined && p.seq !== (node.lastSeq + 1) % 256) {
         this.counters.seqGaps++;
         const why = `seq gap from ${nodeKey}: expected ${(node.lastSeq + 1) % 256}, got ${p.seq}`;
         this.warn('Sparkplug seq gap: messages from this edge node were lost or reordered', { node: nodeKey, expected: (node.lastSeq + 1) % 256, got: p.seq });
-        if (this.onSeqGap === 'rebirth') request = rebirth(why);
+        if (this.onSeqGap === 'rebirth') request ??= rebirth(why);
       }
       node.lastSeq = p.seq;
     }
@@ -186,6 +213,7 @@ export class SparkplugHost {
     if (t.type === 'DBIRTH') {
       const dev: DeviceState = { birthTs: ts, online: true, aliases: new Map(), metrics: new Map() };
       node.devices.set(t.device!, dev);
+      this.version++;
       this.counters.births++;
       const signals = this.define(dev.aliases, dev.metrics, p.metrics).map((m) => this.signal(t, node, t.device, m, p, receivedAt, true));
       return { kind: 'signals', signals, ...(request ? { rebirth: request } : {}) };
@@ -195,6 +223,7 @@ export class SparkplugHost {
       const dev = node.devices.get(t.device!);
       if (!dev || !dev.online) return { kind: 'ignore', reason: `DDEATH of unknown or offline device ${nodeKey}/${t.device}`, ...(request ? { rebirth: request } : {}) };
       dev.online = false;
+      this.version++;
       this.counters.deaths++;
       const prefix = `${t.group}/${t.edge}/${t.device}/b${node.bdSeq}/${pad(dev.birthTs, 13)}/death`;
       const signals = [...dev.metrics.values()].map((def) => this.stale(t.group, t.edge, t.device, def, prefix, ts, receivedAt));
@@ -224,6 +253,51 @@ export class SparkplugHost {
       signals.push(this.signal(t, node, t.device, { ...m, name }, p, receivedAt, false));
     }
     return { kind: 'signals', signals, ...(request ? { rebirth: request } : {}) };
+  }
+
+  /** The births to persist (see HostSnapshot); pairs with savedVersion = version once written. */
+  snapshot(): HostSnapshot {
+    const metricsOf = (metrics: Map<string, MetricDef>, aliases: Map<number, MetricDef>): SnapshotMetric[] => {
+      const aliasOf = new Map<MetricDef, number>();
+      for (const [a, def] of aliases) aliasOf.set(def, a);
+      return [...metrics.values()].map((d) => (aliasOf.has(d) ? [d.name, d.type, aliasOf.get(d)!] : [d.name, d.type]));
+    };
+    return {
+      v: 1,
+      nodes: [...this.nodes].map(([node, n]) => ({
+        node,
+        bdSeq: n.bdSeq,
+        birthTs: n.birthTs,
+        online: n.online,
+        metrics: metricsOf(n.metrics, n.aliases),
+        devices: [...n.devices].map(([device, d]) => ({ device, birthTs: d.birthTs, online: d.online, metrics: metricsOf(d.metrics, d.aliases) })),
+      })),
+    };
+  }
+
+  /**
+   * Takes the births of a previous run, so that data queued for this agent while it was down resolves by
+   * alias instead of being skipped. seq is not persisted (it moves with every message): the first message
+   * of each restored node is not checked for a gap, and asks for a Rebirth (rebirthOnUnknown) instead.
+   */
+  restore(snap: HostSnapshot): void {
+    if (snap?.v !== 1 || !Array.isArray(snap.nodes)) throw new Error('not a Sparkplug host state (v1)');
+    const define = (list: SnapshotMetric[]) => {
+      const metrics = new Map<string, MetricDef>();
+      const aliases = new Map<number, MetricDef>();
+      for (const [name, type, alias] of list) {
+        const def = { name, type };
+        metrics.set(name, def);
+        if (alias !== undefined) aliases.set(alias, def);
+      }
+      return { metrics, aliases };
+    };
+    this.nodes.clear();
+    for (const n of snap.nodes) {
+      const devices = new Map<string, DeviceState>();
+      for (const d of n.devices) devices.set(d.device, { birthTs: d.birthTs, online: d.online, ...define(d.metrics) });
+      this.nodes.set(n.node, { bdSeq: n.bdSeq, birthTs: n.birthTs, lastSeq: undefined, online: n.online, restored: true, ...define(n.metrics), devices, counter: 0 });
+    }
   }
 
   /** Records a birth's metrics and aliases; returns the metrics to emit as baseline values. */

@@ -1,9 +1,12 @@
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { Signal } from '../../../contracts/index.ts';
 import { HealthTracker, type Driver, type DriverContext } from '../driver.ts';
 import { checkFiles } from '../mqtt/connect-options.ts';
 import { assertAckHookSupported, MqttSession, type SessionCounters } from '../mqtt/mqtt-session.ts';
 import { encodePayload } from './codec.ts';
 import type { SparkplugConfig } from './config.ts';
-import { NAMESPACE, SparkplugHost, type HostCounters } from './host-state.ts';
+import { NAMESPACE, SparkplugHost, type HostCounters, type HostSnapshot } from './host-state.ts';
 
 export { checkLive } from './check-live.ts';
 
@@ -49,15 +52,37 @@ export function create(config: SparkplugConfig, ctx: DriverContext): SparkplugDr
     });
   };
 
+  // Births survive a restart (README: "Births across restarts"). The file is written after the commit of a
+  // batch that changed a birth or death and before that batch is acknowledged: an acknowledged birth is
+  // always in it, and a birth it lacks is still unacknowledged, so the broker delivers it again.
+  const statePath = join(ctx.stateDir, `sparkplug-${config.name}.state.json`);
+  const saveState = (snap: HostSnapshot, version: number) => {
+    if (version <= host.savedVersion) return;
+    try {
+      writeDurably(statePath, JSON.stringify(snap));
+      host.savedVersion = version;
+    } catch (err) {
+      log.warn({ err: String(err), path: statePath }, 'Could not save the Sparkplug births: after a restart, data before the next birth is skipped and a Rebirth requested');
+    }
+  };
+  const emit = async (signals: Signal[]) => {
+    const version = host.version;
+    const snap = version !== host.savedVersion ? host.snapshot() : undefined;
+    await ctx.emit(signals);
+    if (snap) saveState(snap, version);
+  };
+
   const session = new MqttSession({
     config,
     subscriptions: config.groups.map((g) => ({ filter: `${NAMESPACE}/${g}/#`, qos: 1 as const })),
-    ctx,
+    ctx: { emit, deadLetter: ctx.deadLetter },
     log,
     health,
     handle: (msg) => {
       const r = host.handle(msg.topic, msg.payload, msg.receivedAtMs);
       if ((r.kind === 'signals' || r.kind === 'ignore') && r.rebirth) requestRebirth(r.rebirth.group, r.rebirth.edge, r.rebirth.why);
+      // a birth or death without signals is acknowledged without a commit: save it now
+      if (!(r.kind === 'signals' && r.signals.length > 0) && host.version !== host.savedVersion) saveState(host.snapshot(), host.version);
       if (r.kind === 'signals') return r.signals.length > 0 ? { signals: r.signals } : { ignore: 'no metrics' };
       if (r.kind === 'dead') return { deadLetter: { code: r.code, reason: `${msg.topic}: ${r.reason}` } };
       return { ignore: r.reason };
@@ -75,10 +100,27 @@ export function create(config: SparkplugConfig, ctx: DriverContext): SparkplugDr
     },
   });
 
+  const loadState = () => {
+    let text: string;
+    try {
+      text = readFileSync(statePath, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ err: String(err), path: statePath }, 'Could not read the saved Sparkplug births; Rebirths will be requested');
+      return;
+    }
+    try {
+      host.restore(JSON.parse(text) as HostSnapshot);
+      log.info({ nodes: host.nodeStates().length, path: statePath }, 'Sparkplug births restored from the last run');
+    } catch (err) {
+      log.warn({ err: String(err), path: statePath }, 'The saved Sparkplug births are unreadable; ignoring them, Rebirths will be requested');
+    }
+  };
+
   return {
     name: config.name,
     type: 'sparkplug',
     async start() {
+      loadState();
       session.start();
     },
     async stop() {
@@ -92,4 +134,27 @@ export function create(config: SparkplugConfig, ctx: DriverContext): SparkplugDr
     stats: () => ({ ...structuredClone(session.counters), ...host.counters, rebirthRequests }),
     nodes: () => host.nodeStates(),
   };
+}
+
+/** write to a temp file, fsync, rename over the target, fsync the directory (where the platform allows) */
+function writeDurably(path: string, text: string): void {
+  const tmp = `${path}.tmp`;
+  const fd = openSync(tmp, 'w');
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  try {
+    const dfd = openSync(dirname(path), 'r');
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  } catch {
+    // Windows cannot open a directory; NTFS orders the rename's metadata itself
+  }
 }
