@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import {
@@ -169,6 +170,62 @@ function leafOf(chain: Buffer): Buffer {
   let len = 0;
   for (let i = 0; i < n; i++) len = len * 256 + chain[2 + i];
   return chain.subarray(0, 2 + n + len);
+}
+
+/** ActivateSession refused our user identity: someone must act (trust the user certificate, fix the password). */
+export class LoginError extends Error {
+  /** the OPC UA status name, e.g. BadIdentityTokenRejected */
+  readonly status: string;
+  constructor(message: string, status: string, cause: unknown) {
+    super(message, { cause });
+    this.name = 'LoginError';
+    this.status = status;
+  }
+}
+
+const loginRefusals = /BadIdentityToken(Rejected|Invalid)|BadUserAccessDenied|BadUserSignatureInvalid|BadCertificate[A-Za-z]*|BadSecurityPolicyRejected/;
+
+/**
+ * A CreateSession/ActivateSession failure, reworded when the server refused who we are: which identity
+ * (for a certificate: subject, thumbprint, file, and whether it is out of its validity period) and what
+ * would fix it. Anything else is returned as it was.
+ */
+export function classifyLoginError(err: unknown, user: OpcuaConfig['user'], endpoint: string): unknown {
+  const msg = err instanceof Error ? err.message : String(err);
+  const status = loginRefusals.exec(msg)?.[0];
+  if (!status) return err;
+  switch (user.type) {
+    case 'certificate': {
+      const c = describeUserCertificate(user.certificate);
+      return new LoginError(
+        `${endpoint} refused our X.509 user certificate ${c.subject} (thumbprint ${c.thumbprint}, ${user.certificate}): ${status}.` +
+          `${c.validity ? ` The certificate ${c.validity}.` : ''} The server must trust it for user logins (its user certificate trust list)`,
+        status,
+        err,
+      );
+    }
+    case 'username':
+      return new LoginError(`${endpoint} refused the login of user "${user.username}": ${status}. Check the user name and the password (${secretName(user.password)})`, status, err);
+    case 'anonymous':
+      return new LoginError(`${endpoint} refused an anonymous session: ${status}. Configure user: username or certificate`, status, err);
+  }
+}
+
+function describeUserCertificate(file: string): { subject: string; thumbprint: string; validity?: string } {
+  try {
+    const cert = new X509Certificate(readFileSync(file));
+    const now = Date.now();
+    const from = new Date(cert.validFrom);
+    const to = new Date(cert.validTo);
+    const validity = now > to.getTime() ? `expired on ${to.toISOString()}` : now < from.getTime() ? `is not valid before ${from.toISOString()}` : undefined;
+    return { subject: cert.subject.replace(/\n/g, ', '), thumbprint: thumbprintOf(cert.raw), validity };
+  } catch {
+    return { subject: '(unreadable)', thumbprint: '?' };
+  }
+}
+
+function secretName(s: unknown): string {
+  return s instanceof Secret ? `secret ${s.ref}` : 'password';
 }
 
 /** The user identity for ActivateSession; secrets are revealed here and nowhere else. */

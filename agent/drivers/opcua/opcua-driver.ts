@@ -23,7 +23,7 @@ import {
 } from 'node-opcua';
 import { isPlantBridgeError, PlantBridgeError, type Signal } from '../../../contracts/index.ts';
 import { backoffDelay, HealthTracker, type Driver, type DriverContext } from '../driver.ts';
-import { connectClient, ConnectError, userIdentity, type OpenClient } from './client.ts';
+import { classifyLoginError, connectClient, ConnectError, LoginError, userIdentity, type OpenClient } from './client.ts';
 import type { OpcuaConfig } from './config.ts';
 import { staleSignal, statusName, toSignal } from './values.ts';
 
@@ -274,13 +274,17 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
   };
 
   let loggedUntrusted: string | undefined;
+  let loggedLogin: string | undefined;
   const run = async () => {
     let attempt = 0;
     while (!stopping) {
       const myGen = ++gen;
       let lossReason: string;
       try {
-        lossReason = await connectAndServe(myGen, () => (attempt = 0));
+        lossReason = await connectAndServe(myGen, () => {
+          attempt = 0;
+          loggedLogin = undefined;
+        });
       } catch (err) {
         stats.connectFailures++;
         lossReason = err instanceof Error ? err.message : String(err);
@@ -288,6 +292,10 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
           // once per certificate: someone must act, and the health message keeps saying how
           if (loggedUntrusted !== err.untrusted.thumbprint) log.error({ thumbprint: err.untrusted.thumbprint, file: err.untrusted.file }, lossReason);
           loggedUntrusted = err.untrusted.thumbprint;
+        } else if (err instanceof LoginError) {
+          // a refused login does not heal by retrying: error, once per distinct refusal
+          if (loggedLogin !== lossReason) log.error({ status: err.status }, lossReason);
+          loggedLogin = lossReason;
         } else if (attempt === 0 || attempt % 20 === 0) {
           log.warn({ attempt }, `OPC UA connection failed: ${lossReason}`);
         }
@@ -367,7 +375,11 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
       }
     }
     if (!session) {
-      session = (await o.client.createSession(userIdentity(config.user))) as ClientSession;
+      try {
+        session = (await o.client.createSession(userIdentity(config.user))) as ClientSession;
+      } catch (err) {
+        throw classifyLoginError(err, config.user, config.endpoint);
+      }
       stats.sessionsCreated++;
     }
     const s = session;
