@@ -52,6 +52,49 @@ void describe('hub API: ingest, outcomes, heartbeat (SQLite store, real hub on p
     assert.match(b.error.message, /priority: unknown field/);
   });
 
+  void it('"__proto__" and "constructor" keys (plain JSON.parse) are unknown fields: 400 in the frame, a rejected item alone', async () => {
+    const frameText = JSON.stringify(batch('edge-1', [testTx()])).replace(/^\{/, '{"__proto__":{"admin":true},');
+    const rf = await post('/v1/ingest', frameText);
+    assert.equal(rf.status, 400);
+    const bf = await rf.json().then((x): any => x);
+    assert.equal(bf.error.code, 'SCHEMA_INVALID');
+    assert.match(bf.error.message, /__proto__: unknown field/);
+
+    const ok = testTx();
+    const proto = testTx();
+    const ctor = testTx();
+    const nested = testTx();
+    const hostile = (tx: Transaction, edit: (json: string) => string) => [JSON.stringify(tx), edit(JSON.stringify(tx))];
+    const edits = [
+      hostile(proto, (j) => j.replace(/^\{/, '{"__proto__":{"admin":true},')),
+      hostile(ctor, (j) => j.replace(/^\{/, '{"constructor":{"prototype":{"admin":true}},')),
+      hostile(nested, (j) => j.replace('"source":{', '"source":{"__proto__":{"admin":true},')),
+    ];
+    let text = JSON.stringify(batch('edge-1', [ok, proto, ctor, nested]));
+    for (const [plain, edited] of edits) text = text.replace(plain, edited);
+    assert.equal(text.split('"admin":true').length, 4, 'the test body carries the three hostile keys');
+    const r = await post('/v1/ingest', text);
+    assert.equal(r.status, 200);
+    const b = await r.json().then((x): any => x);
+    assert.deepEqual(
+      b.results.map((x: { status: string }) => x.status),
+      ['accepted', 'rejected', 'rejected', 'rejected'],
+    );
+    assert.match(b.results[1].reason, /(^|; )__proto__: unknown field/);
+    assert.match(b.results[2].reason, /(^|; )constructor: unknown field/);
+    assert.match(b.results[3].reason, /source\.__proto__: unknown field/);
+    assert.equal(({} as any).admin, undefined, 'Object.prototype untouched');
+    assert.equal(await t.hub.store.getTransaction(proto.idempotencyKey), undefined);
+  });
+
+  void it('empty and broken JSON bodies are a 400 SCHEMA_INVALID', async () => {
+    for (const body of ['', '{"schema":', 'null', '[]', '"text"']) {
+      const r = await post('/v1/ingest', body);
+      assert.equal(r.status, 400, body);
+      assert.equal((await r.json().then((x): any => x)).error.code, 'SCHEMA_INVALID', body);
+    }
+  });
+
   void it('a cross-plant write is refused with 403, audited, and nothing is stored', async () => {
     const foreign = testTx({ plant: 'P2' });
     const mine = testTx();

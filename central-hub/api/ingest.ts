@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { errorCodes, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import {
   PlantBridgeError,
   ingestBatchSchema,
@@ -32,11 +32,12 @@ export function ingestRoutes(app: FastifyInstance, deps: { store: HubStore; metr
       throw new PlantBridgeError('RATE_LIMITED', `too many requests from agent ${req.agent!.id}; retry after ${Math.ceil(wait / 1000)} s`, { correlationId: req.id });
     }
   };
-  app.post('/v1/ingest', { onRequest }, async (req) => {
+  const handler = async (req: FastifyRequest) => {
     const agent = req.agent!;
     const frame = validateFast(ingestBatchSchema, req.body);
     if (!frame.ok) throw new PlantBridgeError('SCHEMA_INVALID', issuesToText(frame.issues), { details: frame.issues, correlationId: req.id });
-    const batch = frame.value;
+    // the items as parsed, not zod's copies: a copy drops an own "__proto__" key the item schema must see and reject
+    const batch = { ...frame.value, items: (req.body as { items: Array<Record<string, unknown>> }).items };
     if (batch.agentId !== agent.id) {
       throw new PlantBridgeError('SCHEMA_INVALID', `agentId "${batch.agentId}" does not match the credential's agent "${agent.id}"`, { correlationId: req.id });
     }
@@ -92,5 +93,29 @@ export function ingestRoutes(app: FastifyInstance, deps: { store: HubStore; metr
       results: results as ItemResult[],
     };
     return body;
+  };
+  // Own scope: only this route parses JSON with plain JSON.parse (see parseIngestJson).
+  void app.register(async (scope) => {
+    scope.addContentTypeParser('application/json', { parseAs: 'string' }, parseIngestJson);
+    scope.post('/v1/ingest', { onRequest }, handler);
   });
+}
+
+/**
+ * The ingest body parser: plain JSON.parse, without secure-json-parse's scans of the whole body for
+ * "__proto__" and "constructor". Prototype poisoning stays impossible: JSON.parse makes such keys plain
+ * own properties (it never sets a prototype), nothing reads the body before validation, and the frame
+ * and item schemas are strict, so such a key is an unknown field: a 400 at the frame, a per-item
+ * rejection in an item (central-hub/api/ingest.test.ts posts both). Empty and broken bodies fail with
+ * fastify's own errors, as with its default parser.
+ */
+function parseIngestJson(_req: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void): void {
+  if (body.length === 0) return done(new errorCodes.FST_ERR_CTP_EMPTY_JSON_BODY());
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body as string);
+  } catch {
+    return done(new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY());
+  }
+  done(null, parsed);
 }
