@@ -150,6 +150,17 @@ function toTxRow(r: Row): TransactionRow {
   };
 }
 
+const types = new Map<string, string>();
+/** `plantbridge.production-confirmation/1.0` -> `production-confirmation` (a handful of distinct values) */
+function typeOf(schema: string): string {
+  let t = types.get(schema);
+  if (t === undefined) {
+    t = schema.split('/')[0].replace('plantbridge.', '');
+    if (types.size < 64) types.set(schema, t);
+  }
+  return t;
+}
+
 export class SqliteHubStore implements HubStore {
   readonly kind = 'sqlite' as const;
   private readonly db: Database.Database;
@@ -194,7 +205,7 @@ export class SqliteHubStore implements HubStore {
     const db = this.db;
     return {
       insertTx: db.prepare(`INSERT INTO transactions(idempotency_key, id, type, plant, agent_id, work_center, order_no, order_key, qty, uom, event_time, received_at, body, batch_id)
-        VALUES (@key, @id, @type, @plant, @agentId, @workCenter, @order, @orderKey, @qty, @uom, @eventTime, @receivedAt, @body, @batchId)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT(idempotency_key) DO NOTHING`),
       byKey: db.prepare('SELECT * FROM transactions WHERE idempotency_key = ?'),
       claim: db.prepare(`SELECT t.seq, t.body, t.attempts, t.order_key FROM transactions t
@@ -295,22 +306,23 @@ export class SqliteHubStore implements HubStore {
     return this.group(() =>
         items.map((tx): ItemResult => {
           const q = quantityOf(tx);
-          const r = this.s.insertTx.run({
-            key: tx.idempotencyKey,
-            id: tx.id,
-            type: tx.schema.split('/')[0].replace('plantbridge.', ''),
-            plant: tx.plant,
+          // positional parameters: better-sqlite3 binds them without a name lookup per value
+          const r = this.s.insertTx.run(
+            tx.idempotencyKey,
+            tx.id,
+            typeOf(tx.schema),
+            tx.plant,
             agentId,
-            workCenter: tx.workCenter ?? null,
-            order: tx.data.order,
-            orderKey: orderKeyOf(tx),
-            qty: q?.qty ?? null,
-            uom: q?.uom ?? null,
-            eventTime: tx.eventTime,
-            receivedAt: at,
-            body: JSON.stringify(tx),
+            tx.workCenter ?? null,
+            tx.data.order,
+            orderKeyOf(tx),
+            q?.qty ?? null,
+            q?.uom ?? null,
+            tx.eventTime,
+            at,
+            JSON.stringify(tx),
             batchId,
-          });
+          );
           if (r.changes === 1) return { id: tx.id, idempotencyKey: tx.idempotencyKey, status: 'accepted' };
           const existing = toTxRow(this.s.byKey.get(tx.idempotencyKey) as Row);
           return { id: tx.id, idempotencyKey: tx.idempotencyKey, status: 'duplicate', outcome: outcomeFromRow(existing) };
