@@ -68,6 +68,9 @@ export const opcuaConfigSchema = z
       if (!n.nodeId === !n.browsePath) {
         ctx.addIssue({ code: 'custom', path: ['nodes', i], message: 'give exactly one of nodeId or browsePath' });
       }
+      if (n.deadband?.type === 'percent' && n.deadband.value > 100) {
+        ctx.addIssue({ code: 'custom', path: ['nodes', i, 'deadband', 'value'], message: 'a percent deadband is a share of the EURange: 0 to 100' });
+      }
       if (seen.has(n.ref)) ctx.addIssue({ code: 'custom', path: ['nodes', i, 'ref'], message: `duplicate ref "${n.ref}"` });
       seen.add(n.ref);
     });

@@ -664,7 +664,7 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
       part.forEach((n, j) => {
         const sc = res.results?.[j]?.statusCode;
         n.ok = !!sc && sc.isGood();
-        n.problem = n.ok ? undefined : `${statusName(sc)} for ${n.nodeId}`;
+        n.problem = n.ok ? undefined : `${statusName(sc)} for ${n.nodeId}${filterRefused(n, statusName(sc))}`;
       });
       i += part.length;
     }
@@ -735,6 +735,13 @@ async function readLimit(s: ClientSession, variableId: number): Promise<number> 
   } catch {
     return 0;
   }
+}
+
+/** Says which configured filter the server refused: a bare BadMonitoredItemFilterUnsupported does not tell the operator what to change. */
+function filterRefused(n: NodeState, status: string): string {
+  const d = n.cfg.deadband;
+  if (!d || !/Filter|Deadband/.test(status)) return '';
+  return `: the server refused deadband ${d.type} ${d.value}${d.type === 'percent' ? ' (a percent deadband needs an AnalogItem with an EURange)' : ''}`;
 }
 
 function networkFailure(reason: string): boolean {

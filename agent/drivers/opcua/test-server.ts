@@ -25,6 +25,11 @@ export interface TestServerOptions {
   userTokenTypes?: Array<'Anonymous' | 'UserName' | 'Certificate'>;
   /** the PKI the server checks X.509 user certificates against (its trusted/ decides) */
   userCertificateManager?: OPCUACertificateManager;
+  /**
+   * 0: every change of a variable with MinimumSamplingInterval 0 goes through the monitored items at
+   * once (requested samplingInterval 0), none coalesced: what a test of filters needs to be exact
+   */
+  minSupportedSampleRate?: number;
   populate?: (ns: Namespace, addressSpace: AddressSpace) => void;
 }
 
@@ -54,6 +59,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     allowAnonymous: opts.allowAnonymous ?? true,
     userTokenTypes: opts.userTokenTypes?.map((t) => UserTokenType[t]),
     isAuditing: false,
+    ...(opts.minSupportedSampleRate !== undefined ? { serverCapabilities: { minSupportedSampleRate: opts.minSupportedSampleRate } } : {}),
   } as any);
   await server.initialize();
   const addressSpace = server.engine.addressSpace!;

@@ -81,6 +81,13 @@ void describe('opcua config', () => {
     assert.throws(() => opcuaConfigSchema.parse({ ...base, nodes: [{ ref: 'a', nodeId: 'ns=1;s=A' }, { ref: 'a', nodeId: 'ns=1;s=B' }] }), /duplicate ref/);
   });
 
+  void test('a percent deadband is 0..100; an absolute one any non-negative number', () => {
+    const node = (deadband: object) => ({ ...base, nodes: [{ ref: 'a', nodeId: 'ns=1;s=A', deadband }] });
+    assert.throws(() => opcuaConfigSchema.parse(node({ type: 'percent', value: 150 })), /percent deadband is a share of the EURange: 0 to 100/);
+    assert.doesNotThrow(() => opcuaConfigSchema.parse(node({ type: 'percent', value: 100 })));
+    assert.doesNotThrow(() => opcuaConfigSchema.parse(node({ type: 'absolute', value: 150 })));
+  });
+
   void test('example.yaml is a valid driver entry', () => {
     const c = parseConfig(opcuaConfigSchema, parse(readFileSync(join(import.meta.dirname, 'example.yaml'), 'utf8')));
     assert.equal(c.nodes.length, 4);
