@@ -5,7 +5,7 @@ import { countProductionConfigSchema } from './count-production/config.ts';
 import { countProduction } from './count-production/count-production.ts';
 import { counterDelta } from './counter-delta.ts';
 import { shiftAt } from './shift-calendar.ts';
-import { T0, run, signal, type Step } from './test-kit.ts';
+import { T0, identity, run, signal, type Step } from './test-kit.ts';
 
 const pcs = (txs: Transaction[]) => txs.filter((t) => t.schema.includes('production-confirmation')) as ProductionConfirmation[];
 const mcs = (txs: Transaction[]) => txs.filter((t) => t.schema.includes('material-consumption')) as MaterialConsumption[];
@@ -240,4 +240,44 @@ void test('state written by the first version of the rule is read', () => {
     now: T0,
   });
   assert.equal(out.transactions[0].idempotencyKey, 'P:WC-7:9:0010:plc/good:100-105');
+});
+
+/** Runs steps with the state kept in memory between steps, as the outbox's state cache does (no JSON). */
+function runInMemory<S>(r: ReturnType<typeof rule>, steps: Step[]): { transactions: Transaction[]; state: unknown } {
+  let state = r.initialState();
+  const transactions: Transaction[] = [];
+  for (const step of steps) {
+    const ctx = { plant: 'P1010', agentId: 'edge-test', timeZone: 'Europe/Berlin', now: step.kind === 'tick' ? step.now : (step.now ?? Date.parse(step.signal.receivedAt)) };
+    const out = step.kind === 'tick' ? r.tick!(state, ctx) : r.apply(state, step.signal, ctx);
+    state = out.state;
+    transactions.push(...out.transactions);
+  }
+  return { transactions, state: JSON.parse(JSON.stringify(state)) as S };
+}
+
+void test('cumulative counts are kept for the 200 orders counted last; state in memory and state through JSON agree', () => {
+  const steps: Step[] = [];
+  let t = T0;
+  let good = 0;
+  const count = (order: number) => {
+    steps.push(sig('order', String(1000 + order), (t += 1000)));
+    steps.push(sig('good', (good += 3), (t += 1000)));
+  };
+  for (let o = 0; o < 205; o++) count(o);
+  count(10); // remembered: moves to the end
+  count(2); // forgotten (one of the first 5): counts from 0 again
+  for (let o = 300; o < 302; o++) count(o);
+  steps.push(tick(t + 86_400_000));
+  const r = rule({ emitEvery: { parts: 1000 } });
+  const json = run(r, steps, { timeZone: 'Europe/Berlin' });
+  const memory = runInMemory(rule({ emitEvery: { parts: 1000 } }), steps);
+  assert.deepEqual(memory.transactions.map(identity), json.transactions.map(identity));
+  assert.deepEqual(memory.state, json.state);
+  const keys = pcs(json.transactions).map((x) => x.idempotencyKey.replace(/^.*:(\d+):0010:plc\/good:/, '$1 '));
+  assert.equal(keys.filter((k) => k === '1010 3-6').length, 1, 'order 1010 continues from its remembered count');
+  assert.equal(keys.filter((k) => k === '1002 0-3').length, 2, 'order 1002 was forgotten and counts from 0 again');
+  const cum = (json.state as { cum: Record<string, number> }).cum;
+  const expected = [...Array.from({ length: 205 }, (_, o) => o).filter((o) => o !== 10 && o >= 8), 10, 2, 300, 301].map((o) => `${1000 + o}/0010`);
+  assert.deepEqual(Object.keys(cum), expected);
+  assert.equal(cum['1010/0010'], 6);
 });

@@ -93,6 +93,24 @@ function normalise(s: Partial<CountState> & { order?: OrderInfo; window?: CountW
 
 const round6 = (n: number) => Math.round(n * 1e6) / 1e6;
 
+/**
+ * A copy of obj without key (and without its first `skip` other keys), built by assignment: `delete`
+ * turns an object into a slow dictionary for good, and every later copy of the window map with it. The
+ * keys are order keys (`order/operation`, never `__proto__`), so assignment defines them as a spread does.
+ */
+function without<T>(obj: Record<string, T>, key: string, skip = 0): Record<string, T> {
+  const out: Record<string, T> = {};
+  for (const k of Object.keys(obj)) {
+    if (k === key) continue;
+    if (skip > 0) {
+      skip--;
+      continue;
+    }
+    out[k] = obj[k];
+  }
+  return out;
+}
+
 /** ids.includes(id), in half the time (Array.prototype.includes compares strings through a slower path) */
 function listed(ids: readonly string[], id: string): boolean {
   for (let i = ids.length - 1; i >= 0; i--) if (ids[i] === id) return true;
@@ -150,18 +168,15 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
   /** Closes the window of one order: a confirmation (and consumptions) unless it is empty and not final. */
   function close(state: CountState, key: string, ctx: RuleContext, final?: { type: 'final' | 'auto'; at: string; sourceId: string; order: OrderInfo }): RuleOutput<CountState> {
     const w = state.windows[key];
-    const windows = { ...state.windows };
-    delete windows[key];
+    const windows = without(state.windows, key);
     const parts = w ? w.good + w.scrap + w.rework : 0;
     if (parts === 0 && !final) return { state: { ...state, windows }, transactions: [] };
     const o: OrderInfo = w ?? final!.order;
     const from = state.cum[key] ?? 0;
     const to = from + parts;
-    const cum = { ...state.cum };
-    delete cum[key];
+    // this order moves to the end (most recently counted); the least recently counted beyond the cap go
+    const cum = without(state.cum, key, Object.keys(state.cum).length + (Object.hasOwn(state.cum, key) ? 0 : 1) - MAX_ORDERS_REMEMBERED);
     cum[key] = to;
-    const keys = Object.keys(cum);
-    for (let i = 0; i < keys.length - MAX_ORDERS_REMEMBERED; i++) delete cum[keys[i]];
     const at = w?.to ?? final!.at;
     const firstAt = w?.from ?? final!.at;
     const uom = w?.uom ?? o.uom ?? cfg.uom;
