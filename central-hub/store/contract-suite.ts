@@ -78,6 +78,20 @@ export function hubStoreContract(name: string, factory: StoreFactory): void {
       assert.equal(lin?.events[0].kind, 'received');
     });
 
+    void test('ingest stores each body as sent: quotes, backslashes, non-ASCII and escapes come back equal, in batch order', async () => {
+      const odd = testTx({ order: 'I-odd' });
+      odd.correlationId = 'say "hi" \\ back\\slash \u00e9\u00df \u65e5\u672c 😀 \u0001 tab\t new\nline';
+      odd.source = { ...odd.source, ref: '{"looks":"like json"}, [1,2]' };
+      const plain = testTx({ order: 'I-odd' });
+      const r = await store.ingest('edge-1', [odd, plain], new Date(), { batchId: 'B-odd' });
+      assert.deepEqual(r.map((x) => x.status), ['accepted', 'accepted']);
+      assert.deepEqual((await store.getTransaction(odd.idempotencyKey))?.body, odd);
+      assert.deepEqual((await store.getTransaction(plain.idempotencyKey))?.body, plain);
+      const rows = await store.listTransactions({ limit: 10 });
+      const seqOf = (k: string) => rows.find((x) => x.idempotencyKey === k)?.seq ?? -1;
+      assert.ok(seqOf(odd.idempotencyKey) < seqOf(plain.idempotencyKey), 'seq follows the batch order');
+    });
+
     void test('static agents: upsert, find by token hash, revoke at once', async () => {
       await store.upsertAgent({ id: 'static-1', plants: ['P1', 'P2'], tokenHash: hash('tok-static-1') });
       const a = await store.findAgentByTokenHash(hash('tok-static-1'));

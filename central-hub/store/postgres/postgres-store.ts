@@ -242,7 +242,6 @@ export class PostgresHubStore implements HubStore {
       qty: [] as Array<number | null>,
       uom: [] as Array<string | null>,
       eventTime: [] as string[],
-      body: [] as string[],
     };
     for (const tx of items) {
       const q = quantityOf(tx);
@@ -256,18 +255,20 @@ export class PostgresHubStore implements HubStore {
       cols.qty.push(q?.qty ?? null);
       cols.uom.push(q?.uom ?? null);
       cols.eventTime.push(tx.eventTime);
-      cols.body.push(JSON.stringify(tx));
     }
-    // one statement for the whole batch; ORDINALITY keeps seq in the batch's (outbox) order
+    // One statement for the whole batch; ORDINALITY keeps seq in the batch's (outbox) order. The bodies
+    // travel as one JSON array, not a text[]: pg escapes every quote of every body in a text[] (~5 us per
+    // transaction), and a `json` element's text is exactly its JSON.stringify form.
     const inserted = await this.pool.query(
       `INSERT INTO transactions(idempotency_key, id, type, plant, agent_id, batch_id, work_center, order_no, order_key, qty, uom, event_time, received_at, body)
-       SELECT k, i, t, p, $12, $13, w, o, ok, q, u, e, $14, b
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::text[], $10::text[], $11::text[])
-         WITH ORDINALITY AS x(k, i, t, p, w, o, ok, q, u, e, b, n)
+       SELECT k, i, t, p, $12, $13, w, o, ok, q, u, e, $14, b.body::text
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::text[], $10::text[])
+         WITH ORDINALITY AS x(k, i, t, p, w, o, ok, q, u, e, n)
+       JOIN json_array_elements($11::json) WITH ORDINALITY AS b(body, m) ON b.m = x.n
        ORDER BY n
        ON CONFLICT (idempotency_key) DO NOTHING
        RETURNING idempotency_key`,
-      [cols.key, cols.id, cols.type, cols.plant, cols.workCenter, cols.order, cols.orderKey, cols.qty, cols.uom, cols.eventTime, cols.body, agentId, meta.batchId ?? null, receivedAt],
+      [cols.key, cols.id, cols.type, cols.plant, cols.workCenter, cols.order, cols.orderKey, cols.qty, cols.uom, cols.eventTime, JSON.stringify(items), agentId, meta.batchId ?? null, receivedAt],
     );
     const fresh = new Set<string>(inserted.rows.map((r) => r.idempotency_key as string));
     const dupKeys = items.filter((t) => !fresh.has(t.idempotencyKey)).map((t) => t.idempotencyKey);
