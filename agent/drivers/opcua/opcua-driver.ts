@@ -19,6 +19,7 @@ import {
   type ModifySubscriptionRequestOptions,
   type ModifySubscriptionResponse,
   type PublishResponse,
+  type RepublishResponse,
   type TransferSubscriptionsResponse,
 } from 'node-opcua';
 import { isPlantBridgeError, PlantBridgeError, type Signal } from '../../../contracts/index.ts';
@@ -50,12 +51,15 @@ type ClientSession = NodeOpcuaSession & {
   transferSubscriptions(request: { subscriptionIds: number[]; sendInitialValues: boolean }): Promise<TransferSubscriptionsResponse>;
   deleteSubscriptions(request: { subscriptionIds: number[] }): Promise<DeleteSubscriptionsResponse>;
   createMonitoredItems(request: CreateMonitoredItemsRequestOptions): Promise<CreateMonitoredItemsResponse>;
+  republish(request: { subscriptionId: number; retransmitSequenceNumber: number }): Promise<RepublishResponse>;
 };
 
 const BASE_RETRY_MS = 100;
 const PUBLISH_PIPELINE = 5;
 const MAX_EMIT_BATCH = 5000;
 const WATCHDOG_FLOOR_MS = 3000;
+/** a sequence number jump larger than this is not a few lost responses: only what the server lists as available is asked for */
+const MAX_REPUBLISH_GAP = 100;
 
 interface NodeState {
   ref: string;
@@ -85,6 +89,10 @@ export interface OpcuaDriverStats {
   itemsOk: number;
   itemsBad: number;
   notifications: number;
+  /** notification messages recovered by Republish after a sequence number gap */
+  republished: number;
+  /** notification messages missing from the sequence that the server no longer had (BadMessageNotAvailable) */
+  messagesLost: number;
   committed: number;
   emitFailures: number;
   collapsed: number;
@@ -138,6 +146,8 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
     itemsOk: 0,
     itemsBad: 0,
     notifications: 0,
+    republished: 0,
+    messagesLost: 0,
     committed: 0,
     emitFailures: 0,
     collapsed: 0,
@@ -150,6 +160,8 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
   let open: OpenClient | undefined;
   let session: ClientSession | undefined;
   let subscriptionId: number | undefined;
+  /** highest sequence number of a notification message taken from the current subscription */
+  let lastSeq: number | undefined;
   let revisedPublishingMs = config.publishingInterval;
   let revisedKeepAliveCount = 1;
   let lastActivity = performance.now();
@@ -455,10 +467,103 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
       });
     };
 
+    // Publish responses are taken in order through `inbox`. A jump in the sequence numbers means a
+    // response was lost (typically in flight on a channel that broke): the server keeps what it sent
+    // until we acknowledge it, so the missing messages are fetched by Republish, in order, before the
+    // message that revealed the gap. Without a gap this runs synchronously, with no extra cost.
+    const inbox: PublishResponse[] = [];
+    let draining = false;
     const onPublish = (response: PublishResponse) => {
       if (response.subscriptionId !== subscriptionId) return;
       lastActivity = performance.now();
-      const nm = response.notificationMessage;
+      inbox.push(response);
+      if (!draining) void drain();
+    };
+
+    const drain = async () => {
+      draining = true;
+      try {
+        while (inbox.length > 0 && !ended) {
+          const r = inbox.shift()!;
+          if (r.subscriptionId !== subscriptionId) continue;
+          const missing = missingBefore(r);
+          if (missing.length > 0) {
+            const stuck = await recover(r.subscriptionId, missing);
+            if (stuck !== undefined) {
+              // the connection went while recovering: nothing from here on is taken or acknowledged, so
+              // the next connection sees the same gap and asks again (the server still holds them all)
+              if (r.subscriptionId === subscriptionId) lastSeq = stuck - 1;
+              inbox.length = 0;
+              return;
+            }
+          }
+          if (r.subscriptionId !== subscriptionId) continue;
+          take(r.subscriptionId, r.notificationMessage);
+        }
+      } finally {
+        draining = false;
+      }
+    };
+
+    /**
+     * Sequence numbers sent but never received before this response. A data message carries its own
+     * number, a keep-alive the number the next data message will get: either way, everything below
+     * it should have arrived.
+     */
+    const missingBefore = (r: PublishResponse): number[] => {
+      const nm = r.notificationMessage;
+      const isData = (nm?.notificationData?.length ?? 0) > 0;
+      const end = nm.sequenceNumber;
+      // an older number (serial arithmetic: not the wrap after 2^32 - 1): a late or repeated message,
+      // taken as it is; the outbox drops a value it already has by its sourceId
+      if (lastSeq !== undefined && end <= lastSeq && lastSeq - end < 2 ** 31) return [];
+      const from = lastSeq === undefined ? end : lastSeq + 1; // the first message of a subscription: nothing to compare with
+      lastSeq = isData ? end : end - 1;
+      if (end <= from) return []; // the next one, or the wrap
+      if (end - from > MAX_REPUBLISH_GAP) return (r.availableSequenceNumbers ?? []).filter((n) => n >= from && n < end).sort((x, y) => x - y);
+      const out: number[] = [];
+      for (let n = from; n < end; n++) out.push(n);
+      return out;
+    };
+
+    /** Republishes the missing messages in order; returns the first one it could not ask for because the connection ended. */
+    const recover = async (subId: number, missing: number[]): Promise<number | undefined> => {
+      let lost = 0;
+      let status = '';
+      for (const seq of missing) {
+        if (ended) return seq;
+        if (subId !== subscriptionId) return undefined;
+        try {
+          const rr = await s.republish({ subscriptionId: subId, retransmitSequenceNumber: seq });
+          stats.republished++;
+          take(subId, rr.notificationMessage);
+        } catch (err) {
+          const m = (err as Error).message;
+          if (ended || !s.isChannelValid()) {
+            // the connection went: the next one asks again (a reactivated session keeps the subscription and lastSeq)
+            log.debug({ err: m, seq }, 'Republish cut off by the connection');
+            return seq;
+          }
+          // BadMessageNotAvailable (the server's retransmission queue overflowed), BadServiceUnsupported, a
+          // timeout: given up, so that the values behind the gap flow
+          lost++;
+          stats.messagesLost++;
+          status = statusIn(m);
+        }
+      }
+      if (lost > 0) {
+        log.warn(
+          { subscriptionId: subId, lost, from: missing[0], to: missing[missing.length - 1], status },
+          `${lost} notification messages were lost and Republish could not recover them (${status}): values that changed only in them are missing (counters recover with their next value)`,
+        );
+      } else {
+        log.info({ subscriptionId: subId, recovered: missing.length }, 'Recovered lost notification messages by Republish');
+      }
+      return undefined;
+    };
+
+    /** One notification message into the emit queue; acknowledged to the server once committed. */
+    const take = (subId: number, nm: PublishResponse['notificationMessage']) => {
       const data = nm?.notificationData ?? [];
       if (data.length === 0) return; // keep-alive
       const receivedAt = new Date();
@@ -476,7 +581,7 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
         }
       }
       stats.notifications += signals.length;
-      enqueue({ signals, ack: { subscriptionId: response.subscriptionId, sequenceNumber: nm.sequenceNumber } });
+      enqueue({ signals, ack: { subscriptionId: subId, sequenceNumber: nm.sequenceNumber } });
     };
 
     const triggerRecreate = async (why: string) => {
@@ -615,6 +720,7 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
       priority: 0,
     });
     subscriptionId = r.subscriptionId;
+    lastSeq = undefined;
     revisedPublishingMs = r.revisedPublishingInterval;
     revisedKeepAliveCount = r.revisedMaxKeepAliveCount;
     pendingAcks = [];
