@@ -91,7 +91,7 @@ export interface UserCertificate {
 }
 
 /** A self-signed X.509 user certificate and its key, made with node-opcua-pki in a folder of its own. */
-export async function makeUserCertificate(dir: string, commonName: string): Promise<UserCertificate> {
+export async function makeUserCertificate(dir: string, commonName: string, validFrom = new Date(Date.now() - 60_000), validityDays = 30): Promise<UserCertificate> {
   const cm = new OPCUACertificateManager({ rootFolder: dir, automaticallyAcceptUnknownCertificate: false, disableFileWatchers: true });
   await cm.initialize();
   const certificateFile = join(dir, 'own', 'certs', 'user.pem');
@@ -99,8 +99,8 @@ export async function makeUserCertificate(dir: string, commonName: string): Prom
     subject: `/CN=${commonName}/O=PlantBridge test`,
     applicationUri: `urn:plantbridge:test:user:${commonName}`,
     dns: [],
-    startDate: new Date(Date.now() - 60_000),
-    validity: 30,
+    startDate: validFrom,
+    validity: validityDays,
     outputFile: certificateFile,
   } as any);
   await cm.dispose();

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { DataType, OPCUACertificateManager, Variant } from 'node-opcua';
 import { resolveSecrets } from '../../../contracts/index.ts';
+import { classifyLoginError, LoginError } from './client.ts';
 import { create } from './opcua-driver.ts';
 import { thumbprintOf, trustCertificate } from './pki.ts';
 import { opcuaConfig, testCtx, waitFor } from './test-kit.ts';
@@ -115,5 +116,18 @@ void describe('opcua driver X.509 user identity', () => {
     assert.equal(driver.health().state, 'up');
     assert.equal(srv.sessionCount(), 1);
     await driver.stop();
+  });
+
+  void test('a refusal names an expired user certificate as expired', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pb-opcua-user-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const user = await makeUserCertificate(dir, 'old-operator', new Date(Date.now() - 10 * 86_400_000), 2);
+    const err = classifyLoginError(new Error('BadIdentityTokenRejected (0x80210000)'), x509Config('opc.tcp://plc:4840', user).user, 'opc.tcp://plc:4840');
+    assert.ok(err instanceof LoginError);
+    assert.equal(err.status, 'BadIdentityTokenRejected');
+    assert.match(err.message, /refused our X\.509 user certificate [^(]*CN=old-operator \(thumbprint [0-9a-f]{40}, .*user\.pem\): BadIdentityTokenRejected\. The certificate expired on \d{4}-/);
+    // not a login problem: left as it is
+    const other = new Error('BadTooManySessions');
+    assert.equal(classifyLoginError(other, x509Config('opc.tcp://plc:4840', user).user, 'opc.tcp://plc:4840'), other);
   });
 });
