@@ -38,7 +38,7 @@ function agreesTransaction(value: unknown, label: string): void {
 function referenceValidateTransaction(value: unknown): ReturnType<typeof validateTransaction> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return validateTransaction(value);
   const id = parseSchemaId((value as { schema?: unknown }).schema);
-  const known = id && (transactionSchemas as Record<string, z.ZodType>)[id.type];
+  const known = id && Object.hasOwn(transactionSchemas, id.type) ? (transactionSchemas as Record<string, z.ZodType>)[id.type] : undefined;
   if (!id || !known) return validateTransaction(value);
   const r = validate(known, value);
   if (!r.ok && (id.major !== 1 || id.minor > 0)) return { ...r, unsupported: true };
@@ -121,6 +121,14 @@ test('edge cases at the fast path bounds: zod decides, the answers agree', () =>
   assert.equal(compileFastAccept(ingestBatchSchema)(frame), false);
   agrees(ingestBatchSchema, frame, 'frame with a __proto__ item');
   assert.equal(({} as any).polluted, undefined);
+});
+
+test('a schema id naming an Object.prototype member is an unknown type, not a crash', () => {
+  for (const type of ['constructor', 'tostring', 'valueof', 'hasownproperty']) {
+    const r = validateTransaction({ ...golden('goods-receipt.json'), schema: `plantbridge.${type}/1.0` });
+    assert.equal(r.ok, false);
+    assert.equal(!r.ok && r.issues[0].path, 'schema');
+  }
 });
 
 test('constructs the fast path does not mirror make it answer false, and zod decides', () => {

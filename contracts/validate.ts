@@ -67,6 +67,22 @@ export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, cod
   return r.value;
 }
 
+type SchemaId = NonNullable<ReturnType<typeof parseSchemaId>>;
+/** `schema` field value -> its id and zod schema: a few distinct strings, looked up for every item */
+const dispatch = new Map<string, { id: SchemaId; schema: z.ZodType }>();
+
+function transactionSchemaFor(field: unknown): { id: SchemaId; schema: z.ZodType } | undefined {
+  if (typeof field !== 'string') return undefined;
+  const hit = dispatch.get(field);
+  if (hit) return hit;
+  const id = parseSchemaId(field);
+  // own keys only: "plantbridge.constructor/1.0" must not find Object's constructor
+  if (!id || !Object.hasOwn(transactionSchemas, id.type)) return undefined;
+  const entry = { id, schema: (transactionSchemas as Record<string, z.ZodType>)[id.type] };
+  if (dispatch.size < 64) dispatch.set(field, entry);
+  return entry;
+}
+
 /**
  * Validates one transaction, dispatching on its `schema` field so that the error names the fields of
  * the right type (a union would report every alternative's complaints).
@@ -75,15 +91,15 @@ export function validateTransaction(value: unknown): Validation<Transaction> & {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return { ok: false, issues: [{ path: '(root)', message: 'expected an object' }] };
   }
-  const id = parseSchemaId((value as { schema?: unknown }).schema);
-  const known = id && (transactionSchemas as Record<string, z.ZodType>)[id.type];
-  if (!id || !known) {
+  const known = transactionSchemaFor((value as { schema?: unknown }).schema);
+  if (!known) {
     return {
       ok: false,
       issues: [{ path: 'schema', message: `expected one of ${Object.keys(transactionSchemas).map((t) => `plantbridge.${t}/1.0`).join(', ')}` }],
     };
   }
-  const r = validateFast(known, value);
+  const { id } = known;
+  const r = validateFast(known.schema, value);
   if (!r.ok && id.major === 1 && id.minor > 0) return { ...r, unsupported: true };
   if (!r.ok && id.major !== 1) return { ...r, unsupported: true };
   return r as Validation<Transaction>;

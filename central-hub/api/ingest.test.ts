@@ -87,6 +87,16 @@ void describe('hub API: ingest, outcomes, heartbeat (SQLite store, real hub on p
     assert.equal(await t.hub.store.getTransaction(proto.idempotencyKey), undefined);
   });
 
+  void it('an item whose schema names an Object.prototype member is rejected alone (was a 500 for the batch)', async () => {
+    const ok = testTx();
+    const r = await post('/v1/ingest', batch('edge-1', [{ ...testTx(), schema: 'plantbridge.constructor/1.0' }, ok]));
+    assert.equal(r.status, 200);
+    const b = await r.json().then((x): any => x);
+    assert.deepEqual(b.results.map((x: { status: string }) => x.status), ['rejected', 'accepted']);
+    assert.equal(b.results[0].code, 'SCHEMA_INVALID');
+    assert.match(b.results[0].reason, /^schema: /);
+  });
+
   void it('empty and broken JSON bodies are a 400 SCHEMA_INVALID', async () => {
     for (const body of ['', '{"schema":', 'null', '[]', '"text"']) {
       const r = await post('/v1/ingest', body);
