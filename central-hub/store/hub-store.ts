@@ -179,7 +179,7 @@ export function quantityOf(tx: Transaction): { qty: number; uom: string } | unde
 export function outcomeFromRow(row: { state: PostingState; erpRef: string | null; postedAt: string | null; errorCode: string | null; errorMessage: string | null }): Outcome {
   if (row.state === 'posted') return { state: 'posted', ...(row.erpRef ? { erpRef: row.erpRef } : {}), ...(row.postedAt ? { postedAt: row.postedAt } : {}) };
   if (row.state === 'failed' || row.state === 'discarded') {
-    const code = row.errorCode && row.errorCode in ErrorCodes ? row.errorCode : 'ERP_BUSINESS';
+    const code = row.errorCode && Object.hasOwn(ErrorCodes, row.errorCode) ? row.errorCode : 'ERP_BUSINESS';
     return { state: 'failed', code, ...(row.errorMessage ? { message: row.errorMessage.slice(0, 1000) } : {}) };
   }
   return { state: 'pending' };
