@@ -2,11 +2,12 @@ import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { Signal } from '../../../contracts/index.ts';
 import type { FieldPick, MqttConfig, MqttSubscription } from './config.ts';
-import { expandTemplate, matchTopic, parseFilter, type ParsedFilter } from './topic-filter.ts';
+import { compileMatcher, compileTemplate, parseFilter, type ParsedFilter } from './topic-filter.ts';
 
 /**
  * Turns one MQTT message into a Signal, or says why it cannot be one. Pure: no I/O, no clock (the
- * arrival time is passed in), so the same message always gives the same dedupe key.
+ * arrival time is passed in), so the same message always gives the same dedupe key. (Its caches hold
+ * derived strings only: the result never depends on the messages before.)
  */
 
 export type MappingResult =
@@ -17,7 +18,8 @@ export type MappingResult =
 /** How a mapping builds Signal.sourceId (README: "Dedupe keys"). */
 export type KeyKind = 'id' | 'sequence' | 'time-digest' | 'arrival';
 
-type Getter = (payload: unknown, topicFields: Record<string, string>) => { found: boolean; value: unknown };
+/** A field's value, or undefined when it is missing (JSON has no undefined, so nothing is lost). */
+type Getter = (payload: unknown, topicFields: Record<string, string>) => unknown;
 
 interface CompiledPick {
   get: Getter;
@@ -29,6 +31,8 @@ interface CompiledSubscription {
   sub: MqttSubscription;
   filter: ParsedFilter;
   keyKind: KeyKind;
+  match: (topic: string) => Record<string, string> | undefined;
+  ref: (topicFields: Record<string, string>) => string;
   id?: CompiledPick;
   time?: CompiledPick;
   value?: CompiledPick;
@@ -40,6 +44,8 @@ const SPECIAL = new Set(['id', 'time', 'value', 'sequence']);
 /** Signal.sourceId allows 300 characters; topics may be longer. */
 const MAX_KEY = 300;
 const MAX_ID = 200;
+/** the form Date#toISOString writes: such a string is kept as it is once validated */
+const CANONICAL_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
 export function keyKindOf(sub: Pick<MqttSubscription, 'fields' | 'dedupe'>): KeyKind {
   if (sub.dedupe === 'arrival') return 'arrival';
@@ -55,6 +61,8 @@ export function compileJsonPath(path: string): Array<string | number> {
   return out;
 }
 
+const hasOwn = Object.prototype.hasOwnProperty;
+
 function compilePick(pick: FieldPick): CompiledPick {
   if ('json' in pick) {
     const path = compileJsonPath(pick.json);
@@ -64,31 +72,45 @@ function compilePick(pick: FieldPick): CompiledPick {
       get: (payload) => {
         let v: unknown = payload;
         for (const seg of path) {
-          if (v === null || typeof v !== 'object') return { found: false, value: undefined };
+          if (v === null || typeof v !== 'object') return undefined;
           if (typeof seg === 'number') {
-            if (!Array.isArray(v) || seg >= v.length) return { found: false, value: undefined };
+            if (!Array.isArray(v) || seg >= v.length) return undefined;
             v = v[seg];
           } else {
-            if (Array.isArray(v) || !Object.prototype.hasOwnProperty.call(v, seg)) return { found: false, value: undefined };
+            if (Array.isArray(v) || !hasOwn.call(v, seg)) return undefined;
             v = (v as Record<string, unknown>)[seg];
           }
         }
-        return { found: true, value: v };
+        return v;
       },
     };
   }
   if ('topic' in pick) {
     const name = pick.topic;
-    return { optional: false, describe: `topic level ${name}`, get: (_p, t) => ({ found: name in t, value: t[name] }) };
+    return { optional: false, describe: `topic level ${name}`, get: (_p, t) => (name in t ? t[name] : undefined) };
   }
   const value = pick.const;
-  return { optional: false, describe: 'constant', get: () => ({ found: true, value }) };
+  return { optional: false, describe: 'constant', get: () => value };
 }
 
+/**
+ * Turns one MQTT message into a Signal. This runs once per message on the ingest path, so the work that
+ * depends only on the config is done here, once: topic filters and ref templates are compiled, field
+ * picks return the value itself, and the ISO strings of the arrival time and of the last second of event
+ * time seen are reused. mapping-reference.ts is the straightforward version it must agree with.
+ */
 export class Mapper {
   readonly subs: CompiledSubscription[];
   private readonly source: string;
   private readonly maxPayloadBytes: number;
+  /** the arrival time's ISO string, for all messages of the same millisecond */
+  private recvMs = NaN;
+  private recvIso = '';
+  /** "YYYY-MM-DDTHH:mm:ss." of the last canonical event time validated: every millisecond of it is valid */
+  private secPrefix = '';
+  /** the last numeric event time converted */
+  private numMs = NaN;
+  private numIso = '';
 
   constructor(config: Pick<MqttConfig, 'name' | 'subscriptions' | 'maxPayloadBytes'>) {
     this.source = config.name;
@@ -97,10 +119,13 @@ export class Mapper {
       const f = sub.fields;
       const extras: Array<[string, CompiledPick]> = [];
       for (const [k, p] of Object.entries(f)) if (!SPECIAL.has(k) && p) extras.push([k, compilePick(p)]);
+      const filter = parseFilter(sub.filter);
       return {
         sub,
-        filter: parseFilter(sub.filter),
+        filter,
         keyKind: keyKindOf(sub),
+        match: compileMatcher(filter),
+        ref: compileTemplate(sub.ref),
         ...(f.id ? { id: compilePick(f.id) } : {}),
         ...(f.time ? { time: compilePick(f.time) } : {}),
         ...(f.value ? { value: compilePick(f.value) } : {}),
@@ -113,80 +138,90 @@ export class Mapper {
   /** The first subscription (in config order) whose filter matches the topic. */
   route(topic: string): { sub: CompiledSubscription; topicFields: Record<string, string> } | undefined {
     for (const sub of this.subs) {
-      const topicFields = matchTopic(sub.filter, topic);
+      const topicFields = sub.match(topic);
       if (topicFields) return { sub, topicFields };
     }
     return undefined;
   }
 
   map(topic: string, payload: Buffer, retained: boolean, receivedAtMs: number): MappingResult {
-    const routed = this.route(topic);
-    if (!routed) return { kind: 'ignore', reason: `no subscription matches topic ${topic}` };
-    const { sub, topicFields } = routed;
+    let sub: CompiledSubscription | undefined;
+    let topicFields: Record<string, string> | undefined;
+    for (const s of this.subs) {
+      topicFields = s.match(topic);
+      if (topicFields) {
+        sub = s;
+        break;
+      }
+    }
+    if (!sub || !topicFields) return { kind: 'ignore', reason: `no subscription matches topic ${topic}` };
     if (retained && sub.sub.retained === 'ignore') return { kind: 'ignore', reason: 'retained message ignored by config' };
     if (payload.length > this.maxPayloadBytes) {
       return { kind: 'dead', code: 'PAYLOAD_INVALID', reason: `payload of ${payload.length} bytes exceeds maxPayloadBytes ${this.maxPayloadBytes}` };
     }
     if (!isUtf8(payload)) return { kind: 'dead', code: 'PAYLOAD_INVALID', reason: 'payload is not valid UTF-8' };
-    const text = payload.toString('utf8');
     let doc: unknown;
     try {
-      doc = JSON.parse(text);
+      doc = JSON.parse(payload.toString('utf8'));
     } catch (err) {
       return { kind: 'dead', code: 'PAYLOAD_INVALID', reason: `payload is not JSON: ${(err as Error).message.slice(0, 200)}` };
     }
 
-    const problems: string[] = [];
+    let problems: string[] | undefined;
     const pick = (name: string, p: CompiledPick | undefined): unknown => {
       if (!p) return undefined;
-      const r = p.get(doc, topicFields);
-      if (!r.found || r.value === undefined) {
-        if (!p.optional) problems.push(`${name}: ${p.describe} is missing`);
-        return undefined;
-      }
-      return r.value;
+      const v = p.get(doc, topicFields);
+      if (v === undefined && !p.optional) (problems ??= []).push(`${name}: ${p.describe} is missing`);
+      return v;
     };
 
     const idRaw = pick('id', sub.id);
     const timeRaw = pick('time', sub.time);
     const seqRaw = pick('sequence', sub.sequence);
     const valueRaw = pick('value', sub.value);
-    const extras: Record<string, unknown> = {};
-    for (const [k, p] of sub.extras) {
-      const v = pick(k, p);
-      if (v !== undefined) extras[k] = v;
+    let extras: Record<string, unknown> | undefined;
+    if (sub.extras.length > 0) {
+      extras = {};
+      for (const [k, p] of sub.extras) {
+        const v = pick(k, p);
+        if (v !== undefined) extras[k] = v;
+      }
     }
 
     let id: string | undefined;
     if (idRaw !== undefined) {
       if ((typeof idRaw === 'string' && idRaw.length > 0 && idRaw.length <= MAX_ID) || (typeof idRaw === 'number' && Number.isFinite(idRaw))) id = String(idRaw);
-      else problems.push(`id: expected a string of 1-${MAX_ID} characters or a number, got ${describe(idRaw)}`);
+      else (problems ??= []).push(`id: expected a string of 1-${MAX_ID} characters or a number, got ${describe(idRaw)}`);
     }
-    let timeMs: number | undefined;
+    let sourceTime: string | undefined;
     if (timeRaw !== undefined) {
-      timeMs = parseTime(timeRaw);
-      if (timeMs === undefined) problems.push(`time: expected an ISO 8601 timestamp or epoch milliseconds, got ${describe(timeRaw)}`);
+      sourceTime = this.eventTime(timeRaw);
+      if (sourceTime === undefined) (problems ??= []).push(`time: expected an ISO 8601 timestamp or epoch milliseconds, got ${describe(timeRaw)}`);
     }
     let seq: number | undefined;
     if (seqRaw !== undefined) {
       const n = typeof seqRaw === 'string' && /^\d{1,15}$/.test(seqRaw) ? Number(seqRaw) : seqRaw;
       if (typeof n === 'number' && Number.isSafeInteger(n) && n >= 0) seq = n;
-      else problems.push(`sequence: expected a non-negative integer, got ${describe(seqRaw)}`);
+      else (problems ??= []).push(`sequence: expected a non-negative integer, got ${describe(seqRaw)}`);
     }
     let value: Signal['value'];
-    if (sub.extras.length > 0) {
-      value = { ...(valueRaw !== undefined ? { value: valueRaw } : {}), ...extras };
+    if (extras) {
+      value = valueRaw !== undefined ? { value: valueRaw, ...extras } : (extras as Signal['value']);
     } else if (sub.value) {
-      if (valueRaw !== undefined && !isSignalValue(valueRaw)) problems.push(`value: expected a number, string, boolean, null or object, got ${describe(valueRaw)}`);
+      if (valueRaw !== undefined && !isSignalValue(valueRaw)) (problems ??= []).push(`value: expected a number, string, boolean, null or object, got ${describe(valueRaw)}`);
       value = (valueRaw ?? null) as Signal['value'];
     } else {
       value = Array.isArray(doc) ? { payload: doc } : (doc as Signal['value']);
     }
-    if (problems.length > 0) return { kind: 'dead', code: 'SCHEMA_INVALID', reason: `topic ${topic}: ${problems.join('; ')}`.slice(0, 1000) };
+    if (problems) return { kind: 'dead', code: 'SCHEMA_INVALID', reason: `topic ${topic}: ${problems.join('; ')}`.slice(0, 1000) };
 
-    const receivedAt = new Date(receivedAtMs).toISOString();
-    const sourceTime = timeMs !== undefined ? new Date(timeMs).toISOString() : receivedAt;
-    const ref = expandTemplate(sub.sub.ref, topicFields).slice(0, 500) || topic.slice(0, 500);
+    if (receivedAtMs !== this.recvMs) {
+      this.recvIso = new Date(receivedAtMs).toISOString();
+      this.recvMs = receivedAtMs;
+    }
+    const receivedAt = this.recvIso;
+    sourceTime ??= receivedAt;
+    const ref = sub.ref(topicFields).slice(0, 500) || topic.slice(0, 500);
     let sourceId: string;
     switch (sub.keyKind) {
       case 'id':
@@ -202,18 +237,33 @@ export class Mapper {
         sourceId = buildKey(this.source, topic, `@a=${receivedAt}#${digest(payload)}`);
         break;
     }
-    const signal: Signal = {
-      source: this.source,
-      ref,
-      value,
-      quality: 'good',
-      sourceTime,
-      receivedAt,
-      sourceId,
-      ...(retained ? { baseline: true } : {}),
-      meta: { topic, ...topicFields, ...(retained ? { retained: true } : {}) },
-    };
+    const signal: Signal = retained
+      ? { source: this.source, ref, value, quality: 'good', sourceTime, receivedAt, sourceId, baseline: true, meta: { topic, ...topicFields, retained: true } }
+      : { source: this.source, ref, value, quality: 'good', sourceTime, receivedAt, sourceId, meta: { topic, ...topicFields } };
     return { kind: 'signal', signal };
+  }
+
+  /**
+   * The event time as the ISO string the signal carries, or undefined when it is not a time. A canonical
+   * string (what toISOString writes) is returned as it is: validated by a round trip once per second of
+   * event time, and for the other messages of that second by its prefix.
+   */
+  private eventTime(v: unknown): string | undefined {
+    if (typeof v === 'string' && v.length === 24 && CANONICAL_TIME.test(v)) {
+      if (this.secPrefix !== '' && v.startsWith(this.secPrefix)) return v;
+      const ms = Date.parse(v);
+      if (!Number.isNaN(ms) && new Date(ms).toISOString() === v) {
+        this.secPrefix = v.slice(0, 20);
+        return v;
+      }
+    }
+    const ms = parseTime(v);
+    if (ms === undefined) return undefined;
+    if (ms !== this.numMs) {
+      this.numIso = new Date(ms).toISOString();
+      this.numMs = ms;
+    }
+    return this.numIso;
   }
 }
 
