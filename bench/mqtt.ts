@@ -1,7 +1,7 @@
 /**
  * MQTT benchmark (DESIGN.md §8, issue 4).
  *
- *   ./node_modules/.bin/node bench/mqtt.ts [--json] [--events 30000] [--runs 5] [--receive-maximum n] [--only raw|driver]
+ *   ./node_modules/.bin/node bench/mqtt.ts [--json] [--events 30000] [--runs 5] [--receive-maximum n] [--only raw|driver] [--window 1000]
  *
  * durable_ingest: QoS 1 events/s committed to the outbox (synchronous FULL) and acknowledged only after
  * the commit, by the mqtt driver; baseline: a bare mqtt.js v5 QoS 1 subscriber (acks at once, counts only)
@@ -9,8 +9,15 @@
  * an offline persistent session, then times the consumer from connect until all N are counted (baseline)
  * or committed and acknowledged (driver), so the publisher is never the bottleneck. Runs are interleaved;
  * medians are reported. Every run asserts that no message was lost.
+ *
+ * durable_ingest_live: the same consumers, connected and subscribed first, while a publisher in a separate
+ * process publishes the N events as fast as it can (QoS 1, at most --window unacknowledged); timed from
+ * the publisher's first publish until the consumer has counted (raw) or committed and acknowledged
+ * (driver) all N. The publisher shares the machine's cores with broker and consumer, as on a plant server.
+ * Raw and driver runs are interleaved; medians are reported. --only runs the durable_ingest side only.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,16 +34,19 @@ interface Options {
   receiveMaximum?: number;
   /** run one side only (for a CPU profile of it): no ratio is reported */
   only?: 'raw' | 'driver';
+  /** durable_ingest_live: the publisher's unacknowledged QoS 1 publishes at most */
+  window: number;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { events: 30_000, runs: 5, json: false };
+  const o: Options = { events: 30_000, runs: 5, json: false, window: 1000 };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--json') o.json = true;
     else if (argv[i] === '--events') o.events = Number(argv[++i]);
     else if (argv[i] === '--runs') o.runs = Number(argv[++i]);
     else if (argv[i] === '--receive-maximum') o.receiveMaximum = Number(argv[++i]);
     else if (argv[i] === '--only') o.only = argv[++i] === 'raw' ? 'raw' : 'driver';
+    else if (argv[i] === '--window') o.window = Number(argv[++i]);
   }
   return o;
 }
@@ -97,6 +107,9 @@ async function rawRun(broker: TestBroker, n: number): Promise<number> {
   return n / seconds;
 }
 
+/** process CPU (user + system) per event of the last driverRun, µs: steadier than a rate on a busy machine */
+let lastDriverCpuUs = 0;
+
 /** The product: mqtt driver → outbox (FULL) → PUBACK after commit. */
 async function driverRun(broker: TestBroker, n: number, receiveMaximum?: number): Promise<number> {
   const topicBase = uniq('bench/drv');
@@ -115,6 +128,7 @@ async function driverRun(broker: TestBroker, n: number, receiveMaximum?: number)
   await setup.stop();
   await queueFor(broker, topicBase, n);
   const started = performance.now();
+  const cpu = process.cpuUsage();
   mark('driver-start');
   const d = create(cfg, h.ctx);
   await d.start();
@@ -123,12 +137,118 @@ async function driverRun(broker: TestBroker, n: number, receiveMaximum?: number)
     return s.committed >= n && s.acksSent >= n;
   }, 120_000, `driver to commit and ack ${n}`);
   const seconds = (performance.now() - started) / 1000;
+  const used = process.cpuUsage(cpu);
+  lastDriverCpuUs = (used.user + used.system) / n;
   mark('driver-end');
   await d.stop();
   const rows = h.outbox.query<{ n: number }>('SELECT COUNT(*) AS n FROM events')[0].n;
   h.close();
   rmSync(dir, { recursive: true, force: true });
   assert.equal(rows, n, 'driver lost or doubled messages');
+  return n / seconds;
+}
+
+/**
+ * The live publisher, in its own process (`bench/mqtt.ts --publish <url> <topicBase> <n> <window>`):
+ * connects, builds the payloads, says "connected", waits for "go" on stdin, then publishes with at most
+ * `window` QoS 1 publishes unacknowledged, and exits when the broker has acknowledged all.
+ */
+async function publisherChild(url: string, topicBase: string, n: number, window: number): Promise<void> {
+  const pub = await publisher(url, { clientId: uniq('live-pub') });
+  const topics = Array.from({ length: 8 }, (_, m) => `${topicBase}/M${m}/cycle`);
+  const payloads = Array.from({ length: n }, (_, i) => payload(i));
+  process.stdout.write('connected\n');
+  await new Promise<void>((resolve) => process.stdin.once('data', () => resolve()));
+  const started = performance.now();
+  let sent = 0;
+  let acked = 0;
+  await new Promise<void>((resolve, reject) => {
+    const pump = () => {
+      while (sent < n && sent - acked < window) {
+        const i = sent++;
+        pub.publish(topics[i % 8], payloads[i], { qos: 1 }, (err) => {
+          if (err) return reject(err);
+          if (++acked === n) resolve();
+          else pump();
+        });
+      }
+    };
+    pump();
+  });
+  process.stdout.write(`published ${Math.round(n / ((performance.now() - started) / 1000))}\n`);
+  await pub.endAsync();
+}
+
+/** Starts the live publisher and resolves once it is connected; `go()` starts publishing. */
+async function livePublisher(broker: TestBroker, topicBase: string, n: number, window: number): Promise<{ go(): void; done: Promise<number> }> {
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--publish', broker.url, topicBase, String(n), String(window)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+  /** resolves with the publisher's own rate (publishes acknowledged by the broker per second) */
+  const done = new Promise<number>((resolve, reject) =>
+    child.once('exit', (code) => (code === 0 ? resolve(Number(/published (\d+)/.exec(out)?.[1] ?? NaN)) : reject(new Error(`live publisher exited with ${code}`)))),
+  );
+  done.catch(() => undefined);
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', () => out.includes('connected') && resolve());
+    child.once('exit', () => reject(new Error('live publisher exited before it connected')));
+  });
+  return { go: () => child.stdin!.end('go\n'), done };
+}
+
+/** the live publisher's own rate in the last live run, for the text output */
+let lastPublisherRate = NaN;
+
+/** Live, raw: a bare mqtt.js v5 QoS 1 subscriber, subscribed before the publisher starts. */
+async function rawLiveRun(broker: TestBroker, n: number, window: number): Promise<number> {
+  const topicBase = uniq('bench/rawlive');
+  let count = 0;
+  const sub = connect(broker.url, { clientId: uniq('rawlive'), clean: true, protocolVersion: 5, reconnectPeriod: 0 });
+  await new Promise<void>((r) => sub.once('connect', () => r()));
+  sub.on('message', () => count++);
+  await sub.subscribeAsync(`${topicBase}/+/cycle`, { qos: 1 });
+  const pub = await livePublisher(broker, topicBase, n, window);
+  const started = performance.now();
+  pub.go();
+  await waitFor(() => count >= n, 120_000, `raw live subscriber to count ${n}`);
+  const seconds = (performance.now() - started) / 1000;
+  lastPublisherRate = await pub.done;
+  await sub.endAsync();
+  assert.equal(count, n, 'raw live subscriber lost or doubled messages');
+  return n / seconds;
+}
+
+/** Live, the product: the mqtt driver (up and subscribed) → outbox (FULL) → PUBACK after commit. */
+async function driverLiveRun(broker: TestBroker, n: number, window: number, receiveMaximum?: number): Promise<number> {
+  const topicBase = uniq('bench/drvlive');
+  const dir = mkdtempSync(join(tmpdir(), 'pb-bench-mqtt-'));
+  const h = outboxHarness('cells', dir);
+  const cfg = mqttConfig({
+    name: 'cells',
+    url: broker.url,
+    clientId: uniq('drvlive'),
+    ...(receiveMaximum ? { receiveMaximum } : {}),
+    subscriptions: [{ filter: `${topicBase}/+machine/cycle`, ref: '{machine}/cycle', fields: { id: { json: '$.eventId' }, time: { json: '$.ts' } } }],
+  });
+  const d = create(cfg, h.ctx);
+  await d.start();
+  await waitFor(() => d.health().state === 'up', 10_000, 'driver up');
+  const pub = await livePublisher(broker, topicBase, n, window);
+  const started = performance.now();
+  mark('driver-live-start');
+  pub.go();
+  await waitFor(() => {
+    const s = d.stats();
+    return s.committed >= n && s.acksSent >= n;
+  }, 120_000, `driver to commit and ack ${n} live`);
+  const seconds = (performance.now() - started) / 1000;
+  mark('driver-live-end');
+  lastPublisherRate = await pub.done;
+  await d.stop();
+  const rows = h.outbox.query<{ n: number }>('SELECT COUNT(*) AS n FROM events')[0].n;
+  h.close();
+  rmSync(dir, { recursive: true, force: true });
+  assert.equal(rows, n, 'driver lost or doubled live messages');
   return n / seconds;
 }
 
@@ -140,8 +260,14 @@ export async function benchMqtt(o: Options): Promise<Array<Record<string, unknow
     await driverRun(broker, Math.min(5000, o.events), o.receiveMaximum);
     if (o.only) {
       const rates: number[] = [];
-      for (let r = 0; r < o.runs; r++) rates.push(o.only === 'raw' ? await rawRun(broker, o.events) : await driverRun(broker, o.events, o.receiveMaximum));
-      return [{ bench: 'mqtt', metric: o.only === 'raw' ? 'raw_only' : 'driver_only', value: Math.round(median(rates)), unit: 'events/s' }];
+      const cpu: number[] = [];
+      for (let r = 0; r < o.runs; r++) {
+        rates.push(o.only === 'raw' ? await rawRun(broker, o.events) : await driverRun(broker, o.events, o.receiveMaximum));
+        cpu.push(lastDriverCpuUs);
+      }
+      const out: Array<Record<string, unknown>> = [{ bench: 'mqtt', metric: o.only === 'raw' ? 'raw_only' : 'driver_only', value: Math.round(median(rates)), unit: 'events/s' }];
+      if (o.only === 'driver') out.push({ bench: 'mqtt', metric: 'driver_cpu_per_event', value: Math.round(median(cpu) * 100) / 100, unit: 'µs CPU (process, user+system)' });
+      return out;
     }
     const raw: number[] = [];
     const drv: number[] = [];
@@ -152,6 +278,21 @@ export async function benchMqtt(o: Options): Promise<Array<Record<string, unknow
     }
     const value = Math.round(median(drv));
     const baseline = Math.round(median(raw));
+
+    await rawLiveRun(broker, Math.min(5000, o.events), o.window);
+    await driverLiveRun(broker, Math.min(5000, o.events), o.window, o.receiveMaximum);
+    const rawLive: number[] = [];
+    const drvLive: number[] = [];
+    for (let r = 0; r < o.runs; r++) {
+      rawLive.push(await rawLiveRun(broker, o.events, o.window));
+      const pubRaw = lastPublisherRate;
+      drvLive.push(await driverLiveRun(broker, o.events, o.window, o.receiveMaximum));
+      if (!o.json) {
+        console.log(`live run ${r + 1}: raw ${Math.round(rawLive[r])}/s (publisher ${pubRaw}/s), driver ${Math.round(drvLive[r])}/s (publisher ${lastPublisherRate}/s), ratio ${(drvLive[r] / rawLive[r]).toFixed(2)}`);
+      }
+    }
+    const liveValue = Math.round(median(drvLive));
+    const liveBaseline = Math.round(median(rawLive));
     return [
       {
         bench: 'mqtt',
@@ -162,17 +303,31 @@ export async function benchMqtt(o: Options): Promise<Array<Record<string, unknow
         baseline_value: baseline,
         ratio: Math.round((value / baseline) * 1000) / 1000,
       },
+      {
+        bench: 'mqtt',
+        metric: 'durable_ingest_live',
+        value: liveValue,
+        unit: 'events/s',
+        baseline: `bare mqtt.js v5 QoS 1 subscriber consuming live while a publisher in a separate process publishes the same stream as fast as it can (QoS 1, window ${o.window}; same broker, same run)`,
+        baseline_value: liveBaseline,
+        ratio: Math.round((liveValue / liveBaseline) * 1000) / 1000,
+      },
     ];
   } finally {
     await broker.stop();
   }
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
+if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === '--publish') {
+  const [url, topicBase, n, window] = process.argv.slice(3);
+  await publisherChild(url, topicBase, Number(n), Number(window));
+  process.exit(0);
+} else if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const o = parseArgs(process.argv.slice(2));
   const results = await benchMqtt(o);
   for (const r of results) {
     if (o.json) console.log(JSON.stringify(r));
+    else if (r.baseline_value === undefined) console.log(`${r.metric}: ${r.value} ${r.unit} (median of ${o.runs} runs, ${o.events} events each)`);
     else console.log(`${r.metric}: ${r.value} ${r.unit} vs ${r.baseline_value} raw → ratio ${r.ratio} (medians of ${o.runs} interleaved runs, ${o.events} events each)`);
   }
   process.exit(0);
