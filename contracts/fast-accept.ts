@@ -54,7 +54,12 @@ function build(s: Schema): FastAccept {
     if (err instanceof Unsupported) return never;
     throw err;
   }
-  return new Function('c', `"use strict"; return function fastAccept(v0) {\n${p.source}\nreturn true;\n};`)(p.consts) as FastAccept;
+  try {
+    return new Function('c', `"use strict"; return function fastAccept(v0) {\n${p.source}\nreturn true;\n};`)(p.consts) as FastAccept;
+  } catch {
+    // code generation disallowed (--disallow-code-generation-from-strings): zod decides everything
+    return never;
+  }
 }
 
 function checksOf(s: Schema): Schema[] {
