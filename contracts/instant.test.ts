@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { instantMs } from './rule.ts';
+import { instantMs } from './instant.ts';
 
 /** instantMs has a fast path for toISOString's form; whatever the string, it must say what Date.parse says. */
 
