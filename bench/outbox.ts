@@ -298,12 +298,17 @@ function fill(path: string, n: number): void {
   const db = new Database(path);
   db.pragma('synchronous = OFF');
   const body = JSON.stringify(transaction('template-key'));
+  // the outbox's own layout (schema 4): the row, and its body in tx_bodies
   const ins = db.prepare(
-    "INSERT INTO transactions(idempotency_key, id, type, order_key, status, body, bytes, created_at) VALUES (?, ?, 'ProductionConfirmation', ?, 'pending', ?, ?, ?)",
+    "INSERT INTO transactions(idempotency_key, id, type, order_key, status, legacy_body, bytes, created_at) VALUES (?, ?, 'ProductionConfirmation', ?, 'pending', '', ?, ?)",
   );
+  const insBody = db.prepare('INSERT INTO tx_bodies(seq, body) VALUES (last_insert_rowid(), ?)');
   const now = Date.now();
   const chunk = db.transaction((from: number, to: number) => {
-    for (let i = from; i < to; i++) ins.run(`P1:WC${i % 8}:1000${i % 8}:0010:plc/count:${i * 100}-${i * 100 + 100}`, `id-${i}`, `WC${i % 8}:1000${i % 8}`, body, body.length, now);
+    for (let i = from; i < to; i++) {
+      ins.run(`P1:WC${i % 8}:1000${i % 8}:0010:plc/count:${i * 100}-${i * 100 + 100}`, `id-${i}`, `WC${i % 8}:1000${i % 8}`, body.length, now);
+      insBody.run(body);
+    }
   });
   for (let i = 0; i < n; i += 50_000) chunk(i, Math.min(n, i + 50_000));
   db.pragma('wal_checkpoint(TRUNCATE)');
