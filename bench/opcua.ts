@@ -285,7 +285,8 @@ function out(metric: string, value: number, unit: string, baseline?: string, bas
   else process.stdout.write(`${metric}: ${line.value} ${unit}${baseline ? ` (${baseline}: ${line.baseline_value}, ratio ${line.ratio})` : ''}\n`);
 }
 
-const round = (v: number) => (Number.isFinite(v) ? Math.round(v * 1000) / 1000 : v);
+/** 3 decimals, and at least 4 significant digits for small figures (so a printed ratio can be checked against value / baseline) */
+const round = (v: number) => (Number.isFinite(v) && v !== 0 ? Number(Math.abs(v) >= 1 ? v.toFixed(3) : v.toPrecision(4)) : v);
 
 async function main() {
   // a child never outlives the bench (a parent that failed or was interrupted)
