@@ -173,7 +173,25 @@ async function drainProduct(template: string, kind: string, runDir: string, batc
   const hub = await startChild('hub', kind, runDir, schema);
   const path = join(runDir, 'outbox.db');
   copyFileSync(template, path);
-  const outbox = openOutbox({ path, synchronous: 'full', rules: txDeriver(AGENT) });
+  // the agent in a process of its own, as on a plant server: its RSS is the agent's alone
+  const args = [...process.execArgv, import.meta.filename, '--drain-agent', '--outbox', path, '--hub', hub.url, '--batch', String(batch), '--in-flight', String(inFlight)];
+  const agent = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, PB_BENCH_SECRET: BENCH_SECRET } });
+  const result = await new Promise<{ rate: number; rssPeakMb: number; rssBeforeMb: number; dead: number }>((resolve, reject) => {
+    let got: string | undefined;
+    createInterface({ input: agent.stdout! }).on('line', (l) => {
+      if (l.startsWith('RESULT ')) got = l.slice(7);
+    });
+    agent.once('exit', (code) => (code === 0 && got ? resolve(JSON.parse(got)) : reject(new Error(`drain agent exited with ${code}`))));
+  });
+  await hub.stop();
+  if (schema) await dropSchema(schema);
+  if (result.dead > 0) throw new Error(`${result.dead} transactions were dead-lettered`);
+  return result;
+}
+
+/** Child: the agent side of one product drain (outbox -> Forwarder -> hub); prints RESULT {rate, rss…}. */
+async function drainAgent(): Promise<void> {
+  const outbox = openOutbox({ path: strArg('outbox')!, synchronous: 'full', rules: txDeriver(AGENT) });
   const n = outbox.stats().pending;
   let done = 0;
   let finish!: () => void;
@@ -182,7 +200,18 @@ async function drainProduct(template: string, kind: string, runDir: string, batc
     done += k;
     if (done >= n) finish();
   };
-  const f = new Forwarder({ outbox, hubUrl: hub.url, token: secret(tokenFor(0)), agentId: AGENT, log: pino({ level: 'silent' }), batchSize: batch, inFlight, onForwarded: count, onRejected: count, progressIntervalMs: 5000 });
+  const f = new Forwarder({
+    outbox,
+    hubUrl: strArg('hub')!,
+    token: secret(tokenFor(0)),
+    agentId: AGENT,
+    log: pino({ level: 'silent' }),
+    batchSize: Number(strArg('batch')),
+    inFlight: Number(strArg('in-flight')),
+    onForwarded: count,
+    onRejected: count,
+    progressIntervalMs: 5000,
+  });
   global.gc?.();
   const rssBefore = process.memoryUsage.rss();
   let rssPeak = rssBefore;
@@ -197,10 +226,7 @@ async function drainProduct(template: string, kind: string, runDir: string, batc
   await f.stop();
   const dead = outbox.stats().deadLetters;
   outbox.close();
-  await hub.stop();
-  if (schema) await dropSchema(schema);
-  if (dead > 0) throw new Error(`${dead} transactions were dead-lettered`);
-  return { rate: n / seconds, rssPeakMb: rssPeak / 1e6, rssBeforeMb: rssBefore / 1e6 };
+  process.stdout.write(`RESULT ${JSON.stringify({ rate: n / seconds, rssPeakMb: rssPeak / 1e6, rssBeforeMb: rssBefore / 1e6, dead })}\n`);
 }
 
 // ---------- one drain: bare client -> bare endpoint, same batches ----------
@@ -366,7 +392,7 @@ async function main(): Promise<void> {
         runs,
       });
       if (kind === 'sqlite') {
-        out({ bench: 'forward', metric: 'drain_rss', value: round(median(rss.map((r) => r.peak)), 1), unit: 'MB', baseline: 'agent process RSS before the drain', baseline_value: round(median(rss.map((r) => r.before)), 1), ratio: round(median(rss.map((r) => r.peak / r.before)), 3), backlog });
+        out({ bench: 'forward', metric: 'drain_rss', value: round(median(rss.map((r) => r.peak)), 1), unit: 'MB', baseline: 'RSS of the same agent process (outbox open, forwarder built) before the drain', baseline_value: round(median(rss.map((r) => r.before)), 1), ratio: round(median(rss.map((r) => r.peak / r.before)), 3), backlog });
       }
     }
     if (only.has('fleet_p99_ms')) {
@@ -379,4 +405,5 @@ async function main(): Promise<void> {
 }
 
 if (process.argv.includes('--serve')) await serve();
+else if (process.argv.includes('--drain-agent')) await drainAgent();
 else await main();
