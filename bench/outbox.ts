@@ -24,7 +24,7 @@ import { RuleEngine } from '../agent/rules/engine.ts';
  * - stats_ms_at_pending: stats() latency with N pending (what /metrics pays).
  * - bytes_per_million: disk bytes per million events (events + rule state + 1 transaction per 100 events).
  *
- *   node bench/outbox.ts [--json] [--rows 100000] [--runs 3] [--ingest-rate 2000] [--seconds 3]
+ *   node bench/outbox.ts [--json] [--rows 100000] [--runs 3] [--append-runs 9] [--ingest-rate 2000] [--seconds 3]
  *                        [--pending 1000000] [--dir /var/tmp] [--skip-rss] [--only append|claim|rss]
  *   node --cpu-prof bench/outbox.ts --profile-append|--profile-derive|--profile-claim [--rows N] [--runs N]
  *     one side only, for a CPU profile: the product side of durable_append, its rules alone, claim_settle
@@ -46,6 +46,8 @@ function strArg(name: string): string | undefined {
 const json = argv.includes('--json');
 const rows = arg('rows', 100_000);
 const runs = arg('runs', 3);
+/** durable_append's runs are short (~0.5 s each): more of them for a stable median (--append-runs) */
+const appendRuns = arg('append-runs', process.argv.includes('--runs') ? runs : 9);
 const ingestRate = arg('ingest-rate', 2000);
 const seconds = arg('seconds', 3);
 const pending = arg('pending', 1_000_000);
@@ -164,7 +166,7 @@ async function durableAppend(): Promise<void> {
   const outboxOnly: number[] = [];
   const bytes: number[] = [];
   const bareBytes: number[] = [];
-  for (let r = 0; r < runs; r++) {
+  for (let r = 0; r < appendRuns; r++) {
     // interleaved: bare, product, bare, product, … each on a fresh file
     for (const which of r % 2 ? ['product', 'outbox-only', 'bare'] : ['bare', 'outbox-only', 'product']) {
       const dir = mkdtempSync(join(baseDir, 'pb-bench-outbox-'));
@@ -195,7 +197,7 @@ async function durableAppend(): Promise<void> {
     'durable_append',
     median(product),
     'signals/s',
-    `bare better-sqlite3 INSERT of the same ${rows} event rows, 1000/transaction, WAL, synchronous=FULL, autocheckpoint off, same process; median of ${runs} interleaved runs`,
+    `bare better-sqlite3 INSERT of the same ${rows} event rows, 1000/transaction, WAL, synchronous=FULL, autocheckpoint off, same process; median of ${appendRuns} interleaved runs`,
     median(bare),
   );
   emit(
