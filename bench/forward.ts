@@ -216,6 +216,12 @@ async function drainAgent(): Promise<void> {
   const rssBefore = process.memoryUsage.rss();
   let rssPeak = rssBefore;
   const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage.rss())), 50);
+  const memLog = process.env.PB_BENCH_LOG
+    ? setInterval(() => {
+        const m = process.memoryUsage();
+        process.stderr.write(`agent: done ${done} rss ${(m.rss / 1e6).toFixed(0)} MB heap ${(m.heapUsed / 1e6).toFixed(0)}/${(m.heapTotal / 1e6).toFixed(0)} MB external ${(m.external / 1e6).toFixed(0)} MB\n`);
+      }, 2000)
+    : undefined;
   const t0 = performance.now();
   mark('drain-start');
   f.start();
@@ -223,6 +229,7 @@ async function drainAgent(): Promise<void> {
   const seconds = (performance.now() - t0) / 1000;
   mark('drain-end');
   clearInterval(sampler);
+  clearInterval(memLog);
   await f.stop();
   const dead = outbox.stats().deadLetters;
   outbox.close();

@@ -233,8 +233,8 @@ async function claimSettleRun(): Promise<{ drained: number; ingested: number }> 
   const dir = mkdtempSync(join(baseDir, 'pb-bench-outbox-'));
   const o = openOutbox({ path: join(dir, 'outbox.db'), minFreeDiskBytes: 0, rules: countingDeriver(1, (s) => `O${Number(s.value) % 50}`) });
   try {
-    // a backlog (the hub was away): enough that the forwarder never runs dry during the window
-    const backlog = Math.ceil(ingestRate * seconds * 4);
+    // a backlog (the hub was away): enough that the forwarder never runs dry during the window (checked below)
+    const backlog = Math.ceil(ingestRate * seconds * 40);
     for (let i = 0; i < backlog; i += 1000) await o.append(Array.from({ length: 1000 }, (_, k) => signal(i + k)));
     let seq = backlog;
     let ingested = 0;
@@ -267,6 +267,8 @@ async function claimSettleRun(): Promise<{ drained: number; ingested: number }> 
     running = false;
     await Promise.all([ingest, forward]);
     const s = (performance.now() - t0) / 1000;
+    // a loop that ran out of work measured the backlog's size, not the claim rate
+    if (o.stats().pending === 0) throw new Error(`claim_settle: the backlog of ${backlog} ran dry; raise it`);
     return { drained: drained / s, ingested: ingested / s };
   } finally {
     o.close();
