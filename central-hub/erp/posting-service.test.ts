@@ -40,11 +40,13 @@ function assertOneDocumentPerKey(sap: SapSimulator, keys: string[], uuid: (k: st
   assert.equal(sap.confirmations().length, keys.length);
 }
 
-async function setup(t: { after: (fn: () => unknown) => void }, opts: { timeoutMs?: number; latencyMs?: number } = {}) {
+async function setup(t: { after: (fn: () => unknown) => void }, opts: { timeoutMs?: number; latencyMs?: number; productRetry?: boolean } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'pb-posting-'));
   const sap = await startSapSimulator({ latencyMs: opts.latencyMs ?? 0 });
   const store = new SqliteHubStore(join(dir, 'hub.db'));
-  const service = new PostingService({ store, adapter: adapterFor(sap, opts.timeoutMs), log: testLogger(), concurrency: 4, leaseMs: 5000, retryMaxDelayMs: 300, idleMs: 20 });
+  // productRetry: the shipped retry policy (backoff from 1 s, doubling, capped at 5 min; 20 attempts)
+  const retry = opts.productRetry ? {} : { retryMaxDelayMs: 300 };
+  const service = new PostingService({ store, adapter: adapterFor(sap, opts.timeoutMs), log: testLogger(), concurrency: 4, leaseMs: 5000, ...retry, idleMs: 20 });
   t.after(async () => {
     await service.stop();
     await store.close();
@@ -55,14 +57,15 @@ async function setup(t: { after: (fn: () => unknown) => void }, opts: { timeoutM
 
 const { sapExternalId } = await import('./sap-odata/sap-odata-adapter.ts');
 
-test('the ERP answers 500 for a while, then recovers: everything is posted once', async (t) => {
-  const { sap, store, service } = await setup(t);
+test('the ERP answers 500 for a minute, then recovers: with the shipped retry policy everything is posted once, nothing dead-lettered', async (t) => {
+  const { sap, store, service } = await setup(t, { productRetry: true });
   const txs = Array.from({ length: 40 }, (_, i) => confirmation(`10000${i % 8}`, i));
   await store.ingest('test-agent', txs, new Date());
-  // shortened from the issue's minute: the behaviour does not depend on the length of the outage
-  sap.setFault({ kind: 'status', status: 500, forMs: 2000 });
+  // the issue's minute, against the default backoff: attempts must not run out during the outage; after
+  // it the next attempt comes within one backoff step (at most ~64 s at that point)
+  sap.setFault({ kind: 'status', status: 500, forMs: 60_000 });
   service.start();
-  await until('all posted', async () => (await store.counts()).posted === txs.length);
+  await until('all posted', async () => (await store.counts()).posted === txs.length, 180_000);
   assertOneDocumentPerKey(sap, txs.map((x) => x.idempotencyKey), sapExternalId);
   assert.equal((await store.counts()).failed, 0);
 });
