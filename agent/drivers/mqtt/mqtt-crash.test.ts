@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { openOutbox } from '../../outbox/outbox.ts';
-import { publisher, startBroker, uniq, waitFor, type TestBroker } from './test-kit.ts';
+import { publisher, startBroker, startTestAgent, uniq, waitFor, type TestBroker } from './test-kit.ts';
 
 /**
  * Issue 4: QoS 1 events published while the agent process is SIGKILLed 5 times at random → every event
@@ -16,7 +15,6 @@ import { publisher, startBroker, uniq, waitFor, type TestBroker } from './test-k
 
 const EVENTS = Number(process.env.PLANTBRIDGE_MQTT_KILL_EVENTS ?? 20_000);
 const KILLS = Number(process.env.PLANTBRIDGE_MQTT_KILLS ?? 5);
-const AGENT = join(import.meta.dirname, 'test-agent.ts');
 
 let broker: TestBroker;
 before(async () => {
@@ -25,27 +23,6 @@ before(async () => {
 after(async () => {
   await broker?.stop();
 });
-
-interface Agent {
-  proc: ChildProcess;
-  ready: Promise<void>;
-  exited: Promise<void>;
-}
-
-function startAgent(env: Record<string, string>): Agent {
-  const proc = spawn(process.execPath, [AGENT], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'] });
-  let out = '';
-  const ready = new Promise<void>((resolve, reject) => {
-    proc.stdout!.on('data', (b: Buffer) => {
-      out += b.toString();
-      if (out.includes('ready')) resolve();
-    });
-    proc.once('exit', (code, sig) => reject(new Error(`agent exited before ready (${code ?? sig})`)));
-  });
-  ready.catch(() => undefined);
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  return { proc, ready, exited };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -64,7 +41,7 @@ void it(`commits every one of ${EVENTS} QoS 1 events exactly once while the agen
       subscriptions: [{ filter: `${prefix}/+machine/events`, ref: '{machine}/events', fields: { id: { json: '$.id' }, time: { json: '$.ts' } } }],
     }),
   };
-  let agent = startAgent(env);
+  let agent = startTestAgent(env);
   t.after(() => agent.proc.kill('SIGKILL'));
   await agent.ready;
 
@@ -92,7 +69,7 @@ void it(`commits every one of ${EVENTS} QoS 1 events exactly once while the agen
     await agent.exited;
     kills++;
     await sleep(Math.random() * 300);
-    agent = startAgent(env);
+    agent = startTestAgent(env);
     await agent.ready;
   }
   await publishing;

@@ -166,3 +166,26 @@ export function countEvents(outbox: Outbox, source?: string): number {
     : outbox.query<{ n: number }>('SELECT COUNT(*) AS n FROM events');
   return rows[0].n;
 }
+
+export interface TestAgentProcess {
+  proc: ChildProcess;
+  /** resolves once the child printed "ready" (its drivers are started) */
+  ready: Promise<void>;
+  exited: Promise<void>;
+}
+
+/** Runs test-agent.ts (an outbox and one driver, configured by PB_TEST_* variables) in a child process, for kill tests. */
+export function startTestAgent(env: Record<string, string>): TestAgentProcess {
+  const proc = spawn(process.execPath, [join(import.meta.dirname, 'test-agent.ts')], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  const ready = new Promise<void>((resolve, reject) => {
+    proc.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      if (out.includes('ready')) resolve();
+    });
+    proc.once('exit', (code, sig) => reject(new Error(`agent exited before ready (${code ?? sig})`)));
+  });
+  ready.catch(() => undefined);
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  return { proc, ready, exited };
+}

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -7,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { openOutbox } from '../../outbox/outbox.ts';
-import { startBroker, uniq, waitFor, type TestBroker } from '../mqtt/test-kit.ts';
+import { startBroker, startTestAgent, uniq, waitFor, type TestBroker } from '../mqtt/test-kit.ts';
 
 /**
  * The Sparkplug side of issue 4's kill test: an independent edge node (Eclipse Tahu's sparkplug-client)
@@ -26,7 +25,6 @@ import { startBroker, uniq, waitFor, type TestBroker } from '../mqtt/test-kit.ts
 
 const MESSAGES = Number(process.env.PLANTBRIDGE_SPARKPLUG_KILL_MESSAGES ?? 4000);
 const KILLS = Number(process.env.PLANTBRIDGE_SPARKPLUG_KILLS ?? 5);
-const AGENT = join(import.meta.dirname, '..', 'mqtt', 'test-agent.ts');
 
 const require = createRequire(import.meta.url);
 interface TahuClient {
@@ -46,27 +44,6 @@ before(async () => {
 after(async () => {
   await broker?.stop();
 });
-
-interface Agent {
-  proc: ChildProcess;
-  ready: Promise<void>;
-  exited: Promise<void>;
-}
-
-function startAgent(env: Record<string, string>): Agent {
-  const proc = spawn(process.execPath, [AGENT], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'] });
-  let out = '';
-  const ready = new Promise<void>((resolve, reject) => {
-    proc.stdout!.on('data', (b: Buffer) => {
-      out += b.toString();
-      if (out.includes('ready')) resolve();
-    });
-    proc.once('exit', (code, sig) => reject(new Error(`agent exited before ready (${code ?? sig})`)));
-  });
-  ready.catch(() => undefined);
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  return { proc, ready, exited };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -96,7 +73,7 @@ void it(`commits each of ${MESSAGES} Sparkplug data messages exactly once while 
       },
     ]),
   };
-  let agent = startAgent(env);
+  let agent = startTestAgent(env);
   t.after(() => agent.proc.kill('SIGKILL'));
   await agent.ready;
 
@@ -164,7 +141,7 @@ void it(`commits each of ${MESSAGES} Sparkplug data messages exactly once while 
     await agent.exited;
     kills++;
     await sleep(Math.random() * 300);
-    agent = startAgent(env);
+    agent = startTestAgent(env);
     await agent.ready;
   }
   await publishing;
