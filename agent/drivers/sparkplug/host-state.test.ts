@@ -173,4 +173,26 @@ void describe('sparkplug births across an agent restart', () => {
     assert.equal(r.kind, 'ignore');
     assert.throws(() => after.restore({ v: 2 } as never), /not a Sparkplug host state/);
   });
+
+  void it('a malformed saved state is refused whole: nothing half-restored, the host keeps what it had', () => {
+    const { h: before } = host();
+    birth(before);
+    const good = JSON.parse(JSON.stringify(before.snapshot()));
+    const { h: target } = host();
+    target.restore(JSON.parse(JSON.stringify(good)));
+    const kept = JSON.stringify(target.snapshot());
+    const broken = [
+      { ...good, nodes: [...good.nodes, { node: 'E2', devices: 5 }] },
+      { ...good, nodes: [{ ...good.nodes[0], metrics: [[7, 'Int64']] }] },
+      { ...good, nodes: [{ ...good.nodes[0], metrics: [['Temp', 'Double', 'one']] }] },
+      { ...good, nodes: [{ ...good.nodes[0], devices: [{ device: 'D1', birthTs: 'yesterday', online: true, metrics: [] }] }] },
+      { ...good, nodes: [null] },
+      { v: 1, nodes: 'E' },
+      null,
+    ];
+    for (const b of broken) {
+      assert.throws(() => target.restore(b as never), /not a Sparkplug host state/, JSON.stringify(b));
+      assert.equal(JSON.stringify(target.snapshot()), kept, 'the earlier state is untouched');
+    }
+  });
 });

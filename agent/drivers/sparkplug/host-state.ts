@@ -280,24 +280,40 @@ export class SparkplugHost {
    * alias instead of being skipped. seq is not persisted (it moves with every message): the first message
    * of each restored node is not checked for a gap, and asks for a Rebirth (rebirthOnUnknown) instead.
    */
+  /**
+   * Loads persisted births. All or nothing: a file with any entry of the wrong shape (edited, or from
+   * another version) is refused whole and the host stays as it was; the driver then asks for Rebirths.
+   */
   restore(snap: HostSnapshot): void {
-    if (snap?.v !== 1 || !Array.isArray(snap.nodes)) throw new Error('not a Sparkplug host state (v1)');
-    const define = (list: SnapshotMetric[]) => {
+    const bad = (what: string): never => {
+      throw new Error(`not a Sparkplug host state (v1): ${what}`);
+    };
+    if (snap?.v !== 1 || !Array.isArray(snap.nodes)) bad('no v1 node list');
+    const define = (list: unknown, where: string) => {
+      if (!Array.isArray(list)) bad(`${where}.metrics is not a list`);
       const metrics = new Map<string, MetricDef>();
       const aliases = new Map<number, MetricDef>();
-      for (const [name, type, alias] of list) {
-        const def = { name, type };
-        metrics.set(name, def);
-        if (alias !== undefined) aliases.set(alias, def);
+      for (const m of list as unknown[]) {
+        const [name, type, alias] = Array.isArray(m) ? (m as unknown[]) : [];
+        if (typeof name !== 'string' || typeof type !== 'string' || (alias !== undefined && !Number.isSafeInteger(alias))) bad(`${where}: a metric is not [name, type, alias?]`);
+        const def = { name: name as string, type: type as string };
+        metrics.set(def.name, def);
+        if (alias !== undefined) aliases.set(alias as number, def);
       }
       return { metrics, aliases };
     };
-    this.nodes.clear();
+    const nodes = new Map<string, NodeState>();
     for (const n of snap.nodes) {
+      if (typeof n?.node !== 'string' || typeof n.bdSeq !== 'string' || typeof n.birthTs !== 'number' || typeof n.online !== 'boolean' || !Array.isArray(n.devices)) bad('a node entry is malformed');
       const devices = new Map<string, DeviceState>();
-      for (const d of n.devices) devices.set(d.device, { birthTs: d.birthTs, online: d.online, ...define(d.metrics) });
-      this.nodes.set(n.node, { bdSeq: n.bdSeq, birthTs: n.birthTs, lastSeq: undefined, online: n.online, restored: true, ...define(n.metrics), devices, counter: 0 });
+      for (const d of n.devices) {
+        if (typeof d?.device !== 'string' || typeof d.birthTs !== 'number' || typeof d.online !== 'boolean') bad(`node ${n.node}: a device entry is malformed`);
+        devices.set(d.device, { birthTs: d.birthTs, online: d.online, ...define(d.metrics, `${n.node}/${d.device}`) });
+      }
+      nodes.set(n.node, { bdSeq: n.bdSeq, birthTs: n.birthTs, lastSeq: undefined, online: n.online, restored: true, ...define(n.metrics, n.node), devices, counter: 0 });
     }
+    this.nodes.clear();
+    for (const [k, v] of nodes) this.nodes.set(k, v);
   }
 
   /** Records a birth's metrics and aliases; returns the metrics to emit as baseline values. */
