@@ -440,9 +440,6 @@ export class Outbox {
     }
   }
 
-  /** SQL text of each prepared statement, for queryPlans() */
-  private sqlTexts = new Map<string, string>();
-
   /**
    * EXPLAIN QUERY PLAN of the statements on the forwarding path (claim, lease, settle): a test checks that
    * none of them scans the backlog, so a claim costs the same at 1k and at 10M pending transactions.
@@ -450,7 +447,7 @@ export class Outbox {
   queryPlans(): Record<string, string[]> {
     const out: Record<string, string[]> = {};
     for (const name of ['expireLeases', 'blockedOrders', 'claimScan', 'leaseMany', 'settleSentMany', 'settleRetry', 'settleDead']) {
-      const sql = this.sqlTexts.get(name)!;
+      const sql = this.s[name as keyof Stmts].sql;
       const params = (sql.match(/\?/g) ?? []).map(() => (name.endsWith('Many') ? '[]' : 0));
       out[name] = this.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params).map((r) => String(r.detail));
     }
@@ -459,14 +456,9 @@ export class Outbox {
 
   private prepare() {
     const db = this.db;
-    const texts = this.sqlTexts;
-    texts.clear();
-    let n = 0;
-    const p = (sql: string): SqlStatement => {
-      texts.set(`#${n++}`, sql);
-      return db.prepare(sql);
-    };
-    const stmts = {
+    // each statement keeps its SQL text, for queryPlans()
+    const p = (sql: string): SqlStatement & { sql: string } => Object.assign(db.prepare(sql), { sql });
+    return {
       insertEvent: p('INSERT OR IGNORE INTO events(source_id, source, ref, value, quality, source_time, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       insertTx: p(
         "INSERT OR IGNORE INTO transactions(idempotency_key, id, type, order_key, status, legacy_body, bytes, created_at) VALUES (?, ?, ?, ?, ?, '', ?, ?)",
@@ -512,11 +504,6 @@ export class Outbox {
       purgeEvents: p('DELETE FROM events WHERE seq IN (SELECT seq FROM (SELECT seq, received_at FROM events ORDER BY seq LIMIT ?) WHERE received_at < ?)'),
       purgeResolved: p('DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE resolved IS NOT NULL AND created_at < ? LIMIT ?)'),
     };
-    // p() ran once per property, in property order: name the recorded texts
-    const sqls = [...texts.values()];
-    texts.clear();
-    Object.keys(stmts).forEach((name, i) => texts.set(name, sqls[i]));
-    return stmts;
   }
 
   // ---------------------------------------------------------------------------------------- append
