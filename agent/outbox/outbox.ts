@@ -79,8 +79,12 @@ export interface OutboxOptions {
    * migrates, releases leases of a previous run, runs checkpoints and retention.
    * tool: the CLI beside a running agent — the file must exist and have this agent's schema; no check,
    * no quarantine, no timers, no checkpoint at close. Its writes are short IMMEDIATE transactions.
+   * writer: a second appending connection of the running agent (a driver's commit thread): the file must
+   * exist with this agent's schema; appends with rules and bounds, but no lease release, checkpoints or
+   * retention (the agent's own connection does those). Rule state is shared through the file: every
+   * commit re-reads what another connection changed (README.md, "Several writers").
    */
-  role?: 'agent' | 'tool';
+  role?: 'agent' | 'tool' | 'writer';
   /** called after each group commit (for the commit-duration histogram) */
   onCommit?: (ms: number, signals: number) => void;
 }
@@ -187,12 +191,24 @@ export interface ListedTx {
   bytes: number;
 }
 
+/** An input that could not become a signal, committed with the signals of the same append. */
+export interface InputDeadLetter {
+  source: string;
+  code: string;
+  reason: string;
+  /** the raw input, capped at 64 KiB */
+  payload: Buffer | string | null;
+}
+
 interface PendingAppend {
   signals: Signal[];
+  dead?: InputDeadLetter[];
   tick: boolean;
   resolve: (r: AppendResult) => void;
   reject: (e: unknown) => void;
 }
+
+const pendingRows = (p: PendingAppend): number => p.signals.length + (p.dead?.length ?? 0);
 
 const DAY_MS = 86_400_000;
 const BOUNDS_CHECK_MS = 1000;
@@ -219,13 +235,18 @@ export class Outbox {
     Omit<OutboxOptions, 'log' | 'rules' | 'now' | 'nativeBinding' | 'driver' | 'onCommit' | 'role'>
   >;
   private readonly driver: SqliteDriver;
-  private readonly role: 'agent' | 'tool';
+  private readonly role: 'agent' | 'tool' | 'writer';
   private readonly nativeBinding: string | undefined;
   private readonly rules: Deriver;
   private readonly log: Logger | undefined;
   private readonly now: () => number;
   private readonly onCommit: ((ms: number, signals: number) => void) | undefined;
+  /**
+   * Rule state by rule id, read from the file on first use (undefined = the rule has no state yet). Cleared
+   * when another connection committed (PRAGMA data_version moved): its commit may have changed rule state.
+   */
   private stateCache = new Map<string, unknown>();
+  private dataVersion: number | undefined;
   private queue: PendingAppend[] = [];
   private queuedRows = 0;
   private flushTimer: NodeJS.Timeout | undefined;
@@ -271,12 +292,18 @@ export class Outbox {
     this.onCommit = opts.onCommit;
     if (this.role === 'tool') {
       this.db = this.openTool();
+    } else if (this.role === 'writer') {
+      this.db = this.openWriter();
     } else {
       mkdirSync(dirname(this.path), { recursive: true });
       this.db = this.openChecked();
     }
     this.s = this.prepare();
     if (this.role === 'tool') return;
+    if (this.role === 'writer') {
+      this.measure();
+      return;
+    }
     // a lease can only belong to a previous run of this agent (one agent per outbox): it is dead
     const released = this.db.immediate(() => this.db.prepare("UPDATE transactions SET status = 'pending', lease_until = NULL WHERE status = 'leased'").run().changes);
     if (released > 0) this.log?.info({ released }, 'Released the leases of the previous run: those transactions will be sent again (the hub dedupes).');
@@ -296,17 +323,35 @@ export class Outbox {
     } catch (err) {
       throw new PlantBridgeError('OUTBOX_IO', `cannot open the outbox ${this.path}: ${(err as Error).message}`, { cause: err });
     }
+    this.checkVersion(db, 'this tool');
+    db.pragma('busy_timeout = 5000');
+    this.loadState(db);
+    return db;
+  }
+
+  /** A second appending connection beside the agent's (which created, checked and migrated the file). */
+  private openWriter(): SqlDb {
+    if (!existsSync(this.path)) throw new PlantBridgeError('OUTBOX_IO', `cannot open the outbox ${this.path}: the agent has not created it`);
+    let db: SqlDb;
+    try {
+      db = this.openRaw();
+    } catch (err) {
+      throw new PlantBridgeError('OUTBOX_IO', `cannot open the outbox ${this.path}: ${(err as Error).message}`, { cause: err });
+    }
+    this.checkVersion(db, 'this writer');
+    this.loadState(db);
+    return db;
+  }
+
+  private checkVersion(db: SqlDb, who: string): void {
     const version = Number(db.pragma('user_version'));
     if (version !== migrations.length) {
       db.close();
       throw new PlantBridgeError(
         'INTERNAL',
-        `outbox ${this.path} has schema version ${version}, this tool knows ${migrations.length}: run the matching agent version once (it migrates at start)`,
+        `outbox ${this.path} has schema version ${version}, ${who} knows ${migrations.length}: run the matching agent version once (it migrates at start)`,
       );
     }
-    db.pragma('busy_timeout = 5000');
-    this.loadState(db);
-    return db;
   }
 
   /** Opens the file, checks it, and quarantines a corrupt one instead of crash-looping. */
@@ -433,11 +478,27 @@ export class Outbox {
     }
   }
 
-  private loadState(db: SqlDb): void {
+  /** Rule state is read lazily, rule by rule, and re-read after another connection's commit. */
+  private loadState(_db: SqlDb): void {
     this.stateCache.clear();
-    for (const row of db.prepare('SELECT rule_id, state FROM rule_state').all()) {
-      this.stateCache.set(String(row.rule_id), JSON.parse(String(row.state)));
+    this.dataVersion = undefined;
+  }
+
+  /** Drops the cached rule state if another connection committed since this one last looked. */
+  private syncState(): void {
+    const v = Number(this.db.pragma('data_version'));
+    if (v !== this.dataVersion) {
+      this.stateCache.clear();
+      this.dataVersion = v;
     }
+  }
+
+  private cachedState(ruleId: string): unknown {
+    if (this.stateCache.has(ruleId)) return this.stateCache.get(ruleId);
+    const row = this.s.selectState.get(ruleId);
+    const state = row === undefined ? undefined : JSON.parse(String(row.state));
+    this.stateCache.set(ruleId, state);
+    return state;
   }
 
   /**
@@ -465,6 +526,7 @@ export class Outbox {
       ),
       // right after an insertTx that inserted (triggers do not change last_insert_rowid())
       insertBody: p('INSERT INTO tx_bodies(seq, body) VALUES (last_insert_rowid(), ?)'),
+      selectState: p('SELECT state FROM rule_state WHERE rule_id = ?'),
       upsertState: p(
         'INSERT INTO rule_state(rule_id, state, updated_at) VALUES (?, ?, ?) ON CONFLICT(rule_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at',
       ),
@@ -514,21 +576,27 @@ export class Outbox {
    * after the commit is durable; rejects with OUTBOX_FULL / OUTBOX_IO, in which case nothing of this call
    * was stored and the caller must not acknowledge its source.
    */
-  append(signals: Signal[]): Promise<AppendResult> {
+  append(signals: Signal[], deadLetters?: InputDeadLetter[]): Promise<AppendResult> {
     if (this.closed) return Promise.reject(new PlantBridgeError('INTERNAL', 'outbox is closed'));
     if (this.role === 'tool') return Promise.reject(new PlantBridgeError('INTERNAL', 'the outbox is open as a tool: only the agent appends'));
-    if (!Array.isArray(signals) || signals.length === 0) return Promise.resolve({ accepted: 0, duplicates: 0, transactions: 0 });
+    const dead = deadLetters !== undefined && deadLetters.length > 0 ? deadLetters : undefined;
+    if ((!Array.isArray(signals) || signals.length === 0) && !dead) return Promise.resolve({ accepted: 0, duplicates: 0, transactions: 0 });
     return new Promise((resolve, reject) => {
-      this.queue.push({ signals, tick: false, resolve, reject });
-      this.queuedRows += signals.length;
+      this.queue.push({ signals: Array.isArray(signals) ? signals : [], ...(dead ? { dead } : {}), tick: false, resolve, reject });
+      this.queuedRows += signals.length + (dead?.length ?? 0);
       this.scheduleFlush(this.queuedRows >= this.opts.groupCommitRows);
     });
+  }
+
+  /** Commits what is queued now, synchronously, instead of after the group-commit delay. */
+  flushQueued(): void {
+    while (this.queue.length > 0) this.flush();
   }
 
   /** Runs time-based rules (aggregation windows that must close after T seconds), committed like an append. */
   tick(): Promise<AppendResult> {
     if (this.closed) return Promise.reject(new PlantBridgeError('INTERNAL', 'outbox is closed'));
-    if (this.role === 'tool') return Promise.reject(new PlantBridgeError('INTERNAL', 'the outbox is open as a tool: only the agent ticks'));
+    if (this.role !== 'agent') return Promise.reject(new PlantBridgeError('INTERNAL', `the outbox is open as a ${this.role}: only the agent ticks`));
     return new Promise((resolve, reject) => {
       this.queue.push({ signals: [], tick: true, resolve, reject });
       this.scheduleFlush(true);
@@ -560,8 +628,8 @@ export class Outbox {
     if (this.queue.length === 0) return;
     let rows = 0;
     let n = 0;
-    while (n < this.queue.length && (n === 0 || rows + this.queue[n].signals.length <= this.opts.groupCommitRows)) {
-      rows += this.queue[n].signals.length;
+    while (n < this.queue.length && (n === 0 || rows + pendingRows(this.queue[n]) <= this.opts.groupCommitRows)) {
+      rows += pendingRows(this.queue[n]);
       n++;
     }
     const group = this.queue.splice(0, n);
@@ -601,7 +669,7 @@ export class Outbox {
     /** Runs one derivation in its own state layer: a rule that throws changes nothing and dead-letters the signal. */
     const layer = new Map<string, unknown>();
     const access: StateAccess = {
-      get: (id) => (layer.has(id) ? layer.get(id) : overlay.has(id) ? overlay.get(id) : this.stateCache.get(id)),
+      get: (id) => (layer.has(id) ? layer.get(id) : overlay.has(id) ? overlay.get(id) : this.cachedState(id)),
       set: (id, st) => void layer.set(id, st),
     };
     const derive = (run: (state: StateAccess) => Derivation, source: string | null, payload: unknown): number => {
@@ -635,9 +703,18 @@ export class Outbox {
     };
 
     const results = this.db.immediate(() => {
+      this.syncState();
       const out: AppendResult[] = [];
       for (const p of group) {
         const r: AppendResult = { accepted: 0, duplicates: 0, transactions: 0 };
+        if (p.dead) {
+          for (const d of p.dead) {
+            const capped = d.payload === null ? null : typeof d.payload === 'string' ? d.payload.slice(0, 64 * 1024) : d.payload.subarray(0, 64 * 1024);
+            s.insertDead.run('signal', null, d.source, d.code, d.reason.slice(0, 2000), capped, now);
+            this.writtenSinceMeasure += (capped?.length ?? 0) + ROW_OVERHEAD_BYTES;
+          }
+          r.deadLettered = p.dead.length;
+        }
         // the call's events first, then the rules over the accepted ones in a tight loop: interleaving
         // SQLite and the rules signal by signal evicted each other from the CPU caches (~0.25 µs/signal)
         const accepted: Signal[] = [];
@@ -728,6 +805,7 @@ export class Outbox {
     }
     this.db = fresh;
     this.s = this.prepare();
+    this.loadState(fresh);
     this.reopenNeeded = false;
     this.log?.info('Outbox connection reopened after an I/O error');
   }
@@ -1095,7 +1173,8 @@ export class Outbox {
 
   /** Reads rule state as committed (for reports and tests). */
   ruleState(ruleId: string): unknown {
-    return this.stateCache.get(ruleId);
+    this.syncState();
+    return this.cachedState(ruleId);
   }
 
   /** Read-only access for CLI reports and tests. */
@@ -1111,7 +1190,7 @@ export class Outbox {
    * it from completing and the WAL outgrew walMaxBytes, a TRUNCATE checkpoint runs while no append waits.
    */
   checkpoint(): void {
-    if (this.closed || this.role === 'tool') return;
+    if (this.closed || this.role !== 'agent') return;
     try {
       this.db.pragma('wal_checkpoint(PASSIVE)');
       let wal = 0;
@@ -1144,7 +1223,7 @@ export class Outbox {
    * that yield to the event loop. Resolves with the rows deleted; a call while one runs joins it.
    */
   purgeExpired(): Promise<number> {
-    if (this.closed || this.role === 'tool') return Promise.resolve(0);
+    if (this.closed || this.role !== 'agent') return Promise.resolve(0);
     if (this.purging) return this.purging;
     const now = this.now();
     const sentCutoff = this.opts.retentionDays > 0 ? now - this.opts.retentionDays * DAY_MS : -Infinity;

@@ -140,6 +140,42 @@ void test('restarts between any batches and replayed signals: the same totals an
   ob.close();
 });
 
+void test('two appending connections (agent + a commit thread\'s writer) interleaved: the same transactions as one connection', async () => {
+  clock = T0;
+  const straight = open('one-writer', 'live');
+  await straight.append(feed(60));
+  const want = straight.query<{ idempotency_key: string; body: string }>('SELECT idempotency_key, body FROM transactions_json ORDER BY idempotency_key');
+  straight.close();
+
+  clock = T0;
+  const agent = open('two-writers', 'live');
+  const c = config('live');
+  const engine = new RuleEngine(buildRules(c.rules as never, 'live'), { plant: '1010', agentId: 'edge-1', timeZone: 'Europe/Berlin', mode: 'live', now: () => clock });
+  const writer = openOutbox({ path: join(dir, 'two-writers.db'), role: 'writer', rules: engine, now: () => clock, groupCommitDelayMs: 0 });
+  try {
+    const all = feed(60);
+    // both rules' state moves on both connections: each must see the other's commits
+    for (let i = 0, k = 0; i < all.length; k++) {
+      const n = 1 + ((k * 5) % 7);
+      await (k % 2 === 0 ? agent : writer).append(all.slice(i, i + n));
+      i += n;
+    }
+    const got = agent.query<{ idempotency_key: string; body: string }>('SELECT idempotency_key, body FROM transactions_json ORDER BY idempotency_key');
+    assert.deepEqual(
+      got.map((r) => r.idempotency_key),
+      want.map((r) => r.idempotency_key),
+    );
+    const yieldOf = (rows: typeof got) => rows.map((r) => JSON.parse(r.body) as ProductionConfirmation).filter((t) => t.schema.includes('production')).reduce((sum, t) => sum + t.data.yield.qty, 0);
+    assert.equal(yieldOf(got), yieldOf(want));
+    assert.deepEqual(agent.ruleState('line-a'), writer.ruleState('line-a'));
+    await assert.rejects(writer.tick(), /open as a writer: only the agent ticks/);
+  } finally {
+    writer.close();
+    agent.close();
+  }
+  assert.throws(() => openOutbox({ path: join(dir, 'no-such.db'), role: 'writer' }), /the agent has not created it/);
+});
+
 void test('rules report command: text or JSON, usage errors exit 1', async () => {
   const stateDir = join(dir, 'cmd');
   const ob = openOutbox({ path: join(stateDir, 'outbox.db') });
