@@ -11,14 +11,14 @@ import {
   type Signal,
 } from '../contracts/index.ts';
 import type { AgentConfig } from './config/schema.ts';
-import type { Driver, DriverHealth } from './drivers/driver.ts';
+import type { Driver, DriverHealth, OutboxWriterSpec } from './drivers/driver.ts';
 import { createDriver } from './drivers/registry.ts';
 import { Forwarder } from './forwarder/forwarder.ts';
 import { forwarderOptionsFromConfig } from './forwarder/options.ts';
 import { createAgentMetrics } from './health/metrics.ts';
 import { startStatusServer } from './health/status-server.ts';
 import { createLogger } from './log.ts';
-import { openOutbox, type Outbox } from './outbox/outbox.ts';
+import { openOutbox, type AppendResult, type Outbox } from './outbox/outbox.ts';
 import { RuleEngine, buildRules } from './rules/engine.ts';
 
 export interface AgentOptions {
@@ -83,7 +83,11 @@ export function buildAgent(opts: AgentOptions): Agent {
 
   const emitFor = (driverName: string) => async (signals: Signal[]) => {
     if (!outbox) throw new PlantBridgeError('INTERNAL', 'agent not started');
-    const r = await outbox.append(signals);
+    counted(driverName, await outbox.append(signals));
+  };
+
+  /** what a driver committed, through emit or through its own commit thread (the MQTT driver) */
+  const counted = (driverName: string, r: AppendResult) => {
     metrics.signalsReceived.inc({ driver: driverName }, r.accepted);
     if (r.duplicates) metrics.signalsDuplicate.inc({ driver: driverName }, r.duplicates);
     rates.signals += r.accepted;
@@ -199,6 +203,20 @@ export function buildAgent(opts: AgentOptions): Agent {
         log: log.child({ component: 'outbox' }),
         ...(opts.nativeBinding ? { nativeBinding: opts.nativeBinding } : {}),
       });
+      // a driver's commit thread opens a second connection to the same file, with the same rules (README.md)
+      const writerSpec: OutboxWriterSpec = {
+        outbox: {
+          path: join(config.agent.stateDir, 'outbox.db'),
+          synchronous: config.outbox.synchronous,
+          maxBytes: config.outbox.maxBytes,
+          minFreeDiskBytes: config.outbox.minFreeDiskBytes,
+          groupCommitRows: config.outbox.groupCommitRows,
+          driver: config.outbox.driver,
+          ...(opts.nativeBinding ? { nativeBinding: opts.nativeBinding } : {}),
+        },
+        rules: config.rules,
+        engine: { plant: config.agent.plant, agentId: config.agent.id, timeZone: config.agent.timeZone, mode: config.agent.mode },
+      };
       for (const d of config.drivers) {
         const dlog = log.child({ component: 'driver', driver: d.name });
         const ob = outbox;
@@ -210,6 +228,7 @@ export function buildAgent(opts: AgentOptions): Agent {
             log: dlog,
             emit: emitFor(d.name),
             deadLetter: (code, reason, payload) => ob.deadLetterInput(d.name, code, reason, payload),
+            writer: { spec: writerSpec, committed: (r) => counted(d.name, r) },
           }),
         );
       }

@@ -15,10 +15,15 @@
  * the publisher's first publish until the consumer has counted (raw) or committed and acknowledged
  * (driver) all N. The publisher shares the machine's cores with broker and consumer, as on a plant server.
  * Raw and driver runs are interleaved; medians are reported. --only runs the durable_ingest side only.
+ *
+ * The driver's commit thread is started (prepare()) before the clock starts: it starts once per agent
+ * start (~0.4 s of CPU loading its code), like opening the outbox, which the harness does beforehand too.
+ * PB_BENCH_CPU=1 prints, per durable_ingest run, the CPU time per event of the consumer's main thread, the
+ * commit thread and the Mosquitto process (Linux /proc), on stderr.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -81,6 +86,16 @@ async function queueFor(broker: TestBroker, topicBase: string, n: number): Promi
   await pub.endAsync();
 }
 
+/** CPU time (user + system) of another process so far, µs, from /proc (Linux; 0 elsewhere) */
+function procCpuUs(pid: number | undefined): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1e6) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 /** PB_BENCH_MARKS=1: phase marks on stderr in the CPU profile's clock (µs), to profile one phase only. */
 function mark(what: string): void {
   if (process.env.PB_BENCH_MARKS) process.stderr.write(`MARK ${what} ${process.hrtime.bigint() / 1000n}\n`);
@@ -98,10 +113,14 @@ async function rawRun(broker: TestBroker, n: number): Promise<number> {
   await queueFor(broker, topicBase, n);
   let count = 0;
   const started = performance.now();
+  const mainCpu = process.threadCpuUsage();
+  const brokerCpu = procCpuUs(broker.process.pid);
   const sub = connect(broker.url, opts);
   sub.on('message', () => count++);
   await waitFor(() => count >= n, 120_000, `raw subscriber to count ${n}`);
   const seconds = (performance.now() - started) / 1000;
+  const mainUsed = process.threadCpuUsage(mainCpu);
+  if (process.env.PB_BENCH_CPU) console.error(`raw µs CPU per event: main ${((mainUsed.user + mainUsed.system) / n).toFixed(2)} broker ${((procCpuUs(broker.process.pid) - brokerCpu) / n).toFixed(2)} rate ${Math.round(n / seconds)}`);
   await sub.endAsync();
   assert.equal(count, n, 'raw subscriber lost or doubled messages');
   return n / seconds;
@@ -127,10 +146,16 @@ async function driverRun(broker: TestBroker, n: number, receiveMaximum?: number)
   await waitFor(() => setup.health().state === 'up', 10_000, 'driver up');
   await setup.stop();
   await queueFor(broker, topicBase, n);
+  const d = create(cfg, h.ctx);
+  // the commit thread starts once per agent start, like opening the outbox: not part of the drain
+  await d.prepare();
   const started = performance.now();
   const cpu = process.cpuUsage();
+  const mainCpu = process.threadCpuUsage();
+  const brokerCpu = procCpuUs(broker.process.pid);
+  const threadCpu = d.threadCpuMicros();
+  const elu = performance.eventLoopUtilization();
   mark('driver-start');
-  const d = create(cfg, h.ctx);
   await d.start();
   await waitFor(() => {
     const s = d.stats();
@@ -139,6 +164,9 @@ async function driverRun(broker: TestBroker, n: number, receiveMaximum?: number)
   const seconds = (performance.now() - started) / 1000;
   const used = process.cpuUsage(cpu);
   lastDriverCpuUs = (used.user + used.system) / n;
+  const mainUsed = process.threadCpuUsage(mainCpu);
+  if (process.env.PB_BENCH_CPU) console.error(`µs CPU per event: main ${((mainUsed.user + mainUsed.system) / n).toFixed(2)} thread ${((d.threadCpuMicros() - threadCpu) / n).toFixed(2)} broker ${((procCpuUs(broker.process.pid) - brokerCpu) / n).toFixed(2)}`);
+  if (process.env.PB_BENCH_CPU) console.error(`main ELU ${performance.eventLoopUtilization(elu).utilization.toFixed(2)} cpu/event ${lastDriverCpuUs.toFixed(2)}µs rate ${Math.round(n / seconds)} batches ${d.stats().committedBatches} thread ELU ${d.threadUtilization()?.toFixed(2)}`);
   mark('driver-end');
   await d.stop();
   const rows = h.outbox.query<{ n: number }>('SELECT COUNT(*) AS n FROM events')[0].n;

@@ -24,6 +24,7 @@ export const AgentMetrics = {
   mqttConnects: 'plantbridge_agent_mqtt_connects_total',
   mqttAcksSent: 'plantbridge_agent_mqtt_acks_sent_total',
   mqttAcksDropped: 'plantbridge_agent_mqtt_acks_dropped_total',
+  mqttCommitThreadCpu: 'plantbridge_agent_mqtt_commit_thread_cpu_seconds_total',
   // Sparkplug B host state, label {driver}
   sparkplugBirths: 'plantbridge_agent_sparkplug_births_total',
   sparkplugDeaths: 'plantbridge_agent_sparkplug_deaths_total',

@@ -1,5 +1,8 @@
 import type { Logger } from 'pino';
 import type { DriverState, Signal } from '../../contracts/index.ts';
+import type { RuleConfig } from '../config/schema.ts';
+import type { AppendResult, OutboxOptions } from '../outbox/outbox.ts';
+import type { EngineOptions } from '../rules/engine.ts';
 
 /**
  * The Driver contract (DESIGN.md §4). `create` validates and never connects; `start` connects and
@@ -18,6 +21,22 @@ export interface DriverContext {
   emit(signals: Signal[]): Promise<void>;
   /** an input that cannot become a signal: acknowledged at the source, kept with its reason */
   deadLetter(code: string, reason: string, payload: Buffer | string | null): void;
+  /**
+   * For a driver that commits on a thread of its own (the MQTT driver): how to open a second appending
+   * connection to the agent's outbox with the same rules, and where to report what it committed (metrics,
+   * forwarder wake-up). Absent: the driver commits through `emit` only.
+   */
+  writer?: {
+    spec: OutboxWriterSpec;
+    committed(r: AppendResult): void;
+  };
+}
+
+/** Everything a worker thread needs to append to the agent's outbox exactly as `emit` does; structured-cloneable. */
+export interface OutboxWriterSpec {
+  outbox: Pick<OutboxOptions, 'path' | 'synchronous' | 'maxBytes' | 'minFreeDiskBytes' | 'groupCommitRows' | 'driver' | 'nativeBinding'>;
+  rules: RuleConfig[];
+  engine: Omit<EngineOptions, 'now'>;
 }
 
 export interface DriverHealth {

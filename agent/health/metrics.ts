@@ -49,6 +49,7 @@ const DRIVER_COUNTERS: Array<[key: string, name: string, help: string]> = [
   ['connects', AgentMetrics.mqttConnects, 'MQTT connections established (first connect and reconnects)'],
   ['acksSent', AgentMetrics.mqttAcksSent, 'PUBACKs sent after the outbox commit'],
   ['acksDropped', AgentMetrics.mqttAcksDropped, 'PUBACKs not sent because the connection closed or the commit failed (the broker redelivers)'],
+  ['commitThreadCpuSeconds', AgentMetrics.mqttCommitThreadCpu, 'CPU time of the MQTT driver\'s commit thread (decoding, mapping, rules, outbox commits), seconds'],
   ['births', AgentMetrics.sparkplugBirths, 'Sparkplug NBIRTH and DBIRTH messages'],
   ['deaths', AgentMetrics.sparkplugDeaths, 'Sparkplug NDEATH and DDEATH messages that marked metrics stale'],
   ['staleDeaths', AgentMetrics.sparkplugStaleDeaths, 'Sparkplug NDEATH messages ignored because their bdSeq is not the current birth'],

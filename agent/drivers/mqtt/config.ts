@@ -129,6 +129,12 @@ export const mqttConfigSchema = z
     ...mqttConnectionShape,
     /** larger payloads are acknowledged and dead-lettered (PAYLOAD_INVALID) */
     maxPayloadBytes: byteSize.prefault('256KiB'),
+    /**
+     * worker (default): payloads are decoded, mapped and committed on a thread of their own with a second
+     * outbox connection, so the MQTT client never waits for them; main: all on the agent's main thread.
+     * Acknowledgement after the commit is the same either way (README.md, "Commit thread").
+     */
+    commitThread: z.enum(['worker', 'main']).default('worker'),
     subscriptions: z.array(mqttSubscriptionSchema).min(1),
   })
   .superRefine(refineConnection)

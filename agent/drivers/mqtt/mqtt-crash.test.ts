@@ -44,6 +44,8 @@ void it(`commits every one of ${EVENTS} QoS 1 events exactly once while the agen
   let agent = startTestAgent(env);
   t.after(() => agent.proc.kill('SIGKILL'));
   await agent.ready;
+  // the agent's default: payloads decoded and committed on the driver's commit thread
+  assert.match(agent.output(), /ready commits-on=worker/);
 
   const pub = await publisher(broker.url, { clientId: uniq('crash-pub'), clean: false, properties: { sessionExpiryInterval: 600 } });
   t.after(() => pub.end(true));

@@ -3,6 +3,7 @@ import { connect, MqttClient as MqttClientClass, type IClientOptions, type IClie
 import { isPlantBridgeError, PlantBridgeError, type Signal } from '../../../contracts/index.ts';
 import { backoffDelay, type DriverContext, type HealthTracker } from '../driver.ts';
 import type { MqttConnectionConfig } from './config.ts';
+import { RawBatch } from './commit-thread.ts';
 import { clientOptions, inflightLimit } from './connect-options.ts';
 
 /**
@@ -20,6 +21,9 @@ import { clientOptions, inflightLimit } from './connect-options.ts';
  * holds `maxBatch` signals, or at once when the unacknowledged messages reach the Receive Maximum (the
  * broker would stop sending). If a commit fails nothing after it is acknowledged: the connection is
  * dropped and the broker redelivers from the persistent session; dedupe makes the replay harmless.
+ *
+ * With `commitRaw` (the MQTT driver's commit thread) the session does not decode at all: a batch is the
+ * raw topics and payloads, handed over whole; its acks wait for the answer in the same way.
  *
  * What this relies on in mqtt.js is pinned by mqtt-ack-pin.test.ts; a 'packetsend' watchdog also reports
  * any PUBACK that was not sent by this class (health degraded, error log).
@@ -64,19 +68,29 @@ export interface MqttSessionOptions {
   log: Logger;
   health: HealthTracker;
   /** decodes one message, in arrival order; must not throw (a throw dead-letters the message as INTERNAL) */
-  handle(msg: InboundMessage): HandleResult;
+  handle?(msg: InboundMessage): HandleResult;
+  /** instead of handle + ctx.emit: decodes and commits a whole batch elsewhere; resolves when it is durable */
+  commitRaw?(batch: RawBatch): Promise<RawCommitResult>;
   /** extra mqtt.js options for each connection (a will message) */
   connectOverrides?: () => Partial<IClientOptions>;
   /** after the subscriptions are granted on a new connection */
   onReady?: (sessionPresent: boolean) => void;
 }
 
+export interface RawCommitResult {
+  /** messages that became signals (stored, or duplicates of stored ones) */
+  committed: number;
+  deadByCode: Record<string, number>;
+  ignored: number;
+}
+
 /** raw bytes kept with a dead letter */
 export const DEAD_LETTER_MAX_BYTES = 64 * 1024;
 const RECONNECT_BASE_MS = 500;
 const STOP_TIMEOUT_MS = 5000;
-/** commits handed to the outbox and not yet durable, per connection */
+/** commits handed to the outbox and not yet durable, per connection (main thread; commit thread) */
 const EMITS_IN_FLIGHT = 1;
+const RAW_COMMITS_IN_FLIGHT = 1;
 
 interface AckEntry {
   messageId: number;
@@ -86,6 +100,8 @@ interface AckEntry {
 interface Batch {
   signals: Signal[];
   entries: AckEntry[];
+  /** commit-thread mode: the messages themselves */
+  raw: RawBatch | undefined;
 }
 
 type SendPacket = (packet: Record<string, unknown>, cb?: (err?: Error) => void, cbStorePut?: unknown, noStore?: boolean) => void;
@@ -121,6 +137,7 @@ export class MqttSession {
   private readonly o: MqttSessionOptions;
   private readonly limit: number;
   private readonly maxPending: number;
+  private readonly inFlight: number;
   private conn: Conn | undefined;
   private attempt = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -131,8 +148,10 @@ export class MqttSession {
 
   constructor(o: MqttSessionOptions) {
     this.o = o;
+    if ((o.handle === undefined) === (o.commitRaw === undefined)) throw new Error('MqttSession needs exactly one of handle and commitRaw');
     this.limit = inflightLimit(o.config);
     this.maxPending = Math.max(o.config.maxBatch * 4, this.limit * 2);
+    this.inFlight = o.commitRaw ? RAW_COMMITS_IN_FLIGHT : EMITS_IN_FLIGHT;
   }
 
   get connected(): boolean {
@@ -173,7 +192,7 @@ export class MqttSession {
       client,
       sendPacket: original,
       acks: [],
-      batch: { signals: [], entries: [] },
+      batch: this.newBatch(),
       flushScheduled: false,
       emits: new Set(),
       pendingSignals: 0,
@@ -189,7 +208,7 @@ export class MqttSession {
       original(packet, cb, cbStorePut, noStore);
     };
     anyClient.handleMessage = (_packet, cb) => {
-      if (conn.pendingSignals + conn.batch.signals.length >= this.maxPending) conn.held.push(cb);
+      if (conn.pendingSignals + this.batchSize(conn.batch) >= this.maxPending) conn.held.push(cb);
       else cb();
     };
     client.on('packetsend', (packet) => {
@@ -233,6 +252,14 @@ export class MqttSession {
     });
   }
 
+  private newBatch(): Batch {
+    return { signals: [], entries: [], raw: this.o.commitRaw ? new RawBatch() : undefined };
+  }
+
+  private batchSize(b: Batch): number {
+    return b.raw ? b.raw.length : b.signals.length;
+  }
+
   private onMessage(conn: Conn, topic: string, payload: Buffer, packet: IPublishPacket): void {
     if (conn.dead || this.stopping || conn !== this.conn) return; // never acknowledged: redelivered later
     this.counters.received++;
@@ -241,9 +268,16 @@ export class MqttSession {
       entry = { messageId: packet.messageId, ready: false };
       conn.acks.push(entry);
     }
+    const raw = conn.batch.raw;
+    if (raw) {
+      raw.push(topic, payload, packet.retain, Date.now());
+      if (entry) conn.batch.entries.push(entry);
+      this.afterMessage(conn);
+      return;
+    }
     let result: HandleResult;
     try {
-      result = this.o.handle({ topic, payload, qos: packet.qos, retain: packet.retain, dup: packet.dup, receivedAtMs: Date.now() });
+      result = this.o.handle!({ topic, payload, qos: packet.qos, retain: packet.retain, dup: packet.dup, receivedAtMs: Date.now() });
     } catch (err) {
       result = { deadLetter: { code: 'INTERNAL', reason: `decoding failed: ${String((err as Error)?.stack ?? err).slice(0, 500)}` } };
     }
@@ -264,7 +298,11 @@ export class MqttSession {
       }
       if (entry) entry.ready = true;
     }
-    if ((conn.acks.length >= this.limit && conn.emits.size < EMITS_IN_FLIGHT) || conn.batch.signals.length >= this.o.config.maxBatch) {
+    this.afterMessage(conn);
+  }
+
+  private afterMessage(conn: Conn): void {
+    if ((conn.acks.length >= this.limit && conn.emits.size < this.inFlight) || this.batchSize(conn.batch) >= this.o.config.maxBatch) {
       // the broker's window is full and no commit is in flight to free it: nothing more comes until this
       // batch is committed, so commit it now. (With a commit in flight, its acks will free the window.)
       this.flush(conn);
@@ -280,33 +318,32 @@ export class MqttSession {
    * together the moment it completes, so the batch grows with the rate.
    */
   private scheduleFlush(conn: Conn): void {
-    if (conn.flushScheduled || conn.emits.size >= EMITS_IN_FLIGHT) return;
+    if (conn.flushScheduled || conn.emits.size >= this.inFlight) return;
     conn.flushScheduled = true;
     setImmediate(() => {
       conn.flushScheduled = false;
-      if (conn.emits.size < EMITS_IN_FLIGHT) this.flush(conn);
+      if (conn.emits.size < this.inFlight) this.flush(conn);
     });
   }
 
   private flush(conn: Conn): void {
     const batch = conn.batch;
-    if (batch.signals.length === 0) {
+    const n = this.batchSize(batch);
+    if (n === 0) {
       this.pumpAcks(conn);
       return;
     }
-    conn.batch = { signals: [], entries: [] };
+    conn.batch = this.newBatch();
     if (conn.dead) return;
-    const n = batch.signals.length;
     conn.pendingSignals += n;
     let committing: Promise<void>;
     try {
-      committing = this.o.ctx.emit(batch.signals);
+      committing = batch.raw ? this.o.commitRaw!(batch.raw).then((r) => this.countRaw(r)) : this.o.ctx.emit(batch.signals).then(() => void (this.counters.committed += n));
     } catch (err) {
       committing = Promise.reject(err);
     }
     const p = committing.then(
       () => {
-        this.counters.committed += n;
         this.counters.committedBatches++;
         this.o.health.valueSeen();
         for (const e of batch.entries) e.ready = true;
@@ -319,12 +356,18 @@ export class MqttSession {
       conn.emits.delete(p);
       conn.pendingSignals -= n;
       this.releaseHeld(conn);
-      if (conn.batch.signals.length > 0) this.scheduleFlush(conn);
+      if (this.batchSize(conn.batch) > 0) this.scheduleFlush(conn);
     });
   }
 
+  private countRaw(r: RawCommitResult): void {
+    this.counters.committed += r.committed;
+    this.counters.ignored += r.ignored;
+    for (const [code, k] of Object.entries(r.deadByCode)) this.counters.deadLettered[code] = (this.counters.deadLettered[code] ?? 0) + k;
+  }
+
   private releaseHeld(conn: Conn): void {
-    while (conn.held.length > 0 && (conn.dead || conn.pendingSignals + conn.batch.signals.length < this.maxPending)) conn.held.shift()!();
+    while (conn.held.length > 0 && (conn.dead || conn.pendingSignals + this.batchSize(conn.batch) < this.maxPending)) conn.held.shift()!();
   }
 
   /** Sends the PUBACKs of committed messages, in arrival order, on the connection that received them. */
@@ -366,7 +409,7 @@ export class MqttSession {
     conn.dead = true;
     this.counters.acksDropped += conn.acks.length;
     conn.acks = [];
-    conn.batch = { signals: [], entries: [] };
+    conn.batch = this.newBatch();
     this.releaseHeld(conn);
     conn.client.end(true);
   }

@@ -17,6 +17,7 @@ import { RuleEngine, buildRules } from '../../rules/engine.ts';
 import { testLogger } from '../../../test/helpers/log.ts';
 import type { Driver, DriverContext } from '../driver.ts';
 import { mqttConfigSchema } from './config.ts';
+import type { MqttDriver } from './mqtt-driver.ts';
 
 const outboxPath = process.env.PB_TEST_OUTBOX;
 const raw = process.env.PB_TEST_DRIVER;
@@ -35,6 +36,11 @@ const ctx: DriverContext = {
     await outbox.append(signals);
   },
   deadLetter: (code, reason, payload) => outbox.deadLetterInput(input.name, code, reason, payload),
+  // as in the agent: the MQTT driver commits on its own thread through a second connection, same rules
+  writer: {
+    spec: { outbox: { path: outboxPath, synchronous: 'full' }, rules, engine: { plant: 'P1', agentId: 'crash-test', timeZone: 'UTC', mode: 'live' } },
+    committed: () => undefined,
+  },
 };
 
 let driver: Driver;
@@ -50,7 +56,8 @@ await driver.start();
 const ready = setInterval(() => {
   if (driver.health().state === 'up') {
     clearInterval(ready);
-    process.stdout.write('ready\n');
+    const on = (driver as Partial<MqttDriver>).commitsOn?.();
+    process.stdout.write(`ready${on ? ` commits-on=${on}` : ''}\n`);
   }
 }, 10);
 

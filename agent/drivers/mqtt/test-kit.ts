@@ -117,6 +117,11 @@ export function outboxHarness(source: string, dir = mkdtempSync(join(tmpdir(), '
         h.emitted += signals.length;
       },
       deadLetter: (code, reason, payload) => outbox.deadLetterInput(source, code, reason, payload),
+      // the MQTT driver's commit thread opens its own connection to the same file (no rules here)
+      writer: {
+        spec: { outbox: { path: join(dir, 'outbox.db'), synchronous: 'full' }, rules: [], engine: { plant: 'P1', agentId: 'test-agent', timeZone: 'UTC', mode: 'live' } },
+        committed: (r) => void (h.emitted += r.accepted + r.duplicates),
+      },
     },
     close: () => outbox.close(),
   };
@@ -172,6 +177,8 @@ export interface TestAgentProcess {
   /** resolves once the child printed "ready" (its drivers are started) */
   ready: Promise<void>;
   exited: Promise<void>;
+  /** what the child printed on stdout so far ("ready commits-on=worker" …) */
+  output(): string;
 }
 
 /** Runs test-agent.ts (an outbox and one driver, configured by PB_TEST_* variables) in a child process, for kill tests. */
@@ -187,5 +194,5 @@ export function startTestAgent(env: Record<string, string>): TestAgentProcess {
   });
   ready.catch(() => undefined);
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  return { proc, ready, exited };
+  return { proc, ready, exited, output: () => out };
 }
