@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import { after, before, describe, test } from 'node:test';
 import { canConnect, freePort, missing } from '../../test/helpers/services.ts';
 import { NATIVE_ADDON_ASSET } from './sea-runtime.ts';
@@ -227,6 +228,8 @@ describe('single executables: a short real run', () => {
       const plc = await startLineServer({
         params: { intervalMs: 100, partsPerTick: 5, scrapEvery: 20, orderSize: 300, firstOrder: 1000100, operation: '0010', counterBits: 32 },
       });
+      const { startBroker, publisher, publishAll } = await import('../../agent/drivers/mqtt/test-kit.ts');
+      const broker = await startBroker();
       const cwd = workDir('real-run');
       const hubPort = await freePort();
       const env = { PB_TOKEN: 'a-test-token-of-enough-length-0123456789', PB_SAP_PASSWORD: SAP_SIM_USER.password };
@@ -256,6 +259,14 @@ drivers:
       - { ref: good, nodeId: "${plc.nodeIds.good}", samplingInterval: 100ms }
       - { ref: scrap, nodeId: "${plc.nodeIds.scrap}", samplingInterval: 100ms }
       - { ref: order, nodeId: "${plc.nodeIds.order}", samplingInterval: 100ms }
+  - name: cells
+    type: mqtt
+    url: ${broker.url}
+    clientId: sea-agent
+    subscriptions:
+      - filter: sea/+machine/events
+        ref: "{machine}/events"
+        fields: { id: { json: $.id }, time: { json: $.ts } }
 rules:
   - id: line1-yield
     type: count-production
@@ -273,13 +284,32 @@ rules:
         const diag = () => `agent:\n${a.output()}\nhub:\n${h.output()}`;
         await until('a confirmation posted to the ERP', () => sap.confirmations().length > 0, 120_000, diag);
         assert.ok(readdirSync(join(cwd, 'agent-state', 'lib')).some((f) => f.startsWith('better_sqlite3-')));
+        // MQTT through the executable's commit thread (its code is a bundled asset): 300 events, each once
+        await until('the MQTT driver up', () => /MQTT commit thread started/.test(a.output()) && /"driver":"cells".*Driver is up/.test(a.output()), 60_000, diag);
+        const pub = await publisher(broker.url);
+        const items = Array.from({ length: 300 }, (_, i) => ({ topic: `sea/M${i % 3}/events`, payload: JSON.stringify({ id: i, ts: new Date(Date.UTC(2026, 0, 1) + i).toISOString() }) }));
+        await publishAll(pub, items);
+        await publishAll(pub, items.slice(0, 50));
+        await pub.endAsync();
+        const mqttEvents = () => {
+          const db = new Database(join(cwd, 'agent-state', 'outbox.db'), { readonly: true, fileMustExist: true });
+          try {
+            return (db.prepare("SELECT COUNT(*) AS n FROM events WHERE source = 'cells'").get() as { n: number }).n;
+          } finally {
+            db.close();
+          }
+        };
+        await until('300 MQTT events in the outbox', () => mqttEvents() >= 300, 30_000, diag);
         a.child.kill('SIGTERM');
         assert.equal(await exited(a.child, 30_000), 0, `agent exit\n${a.output()}`);
+        assert.equal(mqttEvents(), 300);
+        assert.doesNotMatch(a.output(), /commit thread unavailable/);
         h.child.kill('SIGTERM');
         assert.equal(await exited(h.child, 30_000), 0, `hub exit\n${h.output()}`);
       } finally {
         await plc.stop();
         await sap.stop();
+        await broker.stop();
       }
     },
   );

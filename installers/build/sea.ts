@@ -4,7 +4,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSy
 import { createRequire } from 'node:module';
 import { basename, join, resolve } from 'node:path';
 import { build, type Plugin } from 'esbuild';
-import { NATIVE_ADDON_ASSET } from './sea-runtime.ts';
+import { COMMIT_WORKER_ASSET, NATIVE_ADDON_ASSET } from './sea-runtime.ts';
 
 /**
  * Builds one single executable (Node SEA): esbuild bundles an entry into one CommonJS file (Node 24's SEA
@@ -20,8 +20,9 @@ export type Target = 'linux-x64' | 'win-x64';
 export type App = 'agent' | 'hub';
 
 export const TARGETS: Target[] = ['linux-x64', 'win-x64'];
-export const APPS: Record<App, { name: string; entry: string }> = {
-  agent: { name: 'plantbridge-agent', entry: 'agent/cli.ts' },
+/** `workers`: worker-thread entries bundled on their own and embedded as assets (asset name -> entry) */
+export const APPS: Record<App, { name: string; entry: string; workers?: Record<string, string> }> = {
+  agent: { name: 'plantbridge-agent', entry: 'agent/cli.ts', workers: { [COMMIT_WORKER_ASSET]: 'agent/drivers/mqtt/commit-worker.ts' } },
   hub: { name: 'plantbridge-hub', entry: 'central-hub/cli.ts' },
 };
 
@@ -212,6 +213,15 @@ export async function buildExecutable(opts: BuildOptions): Promise<ExecutableRes
   try {
     const bundled = await bundle(opts.entry ?? APPS[app].entry, join(work, `${APPS[app].name}.cjs`));
     log(`${app} ${target}: bundle ${mb(bundled.bytes)} in ${s(bundled.ms)}`);
+    // worker threads run code of their own: each is one more bundle, embedded as an asset
+    const workerAssets: Record<string, string> = {};
+    for (const [asset, entry] of Object.entries(opts.entry ? {} : (APPS[app].workers ?? {}))) {
+      const w = await bundle(entry, join(work, asset));
+      bundled.warnings.push(...w.warnings.map((x) => `${asset}: ${x}`));
+      bundled.bytes += w.bytes;
+      workerAssets[asset] = w.file;
+      log(`${app} ${target}: worker ${asset} ${mb(w.bytes)} in ${s(w.ms)}`);
+    }
 
     const tBlob = performance.now();
     const blob = join(work, 'sea.blob');
@@ -221,7 +231,7 @@ export async function buildExecutable(opts: BuildOptions): Promise<ExecutableRes
       disableExperimentalSEAWarning: true,
       useSnapshot: false,
       useCodeCache: target === 'linux-x64' && process.platform === 'linux' && (opts.codeCache ?? true),
-      assets: { [NATIVE_ADDON_ASSET]: resolve(REPO, ADDON[target]) },
+      assets: { [NATIVE_ADDON_ASSET]: resolve(REPO, ADDON[target]), ...workerAssets },
     };
     writeFileSync(join(work, 'sea-config.json'), JSON.stringify(config, null, 2));
     run(process.execPath, ['--experimental-sea-config', join(work, 'sea-config.json')], { cwd: work });

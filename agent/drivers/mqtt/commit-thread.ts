@@ -2,6 +2,7 @@ import { getAsset, isSea } from 'node:sea';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { PlantBridgeError } from '../../../contracts/index.ts';
+import { COMMIT_WORKER_ASSET } from '../../../installers/build/sea-runtime.ts';
 import type { AppendResult } from '../../outbox/outbox.ts';
 import type { OutboxWriterSpec } from '../driver.ts';
 import type { MqttConfig } from './config.ts';
@@ -86,10 +87,8 @@ interface Pending {
 /** Where the worker's code is: this folder's commit-worker.ts, or (single executable) a bundled asset. */
 export type WorkerSource = { file: URL } | { code: string };
 
-/** The single executable carries commit-worker.ts bundled as this asset (installers/build/sea.ts). */
-export const COMMIT_WORKER_ASSET = 'mqtt-commit-worker.cjs';
 
-/** Throws when the code cannot be found (then the driver commits on the main thread). */
+/** The single executable carries commit-worker.ts as an asset (installers/build/sea.ts). Throws when the code cannot be found (then the driver commits on the main thread). */
 function defaultSource(): WorkerSource {
   if (isSea()) return { code: getAsset(COMMIT_WORKER_ASSET, 'utf8') };
   return { file: new URL('./commit-worker.ts', import.meta.url) };

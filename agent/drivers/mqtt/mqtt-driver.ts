@@ -75,6 +75,7 @@ export function create(config: MqttConfig, ctx: DriverContext, opts: MqttDriverO
     if (!useThread) return;
     try {
       await thread!.start();
+      log.info('MQTT commit thread started: payloads are decoded and committed off the main thread');
     } catch (err) {
       // e.g. a runtime without worker threads: correct either way, only slower
       useThread = false;
