@@ -37,6 +37,8 @@ interface Options {
   json: boolean;
   /** the driver's receiveMaximum (default: the driver default) */
   receiveMaximum?: number;
+  /** the driver's maxBatch (default: the driver default) */
+  maxBatch?: number;
   /** run one side only (for a CPU profile of it): no ratio is reported */
   only?: 'raw' | 'driver';
   /** durable_ingest_live: the publisher's unacknowledged QoS 1 publishes at most */
@@ -50,6 +52,7 @@ function parseArgs(argv: string[]): Options {
     else if (argv[i] === '--events') o.events = Number(argv[++i]);
     else if (argv[i] === '--runs') o.runs = Number(argv[++i]);
     else if (argv[i] === '--receive-maximum') o.receiveMaximum = Number(argv[++i]);
+    else if (argv[i] === '--max-batch') o.maxBatch = Number(argv[++i]);
     else if (argv[i] === '--only') o.only = argv[++i] === 'raw' ? 'raw' : 'driver';
     else if (argv[i] === '--window') o.window = Number(argv[++i]);
   }
@@ -139,6 +142,7 @@ async function driverRun(broker: TestBroker, n: number, receiveMaximum?: number)
     url: broker.url,
     clientId: uniq('drv'),
     ...(receiveMaximum ? { receiveMaximum } : {}),
+    ...(benchMaxBatch ? { maxBatch: benchMaxBatch } : {}),
     subscriptions: [{ filter: `${topicBase}/+machine/cycle`, ref: '{machine}/cycle', fields: { id: { json: '$.eventId' }, time: { json: '$.ts' } } }],
   });
   const setup = create(cfg, h.ctx);
@@ -256,6 +260,7 @@ async function driverLiveRun(broker: TestBroker, n: number, window: number, rece
     url: broker.url,
     clientId: uniq('drvlive'),
     ...(receiveMaximum ? { receiveMaximum } : {}),
+    ...(benchMaxBatch ? { maxBatch: benchMaxBatch } : {}),
     subscriptions: [{ filter: `${topicBase}/+machine/cycle`, ref: '{machine}/cycle', fields: { id: { json: '$.eventId' }, time: { json: '$.ts' } } }],
   });
   const d = create(cfg, h.ctx);
@@ -280,7 +285,10 @@ async function driverLiveRun(broker: TestBroker, n: number, window: number, rece
   return n / seconds;
 }
 
+let benchMaxBatch: number | undefined;
+
 export async function benchMqtt(o: Options): Promise<Array<Record<string, unknown>>> {
+  benchMaxBatch = o.maxBatch;
   const broker = await startBroker();
   try {
     // warm-up (JIT, broker, page cache): not measured
