@@ -88,9 +88,8 @@ export interface RawCommitResult {
 export const DEAD_LETTER_MAX_BYTES = 64 * 1024;
 const RECONNECT_BASE_MS = 500;
 const STOP_TIMEOUT_MS = 5000;
-/** commits handed to the outbox and not yet durable, per connection (main thread; commit thread) */
+/** commits handed to the outbox (or the commit thread) and not yet durable, per connection */
 const EMITS_IN_FLIGHT = 1;
-const RAW_COMMITS_IN_FLIGHT = 1;
 
 interface AckEntry {
   messageId: number;
@@ -137,7 +136,6 @@ export class MqttSession {
   private readonly o: MqttSessionOptions;
   private readonly limit: number;
   private readonly maxPending: number;
-  private readonly inFlight: number;
   private conn: Conn | undefined;
   private attempt = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -151,7 +149,6 @@ export class MqttSession {
     if ((o.handle === undefined) === (o.commitRaw === undefined)) throw new Error('MqttSession needs exactly one of handle and commitRaw');
     this.limit = inflightLimit(o.config);
     this.maxPending = Math.max(o.config.maxBatch * 4, this.limit * 2);
-    this.inFlight = o.commitRaw ? RAW_COMMITS_IN_FLIGHT : EMITS_IN_FLIGHT;
   }
 
   get connected(): boolean {
@@ -302,7 +299,7 @@ export class MqttSession {
   }
 
   private afterMessage(conn: Conn): void {
-    if ((conn.acks.length >= this.limit && conn.emits.size < this.inFlight) || this.batchSize(conn.batch) >= this.o.config.maxBatch) {
+    if ((conn.acks.length >= this.limit && conn.emits.size < EMITS_IN_FLIGHT) || this.batchSize(conn.batch) >= this.o.config.maxBatch) {
       // the broker's window is full and no commit is in flight to free it: nothing more comes until this
       // batch is committed, so commit it now. (With a commit in flight, its acks will free the window.)
       this.flush(conn);
@@ -318,11 +315,11 @@ export class MqttSession {
    * together the moment it completes, so the batch grows with the rate.
    */
   private scheduleFlush(conn: Conn): void {
-    if (conn.flushScheduled || conn.emits.size >= this.inFlight) return;
+    if (conn.flushScheduled || conn.emits.size >= EMITS_IN_FLIGHT) return;
     conn.flushScheduled = true;
     setImmediate(() => {
       conn.flushScheduled = false;
-      if (conn.emits.size < this.inFlight) this.flush(conn);
+      if (conn.emits.size < EMITS_IN_FLIGHT) this.flush(conn);
     });
   }
 
