@@ -316,7 +316,7 @@ void describe('serialiseBatch', () => {
     await outbox.append([signal({ wc: 'WC-1', order: 'O-1' }), signal({ wc: 'WC-2', order: 'O-"2"\u2028' })]);
     const claimed = outbox.claim(10, 60_000);
     assert.equal(claimed.length, 2);
-    const text = serialiseBatch('01JBATCH', 'agent-1', claimed);
+    const text = serialiseBatch('01JBATCH', 'agent-1', claimed).toString('utf8');
     const parsed = JSON.parse(text) as { schema: string; batchId: string; agentId: string; sentAt: string; items: unknown[] };
     assert.equal(parsed.batchId, '01JBATCH');
     assert.equal(parsed.agentId, 'agent-1');
@@ -325,7 +325,7 @@ void describe('serialiseBatch', () => {
     assert.deepEqual(parsed.items, claimed.map((c) => c.tx));
     assert.deepEqual(claimed.map((c) => c.key), claimed.map((c) => c.tx.idempotencyKey));
     assert.deepEqual(claimed.map((c) => c.orderKey), claimed.map((c) => `${c.tx.workCenter ?? ''}:${c.tx.data.order}`));
-    assert.equal(serialiseBatch('b', 'a', []).endsWith('"items":[]}'), true);
+    assert.equal(serialiseBatch('b', 'a', []).toString('utf8').endsWith('"items":[]}'), true);
     outbox.close();
     removeDir(dir);
   });

@@ -99,30 +99,41 @@ export interface ClaimedTx {
   key: string;
   /** `workCenter:order`: items of one order leave in order */
   orderKey: string;
-  /** the transaction as stored: JSON text, sent as is */
-  body: string;
+  /** the transaction as stored: UTF-8 JSON, spliced into the request as it is */
+  readonly raw: Buffer;
+  /** the same as text (decoded on first use) */
+  readonly body: string;
   /** the parsed transaction (parsed on first use) */
   readonly tx: Transaction;
   attempts: number;
   bytes: number;
 }
 
-/** A claimed row; the body is parsed only if someone looks at `tx` (the forwarder sends the text as is). */
+/**
+ * A claimed row. Its body comes as bytes and the forwarder splices them into the request as they are: no
+ * string per body, no UTF-8 encoding of the request (measured: ~3 µs per item with text bodies). It is
+ * decoded and parsed only if someone looks at `body` or `tx`.
+ */
 class ClaimedRow implements ClaimedTx {
   readonly seq: number;
   readonly key: string;
   readonly orderKey: string;
-  readonly body: string;
+  readonly raw: Buffer;
   readonly attempts: number;
   readonly bytes: number;
+  private text: string | undefined;
   private parsed: Transaction | undefined;
-  constructor(seq: number, key: string, orderKey: string, body: string, attempts: number, bytes: number) {
+  constructor(seq: number, key: string, orderKey: string, raw: Buffer, attempts: number, bytes: number) {
     this.seq = seq;
     this.key = key;
     this.orderKey = orderKey;
-    this.body = body;
+    this.raw = raw;
     this.attempts = attempts;
     this.bytes = bytes;
+  }
+
+  get body(): string {
+    return (this.text ??= this.raw.toString('utf8'));
   }
 
   get tx(): Transaction {
@@ -476,8 +487,9 @@ export class Outbox {
           WHERE status = 'pending' AND next_attempt_at > 0 AND next_attempt_at > ?`),
       // the scan reads no bodies: rows of orders already in flight are skipped, often half of what it reads
       claimScan: p("SELECT seq, idempotency_key, order_key, next_attempt_at, attempts, bytes FROM transactions WHERE status = 'pending' AND seq > ? ORDER BY seq LIMIT ?"),
-      bodiesMany: p('SELECT seq, body FROM tx_bodies WHERE seq IN (SELECT value FROM json_each(?))'),
-      legacyBody: p('SELECT legacy_body AS body FROM transactions WHERE seq = ?'),
+      // bodies as BLOBs: bytes, not strings (see ClaimedRow)
+      bodiesMany: p('SELECT seq, CAST(body AS BLOB) AS body FROM tx_bodies WHERE seq IN (SELECT value FROM json_each(?))'),
+      legacyBody: p('SELECT CAST(legacy_body AS BLOB) AS body FROM transactions WHERE seq = ?'),
       // one statement per claim and per settle: the seqs (and results) travel as one JSON array
       leaseMany: p(
         "UPDATE transactions SET status = 'leased', lease_until = ?, attempts = attempts + 1, next_attempt_at = 0 WHERE seq IN (SELECT value FROM json_each(?)) AND status = 'pending'",
@@ -843,12 +855,12 @@ export class Outbox {
           if (items.length === 0) return [];
           const seqs = JSON.stringify(items.map((c) => c[0]));
           s.leaseMany.run(now + leaseMs, seqs);
-          const bodies = new Map<number, string>();
-          for (const b of s.bodiesMany.all(seqs)) bodies.set(Number(b.seq), String(b.body));
+          const bodies = new Map<number, Buffer>();
+          for (const b of s.bodiesMany.all(seqs)) bodies.set(Number(b.seq), b.body as Buffer);
           return items.map(([seq, key, orderKey, attempts, size]) => {
             // rows written before schema 4 keep their body in the row itself
-            const body = bodies.get(seq) ?? String(s.legacyBody.get(seq)?.body ?? '');
-            return new ClaimedRow(seq, key, orderKey, body, attempts, size);
+            const raw = bodies.get(seq) ?? ((s.legacyBody.get(seq)?.body as Buffer | undefined) ?? Buffer.alloc(0));
+            return new ClaimedRow(seq, key, orderKey, raw, attempts, size);
           });
         };
         let bytes = 0;
