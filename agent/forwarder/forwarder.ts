@@ -114,6 +114,7 @@ export function parseRetryAfter(value: string | string[] | undefined, nowMs = Da
 }
 
 const LOOPBACK = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/;
+const ACCEPTED = { status: 'accepted' } as const;
 const BATCH_OVERHEAD = 200;
 
 type Resolved = Required<Omit<ForwarderOptions, 'ca' | 'fingerprint' | 'outcomes' | 'registry' | 'onForwarded' | 'onRejected' | 'onError'>> &
@@ -464,8 +465,12 @@ export class Forwarder {
       if (!r) {
         // the hub did not answer for this item: it stays ours, try again soon
         settlements.push({ seq: c.seq, status: 'retry', delayMs: 1000, reason: 'no result for item' });
-      } else if (r.status === 'accepted' || r.status === 'duplicate') {
-        settlements.push({ seq: c.seq, status: 'sent', result: r });
+      } else if (r.status === 'accepted') {
+        // the row has the id and key already: the result keeps what the hub said, nothing more
+        settlements.push({ seq: c.seq, status: 'sent', result: ACCEPTED });
+        sent++;
+      } else if (r.status === 'duplicate') {
+        settlements.push({ seq: c.seq, status: 'sent', result: { status: r.status, outcome: r.outcome } });
         sent++;
       } else if (r.code && (ErrorCodes as Record<string, { retriable: boolean }>)[r.code]?.retriable) {
         settlements.push({ seq: c.seq, status: 'retry', delayMs: backoffDelay(c.attempts, 1000, this.o.retryMaxDelayMs), ...(r.reason ? { reason: r.reason } : {}) });

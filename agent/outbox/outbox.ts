@@ -217,6 +217,8 @@ const SPACE_PRESSURE_KEEP_EVENTS_MS = 10 * 60_000;
 const PURGE_CHUNK = 2000;
 /** pending rows a claim looks at past the blocked orders: bounds a claim's cost at any backlog */
 const CLAIM_SCAN = 5000;
+/** sent items with the same result, from this many on, are settled by one statement that binds the result once */
+const SAME_RESULT_GROUP = 8;
 const RETRY_BASE_MS = 1000;
 const RETRY_MAX_MS = 5 * 60_000;
 
@@ -460,7 +462,7 @@ export class Outbox {
    */
   queryPlans(): Record<string, string[]> {
     const out: Record<string, string[]> = {};
-    for (const name of ['leases', 'expireLease', 'blockedOrders', 'claimScan', 'clearDelayMany', 'insertLease', 'updateLease', 'deleteLease', 'settleSentMany', 'settleRetry', 'settleDead']) {
+    for (const name of ['leases', 'expireLease', 'blockedOrders', 'claimScan', 'clearDelayMany', 'insertLease', 'updateLease', 'deleteLease', 'settleSentMany', 'settleSentSameMany', 'settleRetry', 'settleDead']) {
       const sql = this.s[name as keyof Stmts].sql;
       const params = (sql.match(/\?/g) ?? []).map(() => (name.endsWith('Many') ? '[]' : 0));
       out[name] = this.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params).map((r) => String(r.detail));
@@ -507,6 +509,10 @@ export class Outbox {
       settleSentMany: p(`
         UPDATE transactions NOT INDEXED SET status = 'sent', settled_at = ?, result = j.value ->> 1, attempts = attempts + 1
         FROM json_each(?) AS j WHERE transactions.seq = j.value ->> 0 AND transactions.status = 'pending'`),
+      // the common case, many items with the same result ({"status":"accepted"}): no JSON to pick apart per row
+      settleSentSameMany: p(
+        "UPDATE transactions SET status = 'sent', settled_at = ?, result = ?, attempts = attempts + 1 WHERE seq IN (SELECT value FROM json_each(?)) AND status = 'pending'",
+      ),
       settleDead: p("UPDATE transactions SET status = 'dead', settled_at = ?, result = ?, attempts = attempts + 1 WHERE seq = ? AND status = 'pending'"),
       settleRetry: p("UPDATE transactions SET next_attempt_at = ?, last_error = ?, attempts = attempts + 1 WHERE seq = ? AND status = 'pending'"),
       attempts: p('SELECT attempts FROM transactions WHERE seq = ?'),
@@ -969,9 +975,15 @@ export class Outbox {
 
   private settleAll(settlements: Settlement[], now: number, s: Stmts, rest: Map<number, Map<number, string>>): void {
     this.db.immediate(() => {
-      const sent: Array<[number, string | null]> = [];
+      // sent items grouped by their result's JSON text
+      const sent = new Map<string | null, number[]>();
       for (const st of settlements) {
-        if (st.status === 'sent') sent.push([st.seq, st.result === undefined ? null : JSON.stringify(st.result)]);
+        if (st.status === 'sent') {
+          const result = st.result === undefined ? null : JSON.stringify(st.result);
+          const seqs = sent.get(result);
+          if (seqs) seqs.push(st.seq);
+          else sent.set(result, [st.seq]);
+        }
         else if (st.status === 'retry') {
           // only while leased: an item whose lease ran out is pending again (and maybe in another batch)
           if (!this.leaseOfSeq.has(st.seq)) continue;
@@ -987,7 +999,13 @@ export class Outbox {
           if (r.changes > 0) s.insertDead.run('transaction', st.seq, null, st.code, st.reason, null, now);
         }
       }
-      if (sent.length > 0) s.settleSentMany.run(now, JSON.stringify(sent));
+      // a large group in one statement with its result bound once; the odd ones (pairs of seq and result) in another
+      const odd: Array<[number, string | null]> = [];
+      for (const [result, seqs] of sent) {
+        if (seqs.length >= SAME_RESULT_GROUP) s.settleSentSameMany.run(now, result, JSON.stringify(seqs));
+        else for (const seq of seqs) odd.push([seq, result]);
+      }
+      if (odd.length > 0) s.settleSentMany.run(now, JSON.stringify(odd));
       for (const [id, items] of rest) {
         if (items.size === 0) s.deleteLease.run(id);
         else s.updateLease.run(JSON.stringify([...items.keys()]), JSON.stringify([...new Set(items.values())]), id);
