@@ -378,7 +378,7 @@ export function outboxContractSuite(factory: OutboxFactory): void {
       o.close();
     });
 
-    void it('migrates a version-4 database with leased rows: leases move to their own table, none is lost', async () => {
+    void it('migrates a version-4 database with leased rows: leases move to their own table, pending rows get their own index, none is lost', async () => {
       const c = clock();
       const path = newPath();
       open({ path }).close();
@@ -400,6 +400,9 @@ export function outboxContractSuite(factory: OutboxFactory): void {
       assert.equal(s.leased, 0, 'a lease found at start belongs to a dead run');
       assert.equal(s.sent, 1);
       assert.equal(count(o, "SELECT COUNT(*) FROM transactions WHERE status = 'leased'"), 0);
+      // schema 6: the status index holds pending rows and the rare statuses only
+      assert.equal(count(o, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN ('transactions_pending', 'transactions_other')"), 2);
+      assert.equal(count(o, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'transactions_status'"), 0);
       const cl = o.claim(10, 60_000);
       assert.deepEqual(cl.map((x) => [x.tx.idempotencyKey, x.attempts]), [['v4-leased', 2], ['v4-pending', 1]]);
       assert.equal(o.stats().leased, 2);

@@ -1123,8 +1123,17 @@ export class Outbox {
     const now = this.now();
     // a leased item is a pending row held by a live lease (schema 5)
     const live = 'SELECT value FROM leases, json_each(leases.seqs) WHERE leases.until >= ?';
+    // the rare statuses are read through the partial index transactions_other (its condition, verbatim)
     const where =
-      opts.status === 'leased' ? `AND status = 'pending' AND seq IN (${live})` : opts.status === 'pending' ? `AND status = 'pending' AND seq NOT IN (${live})` : opts.status ? 'AND status = ?' : '';
+      opts.status === 'leased'
+        ? `AND status = 'pending' AND seq IN (${live})`
+        : opts.status === 'pending'
+          ? `AND status = 'pending' AND seq NOT IN (${live})`
+          : opts.status === 'sent'
+            ? 'AND status = ?'
+            : opts.status
+              ? "AND status = ? AND status NOT IN ('pending', 'sent')"
+              : '';
     const whereParams = opts.status === 'leased' || opts.status === 'pending' ? [now] : opts.status ? [opts.status] : [];
     const rows = this.db
       .prepare(
