@@ -329,4 +329,18 @@ void describe('serialiseBatch', () => {
     outbox.close();
     removeDir(dir);
   });
+
+  void it('serialises any subset of a claim in any order (lanes), not only a run of consecutive items', async () => {
+    const { outbox, dir } = testOutbox();
+    await outbox.append(Array.from({ length: 5 }, (_, i) => signal({ wc: `WC-${i}`, order: `O-${i % 2}` })));
+    const claimed = outbox.claim(10, 60_000);
+    assert.equal(claimed.length, 5);
+    for (const pick of [[0, 2, 4], [1, 3], [4, 3, 2, 1, 0], [2], [1, 2, 3]]) {
+      const items = pick.map((i) => claimed[i]);
+      const parsed = JSON.parse(serialiseBatch('b', 'a', items).toString('utf8')) as { items: unknown[] };
+      assert.deepEqual(parsed.items, items.map((c) => c.tx), `items ${pick.join(',')}`);
+    }
+    outbox.close();
+    removeDir(dir);
+  });
 });

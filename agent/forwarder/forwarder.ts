@@ -574,12 +574,33 @@ const ITEMS_END = Buffer.from(']}');
 export function serialiseBatch(batchId: string, agentId: string, claimed: ClaimedTx[]): Buffer {
   const head = JSON.stringify({ schema: schemaId('ingest-batch', 1, 0), batchId, agentId, sentAt: new Date().toISOString() });
   const parts: Buffer[] = [Buffer.from(`${head.slice(0, -1)},"items":[`)];
-  for (let i = 0; i < claimed.length; i++) {
-    if (i > 0) parts.push(COMMA);
-    parts.push(claimed[i].raw);
+  const run = commaJoined(claimed);
+  if (run) parts.push(run);
+  else {
+    for (let i = 0; i < claimed.length; i++) {
+      if (i > 0) parts.push(COMMA);
+      parts.push(claimed[i].raw);
+    }
   }
   parts.push(ITEMS_END);
   return Buffer.concat(parts);
+}
+
+/**
+ * The items' bodies joined by commas as one view, when they already lie that way in one buffer (the
+ * outbox reads a claim's bodies joined, in seq order: a batch of consecutive items is one slice).
+ */
+function commaJoined(claimed: ClaimedTx[]): Buffer | undefined {
+  if (claimed.length === 0) return undefined;
+  const first = claimed[0].raw;
+  const whole = new Uint8Array(first.buffer);
+  let end = first.byteOffset + first.length;
+  for (let i = 1; i < claimed.length; i++) {
+    const r = claimed[i].raw;
+    if (r.buffer !== first.buffer || r.byteOffset !== end + 1 || whole[end] !== 0x2c) return undefined;
+    end = r.byteOffset + r.length;
+  }
+  return Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset);
 }
 
 /**

@@ -462,7 +462,7 @@ export class Outbox {
    */
   queryPlans(): Record<string, string[]> {
     const out: Record<string, string[]> = {};
-    for (const name of ['leases', 'expireLease', 'blockedOrders', 'claimScan', 'clearDelayMany', 'insertLease', 'updateLease', 'deleteLease', 'settleSentMany', 'settleSentSameMany', 'settleRetry', 'settleDead']) {
+    for (const name of ['leases', 'expireLease', 'blockedOrders', 'claimScan', 'bodiesJoined', 'bodiesMany', 'clearDelayMany', 'insertLease', 'updateLease', 'deleteLease', 'settleSentMany', 'settleSentSameMany', 'settleRetry', 'settleDead']) {
       const sql = this.s[name as keyof Stmts].sql;
       const params = (sql.match(/\?/g) ?? []).map(() => (name.endsWith('Many') ? '[]' : 0));
       out[name] = this.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params).map((r) => String(r.detail));
@@ -499,7 +499,8 @@ export class Outbox {
           WHERE status = 'pending' AND next_attempt_at > 0 AND next_attempt_at > ?`),
       // the scan reads no bodies: rows of orders already in flight are skipped, often half of what it reads
       claimScan: p("SELECT seq, idempotency_key, order_key, next_attempt_at, attempts, bytes FROM transactions WHERE status = 'pending' AND seq > ? ORDER BY seq LIMIT ?"),
-      // bodies as BLOBs: bytes, not strings (see ClaimedRow)
+      // bodies as BLOBs: bytes, not strings (see ClaimedRow); joined in seq order, or one per row
+      bodiesJoined: p("SELECT CAST(group_concat(body, ',' ORDER BY seq) AS BLOB) AS body FROM tx_bodies WHERE seq IN (SELECT value FROM json_each(?))"),
       bodiesMany: p('SELECT seq, CAST(body AS BLOB) AS body FROM tx_bodies WHERE seq IN (SELECT value FROM json_each(?))'),
       legacyBody: p('SELECT CAST(legacy_body AS BLOB) AS body FROM transactions WHERE seq = ?'),
       // claimed items whose retry time has passed leave the partial index of delayed items (few: retries only)
@@ -905,14 +906,7 @@ export class Outbox {
         const orders = [...new Set(picked.map((c) => c[2]))];
         const id = Number(s.insertLease.get(now + leaseMs, seqs, JSON.stringify(orders))!.id);
         if (delayed.length > 0) s.clearDelayMany.run(JSON.stringify(delayed));
-        const bodies = new Map<number, Buffer>();
-        for (const b of s.bodiesMany.all(seqs)) bodies.set(Number(b.seq), b.body as Buffer);
-        const items = picked.map(([seq, key, orderKey, attempts, size]) => {
-          // rows written before schema 4 keep their body in the row itself
-          const raw = bodies.get(seq) ?? ((s.legacyBody.get(seq)?.body as Buffer | undefined) ?? Buffer.alloc(0));
-          return new ClaimedRow(seq, key, orderKey, raw, attempts, size);
-        });
-        return { id, items };
+        return { id, items: this.readBodies(picked, seqs) };
       }),
     );
     if (!claimed) return [];
@@ -920,6 +914,36 @@ export class Outbox {
     this.ownLeases.set(claimed.id, new Map(claimed.items.map((c) => [c.seq, c.orderKey])));
     for (const c of claimed.items) this.leaseOfSeq.set(c.seq, claimed.id);
     return claimed.items;
+  }
+
+  /**
+   * The claimed items with their bodies. Usually one statement joins all bodies, in seq order and
+   * comma-separated, into one buffer, and each item's body is a view of it: no allocation per item, and
+   * a batch of consecutive items is one slice of it (serialiseBatch). Each view is checked (the stored
+   * byte length, a JSON object, a comma after it); if anything does not fit (a body from before schema 4
+   * lives in the row), the bodies are read one row each.
+   */
+  private readBodies(picked: Array<[number, string, string, number, number]>, seqs: string): ClaimedRow[] {
+    const s = this.s;
+    const joined = s.bodiesJoined.get(seqs)?.body;
+    if (Buffer.isBuffer(joined)) {
+      const items: ClaimedRow[] = [];
+      let off = 0;
+      for (const [seq, key, orderKey, attempts, size] of picked) {
+        const end = off + size;
+        if (end > joined.length || joined[off] !== 0x7b || joined[end - 1] !== 0x7d || (end < joined.length && joined[end] !== 0x2c)) break;
+        items.push(new ClaimedRow(seq, key, orderKey, joined.subarray(off, end), attempts, size));
+        off = end + 1;
+      }
+      if (items.length === picked.length && off === joined.length + 1) return items;
+    }
+    const bodies = new Map<number, Buffer>();
+    for (const b of s.bodiesMany.all(seqs)) bodies.set(Number(b.seq), b.body as Buffer);
+    return picked.map(([seq, key, orderKey, attempts, size]) => {
+      // rows written before schema 4 keep their body in the row itself
+      const raw = bodies.get(seq) ?? ((s.legacyBody.get(seq)?.body as Buffer | undefined) ?? Buffer.alloc(0));
+      return new ClaimedRow(seq, key, orderKey, raw, attempts, size);
+    });
   }
 
   /** Ends a lease whose items were not all settled: they count one attempt and are free to claim again. */
