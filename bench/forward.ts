@@ -66,7 +66,11 @@ async function openStore(kind: string, dir: string, schema: string | undefined):
   return store;
 }
 
-/** PB_BENCH_MARKS=1: phase marks on stderr in the CPU profile's clock (µs), to profile one phase only. */
+/**
+ * PB_BENCH_MARKS=1: phase marks on stderr in the CPU profile's clock (µs), to profile one phase only.
+ * PB_BENCH_CPU=1: CPU time of each child on stderr (agent: µs per transaction during the drain; hub and
+ * bare endpoint: seconds while serving): where the product's time goes, apart from the shared store.
+ */
 function mark(what: string): void {
   if (process.env.PB_BENCH_MARKS) process.stderr.write(`MARK ${what} ${process.hrtime.bigint() / 1000n}\n`);
 }
@@ -115,8 +119,13 @@ async function serve(): Promise<void> {
     };
   }
   process.stdout.write(`URL ${url}\n`);
+  const cpu0 = process.cpuUsage();
   process.stdin.resume();
-  process.stdin.on('end', () => void stop().then(() => process.exit(0)));
+  process.stdin.on('end', () => {
+    const cpu = process.cpuUsage(cpu0);
+    if (process.env.PB_BENCH_CPU) process.stderr.write(`${mode} ${kind} cpu ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s (sys ${(cpu.system / 1e6).toFixed(2)})\n`);
+    void stop().then(() => process.exit(0));
+  });
 }
 
 const BENCH_SECRET = randomBytes(16).toString('hex');
@@ -223,10 +232,13 @@ async function drainAgent(): Promise<void> {
       }, 2000)
     : undefined;
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   mark('drain-start');
   f.start();
   await all;
   const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  if (process.env.PB_BENCH_CPU) process.stderr.write(`agent cpu ${((cpu.user + cpu.system) / n).toFixed(2)} us/tx (sys ${(cpu.system / n).toFixed(2)}), wall ${((seconds * 1e6) / n).toFixed(2)} us/tx\n`);
   mark('drain-end');
   clearInterval(sampler);
   clearInterval(memLog);

@@ -316,7 +316,7 @@ void describe('serialiseBatch', () => {
     await outbox.append([signal({ wc: 'WC-1', order: 'O-1' }), signal({ wc: 'WC-2', order: 'O-"2"\u2028' })]);
     const claimed = outbox.claim(10, 60_000);
     assert.equal(claimed.length, 2);
-    const text = serialiseBatch('01JBATCH', 'agent-1', claimed);
+    const text = serialiseBatch('01JBATCH', 'agent-1', claimed).toString('utf8');
     const parsed = JSON.parse(text) as { schema: string; batchId: string; agentId: string; sentAt: string; items: unknown[] };
     assert.equal(parsed.batchId, '01JBATCH');
     assert.equal(parsed.agentId, 'agent-1');
@@ -325,7 +325,21 @@ void describe('serialiseBatch', () => {
     assert.deepEqual(parsed.items, claimed.map((c) => c.tx));
     assert.deepEqual(claimed.map((c) => c.key), claimed.map((c) => c.tx.idempotencyKey));
     assert.deepEqual(claimed.map((c) => c.orderKey), claimed.map((c) => `${c.tx.workCenter ?? ''}:${c.tx.data.order}`));
-    assert.equal(serialiseBatch('b', 'a', []).endsWith('"items":[]}'), true);
+    assert.equal(serialiseBatch('b', 'a', []).toString('utf8').endsWith('"items":[]}'), true);
+    outbox.close();
+    removeDir(dir);
+  });
+
+  void it('serialises any subset of a claim in any order (lanes), not only a run of consecutive items', async () => {
+    const { outbox, dir } = testOutbox();
+    await outbox.append(Array.from({ length: 5 }, (_, i) => signal({ wc: `WC-${i}`, order: `O-${i % 2}` })));
+    const claimed = outbox.claim(10, 60_000);
+    assert.equal(claimed.length, 5);
+    for (const pick of [[0, 2, 4], [1, 3], [4, 3, 2, 1, 0], [2], [1, 2, 3]]) {
+      const items = pick.map((i) => claimed[i]);
+      const parsed = JSON.parse(serialiseBatch('b', 'a', items).toString('utf8')) as { items: unknown[] };
+      assert.deepEqual(parsed.items, items.map((c) => c.tx), `items ${pick.join(',')}`);
+    }
     outbox.close();
     removeDir(dir);
   });

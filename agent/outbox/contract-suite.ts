@@ -363,7 +363,7 @@ export function outboxContractSuite(factory: OutboxFactory): void {
       o0.close();
       // rebuild as a v1 file
       const raw = openDb(path, { driver: factory.driver });
-      raw.exec('DROP VIEW transactions_json; DROP TABLE tx_bodies; DROP TABLE events; DROP TABLE rule_state; DROP TABLE transactions; DROP TABLE dead_letters; DROP TABLE alarms; DROP TABLE counters; DROP TABLE meta;');
+      raw.exec('DROP VIEW transactions_json; DROP TABLE tx_bodies; DROP TABLE events; DROP TABLE rule_state; DROP TABLE transactions; DROP TABLE dead_letters; DROP TABLE alarms; DROP TABLE counters; DROP TABLE meta; DROP TABLE leases;');
       raw.exec(migrations[0]);
       raw.pragma('user_version = 1');
       const tx = transaction('v1-key');
@@ -375,6 +375,41 @@ export function outboxContractSuite(factory: OutboxFactory): void {
       assert.equal(o.stats().pending, 1);
       assert.equal(o.stats().deadLetters, 1);
       assert.equal(o.claim(10, 1000)[0].tx.idempotencyKey, 'v1-key');
+      o.close();
+    });
+
+    void it('migrates a version-4 database with leased rows: leases move to their own table, pending rows get their own index, none is lost', async () => {
+      const c = clock();
+      const path = newPath();
+      open({ path }).close();
+      // rebuild as a v4 file: one leased row (claimed once by a run that died), one pending, one sent
+      const raw = openDb(path, { driver: factory.driver });
+      raw.exec('DROP VIEW transactions_json; DROP TABLE tx_bodies; DROP TABLE events; DROP TABLE rule_state; DROP TABLE transactions; DROP TABLE dead_letters; DROP TABLE alarms; DROP TABLE counters; DROP TABLE meta; DROP TABLE leases;');
+      for (const m of migrations.slice(0, 4)) raw.exec(m);
+      raw.pragma('user_version = 4');
+      const insert = raw.prepare("INSERT INTO transactions(idempotency_key, id, type, order_key, status, legacy_body, bytes, created_at, attempts, lease_until) VALUES (?, ?, 'ProductionConfirmation', ?, ?, '', 10, 1, ?, ?)");
+      for (const [key, order, status, attempts, lease] of [['v4-leased', 'WC1:1', 'leased', 1, c.t + 600_000], ['v4-pending', 'WC1:2', 'pending', 0, null], ['v4-sent', 'WC1:3', 'sent', 1, null]] as const) {
+        insert.run(key, transaction(key).id, order, status, attempts, lease);
+        raw.prepare('INSERT INTO tx_bodies(seq, body) VALUES (last_insert_rowid(), ?)').run(JSON.stringify(transaction(key)));
+      }
+      raw.close();
+      const o = open({ path, now: c.now });
+      assert.equal(count(o, 'PRAGMA user_version'), migrations.length);
+      const s = o.stats();
+      assert.equal(s.pending, 2);
+      assert.equal(s.leased, 0, 'a lease found at start belongs to a dead run');
+      assert.equal(s.sent, 1);
+      assert.equal(count(o, "SELECT COUNT(*) FROM transactions WHERE status = 'leased'"), 0);
+      // schema 6: the status index holds pending rows and the rare statuses only
+      assert.equal(count(o, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN ('transactions_pending', 'transactions_other')"), 2);
+      assert.equal(count(o, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'transactions_status'"), 0);
+      const cl = o.claim(10, 60_000);
+      assert.deepEqual(cl.map((x) => [x.tx.idempotencyKey, x.attempts]), [['v4-leased', 2], ['v4-pending', 1]]);
+      assert.equal(o.stats().leased, 2);
+      assert.deepEqual(o.listTransactions({ status: 'leased' }).map((x) => x.idempotencyKey), ['v4-leased', 'v4-pending']);
+      o.settle(cl.map((x) => ({ seq: x.seq, status: 'sent' as const })));
+      assert.equal(o.stats().pending, 0);
+      assert.equal(o.stats().leased, 0);
       o.close();
     });
 

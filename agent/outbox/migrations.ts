@@ -123,4 +123,29 @@ export const migrations: string[] = [
   CREATE VIEW transactions_json AS
     SELECT t.*, COALESCE(b.body, t.legacy_body) AS body FROM transactions t LEFT JOIN tx_bodies b ON b.seq = t.seq;
   `,
+  // 5: leases in a table of their own, one row per claim. A claim used to rewrite every claimed row (status
+  // 'leased', lease_until, attempts: index and counter updates per row) and the settle rewrote it again; now a
+  // claim writes one row here and a transaction row is written once, when it is settled. Leased transactions
+  // keep status 'pending'; 'leased' and lease_until are no longer written. Leases found here at agent start
+  // belong to a dead run and are released (as the leased rows were before).
+  `
+  CREATE TABLE leases (
+    id INTEGER PRIMARY KEY,
+    until INTEGER NOT NULL,
+    -- JSON arrays: the claimed seqs not settled yet, and their orders (workCenter:order)
+    seqs TEXT NOT NULL,
+    orders TEXT NOT NULL
+  );
+  UPDATE transactions SET status = 'pending', lease_until = NULL WHERE status = 'leased';
+  `,
+  // 6: the status index holds what is looked up by status: pending rows (claims, the oldest-pending probe)
+  // and the rare statuses (dead, discarded, shadow: listing). Each settle moved every sent row's entry from
+  // the 'pending' to the 'sent' part of transactions(status, seq), a delete and an insert per row (~2 of
+  // ~5 us per settled item, measured); now it only leaves the pending index. Sent rows are found through
+  // transactions_settled (retention, resend) or in seq order.
+  `
+  DROP INDEX transactions_status;
+  CREATE INDEX transactions_pending ON transactions(seq) WHERE status = 'pending';
+  CREATE INDEX transactions_other ON transactions(status, seq) WHERE status NOT IN ('pending', 'sent');
+  `,
 ];

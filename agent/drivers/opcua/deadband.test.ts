@@ -100,6 +100,8 @@ void describe('opcua driver deadband', () => {
     await driver.start();
     cleanups.push(() => driver.stop());
     await waitFor('degraded', () => driver.health().state === 'degraded');
+    // health turns degraded when the server refuses the item; its unmonitored mark commits a moment later
+    await waitFor('the mark of the refused item', () => t.committed.some((s) => s.ref === 'plain'));
     const h = driver.health();
     assert.equal(
       h.message,
