@@ -158,7 +158,6 @@ async function driverRun(broker: TestBroker, n: number, receiveMaximum?: number)
   const mainCpu = process.threadCpuUsage();
   const brokerCpu = procCpuUs(broker.process.pid);
   const threadCpu = d.threadCpuMicros();
-  const elu = performance.eventLoopUtilization();
   mark('driver-start');
   await d.start();
   await waitFor(() => {
@@ -170,7 +169,6 @@ async function driverRun(broker: TestBroker, n: number, receiveMaximum?: number)
   lastDriverCpuUs = (used.user + used.system) / n;
   const mainUsed = process.threadCpuUsage(mainCpu);
   if (process.env.PB_BENCH_CPU) console.error(`µs CPU per event: main ${((mainUsed.user + mainUsed.system) / n).toFixed(2)} thread ${((d.threadCpuMicros() - threadCpu) / n).toFixed(2)} broker ${((procCpuUs(broker.process.pid) - brokerCpu) / n).toFixed(2)}`);
-  if (process.env.PB_BENCH_CPU) console.error(`main ELU ${performance.eventLoopUtilization(elu).utilization.toFixed(2)} cpu/event ${lastDriverCpuUs.toFixed(2)}µs rate ${Math.round(n / seconds)} batches ${d.stats().committedBatches} thread ELU ${d.threadUtilization()?.toFixed(2)}`);
   mark('driver-end');
   await d.stop();
   const rows = h.outbox.query<{ n: number }>('SELECT COUNT(*) AS n FROM events')[0].n;

@@ -892,8 +892,9 @@ export class Outbox {
   private checkBounds(): void {
     if (this.boundsStale()) this.measure();
     let reason = this.overBounds();
-    if (reason && performance.now() - this.spacePurgedAt > BOUNDS_CHECK_MS) {
+    if (reason && this.role === 'agent' && performance.now() - this.spacePurgedAt > BOUNDS_CHECK_MS) {
       // sent transactions and old raw events may go early; pending business transactions never do
+      // (the agent's connection does this housekeeping; a writer only refuses until there is room)
       this.spacePurgedAt = performance.now();
       if (this.purgeForSpace() > 0) {
         this.measure();

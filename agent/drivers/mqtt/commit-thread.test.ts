@@ -98,6 +98,24 @@ void describe('mqtt commit thread', () => {
     await pub.endAsync();
   });
 
+  void it('a driver stopped before it started can start later and still commits on its thread', async (t) => {
+    const prefix = uniq('restart');
+    const h = outboxHarness('cells');
+    t.after(() => h.close());
+    const d = create(mqttConfig({ name: 'cells', url: broker.url, clientId: uniq('agent'), subscriptions: [sub(prefix)] }), h.ctx);
+    t.after(() => d.stop());
+    await d.stop();
+    await d.start();
+    await waitFor(() => d.health().state === 'up', 5000, 'driver up');
+    const pub = await publisher(broker.url);
+    t.after(() => pub.end(true));
+    await publishAll(pub, events(prefix, 200));
+    await waitFor(() => countEvents(h.outbox) >= 200, 10_000, '200 events');
+    assert.equal(d.commitsOn(), 'worker');
+    assert.equal(d.stats().commitFailures, 0);
+    await pub.endAsync();
+  });
+
   void it('commitThread: main keeps everything on the main thread', async (t) => {
     const h = outboxHarness('cells');
     t.after(() => h.close());

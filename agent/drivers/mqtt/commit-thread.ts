@@ -170,11 +170,6 @@ export class CommitThread {
     return this.cpuUs;
   }
 
-  /** event-loop utilization of the worker since it started: how busy the commit thread is */
-  utilization(): number | undefined {
-    return this.worker?.performance.eventLoopUtilization().utilization;
-  }
-
   /** Hands one batch to the worker; resolves when it is durable. */
   async commit(batch: RawBatch): Promise<BatchReply> {
     if (this.closing) throw new PlantBridgeError('INTERNAL', 'the MQTT commit thread is stopping');
@@ -212,18 +207,22 @@ export class CommitThread {
   /** Lets the worker finish what it was given, closes its outbox connection and ends it. */
   async close(): Promise<void> {
     this.closing = true;
-    const w = this.worker ?? (await this.starting?.catch(() => undefined));
-    if (!w) return;
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(() => void w.terminate().then(() => resolve()), 10_000);
-      w.once('exit', () => {
-        clearTimeout(t);
-        resolve();
+    try {
+      const w = this.worker ?? (await this.starting?.catch(() => undefined));
+      if (!w) return;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => void w.terminate().then(() => resolve()), 10_000);
+        w.once('exit', () => {
+          clearTimeout(t);
+          resolve();
+        });
+        w.postMessage({ type: 'close' } satisfies ToWorker);
       });
-      w.postMessage({ type: 'close' } satisfies ToWorker);
-    });
-    this.worker = undefined;
-    this.closing = false;
+      this.worker = undefined;
+    } finally {
+      // a driver may be started again after a stop
+      this.closing = false;
+    }
   }
 
   private settle(id: number): Pending | undefined {

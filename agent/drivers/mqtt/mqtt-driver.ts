@@ -17,8 +17,6 @@ export interface MqttDriver extends Driver {
    * connecting; start() does this itself when it was not done. Falls back to the main thread on failure.
    */
   prepare(): Promise<void>;
-  /** the commit thread's event-loop utilization since it started (undefined without one) */
-  threadUtilization(): number | undefined;
   /** CPU time used by the commit thread so far, µs (0 without one) */
   threadCpuMicros(): number;
   /** ends the commit thread as a crash would (tests): its unanswered batches fail, the next starts a new one */
@@ -99,7 +97,6 @@ export function create(config: MqttConfig, ctx: DriverContext, opts: MqttDriverO
     health: () => health.get(),
     stats: () => ({ ...structuredClone(session.counters), commitThreadCpuSeconds: (thread?.cpuMicros() ?? 0) / 1e6 }),
     commitsOn: () => (useThread ? 'worker' : 'main'),
-    threadUtilization: () => thread?.utilization(),
     threadCpuMicros: () => thread?.cpuMicros() ?? 0,
     crashThread: async () => thread?.terminate(),
   };
