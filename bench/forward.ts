@@ -5,6 +5,7 @@ import { Agent as HttpAgent, createServer, request } from 'node:http';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { constants, PerformanceObserver } from 'node:perf_hooks';
 import pg from 'pg';
 import { pino } from 'pino';
 import { schemaId, ulid, type Transaction } from '../contracts/index.ts';
@@ -231,6 +232,18 @@ async function drainAgent(): Promise<void> {
         process.stderr.write(`agent: done ${done} rss ${(m.rss / 1e6).toFixed(0)} MB heap ${(m.heapUsed / 1e6).toFixed(0)}/${(m.heapTotal / 1e6).toFixed(0)} MB external ${(m.external / 1e6).toFixed(0)} MB\n`);
       }, 2000)
     : undefined;
+  // PB_BENCH_CPU: time in garbage collection by kind (minor = scavenge, major = mark-compact)
+  const gcMs: Record<string, number> = {};
+  const gcObs = process.env.PB_BENCH_CPU
+    ? new PerformanceObserver((list) => {
+        for (const e of list.getEntries()) {
+          const kind = (e as { detail?: { kind?: number } }).detail?.kind;
+          const name = kind === constants.NODE_PERFORMANCE_GC_MINOR ? 'minor' : kind === constants.NODE_PERFORMANCE_GC_MAJOR ? 'major' : 'other';
+          gcMs[name] = (gcMs[name] ?? 0) + e.duration;
+        }
+      })
+    : undefined;
+  gcObs?.observe({ entryTypes: ['gc'] });
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
   mark('drain-start');
@@ -238,7 +251,11 @@ async function drainAgent(): Promise<void> {
   await all;
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
-  if (process.env.PB_BENCH_CPU) process.stderr.write(`agent cpu ${((cpu.user + cpu.system) / n).toFixed(2)} us/tx (sys ${(cpu.system / n).toFixed(2)}), wall ${((seconds * 1e6) / n).toFixed(2)} us/tx\n`);
+  gcObs?.disconnect();
+  if (process.env.PB_BENCH_CPU) {
+    const gc = Object.entries(gcMs).map(([k, ms]) => `${k} ${((ms * 1000) / n).toFixed(2)}`).join(', ');
+    process.stderr.write(`agent cpu ${((cpu.user + cpu.system) / n).toFixed(2)} us/tx (sys ${(cpu.system / n).toFixed(2)}), wall ${((seconds * 1e6) / n).toFixed(2)} us/tx; gc us/tx: ${gc || 'none'}\n`);
+  }
   mark('drain-end');
   clearInterval(sampler);
   clearInterval(memLog);

@@ -16,6 +16,13 @@
  * (driver) all N. The publisher shares the machine's cores with broker and consumer, as on a plant server.
  * Raw and driver runs are interleaved; medians are reported. --only runs the durable_ingest side only.
  *
+ * durable_ceiling: what the building blocks alone allow on this machine, measured in the same run: the bare
+ * subscriber (acks at once) hands each message's topic and bytes to a worker thread that inserts them with a
+ * bare better-sqlite3 statement into a table with a UNIQUE key (1000 rows per FULL commit, no checkpoints)
+ * and counts the committed rows. No mapping, no dedupe logic, no held acks, no back-pressure: no durable
+ * path can be faster. Its ratio to the bare subscriber is the highest durable_ingest ratio this machine can
+ * show; `of_ceiling` is the driver's rate over it.
+ *
  * The driver's commit thread is started (prepare()) before the clock starts: it starts once per agent
  * start (~0.4 s of CPU loading its code), like opening the outbox, which the harness does beforehand too.
  * PB_BENCH_CPU=1 prints, per durable_ingest run, the CPU time per event of the consumer's main thread, the
@@ -27,6 +34,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
 import { connect } from 'mqtt';
 import { create } from '../agent/drivers/mqtt/mqtt-driver.ts';
 import { mqttConfig, outboxHarness, publishAll, publisher, startBroker, uniq, waitFor, type TestBroker } from '../agent/drivers/mqtt/test-kit.ts';
@@ -126,6 +135,84 @@ async function rawRun(broker: TestBroker, n: number): Promise<number> {
   if (process.env.PB_BENCH_CPU) console.error(`raw µs CPU per event: main ${((mainUsed.user + mainUsed.system) / n).toFixed(2)} broker ${((procCpuUs(broker.process.pid) - brokerCpu) / n).toFixed(2)} rate ${Math.round(n / seconds)}`);
   await sub.endAsync();
   assert.equal(count, n, 'raw subscriber lost or doubled messages');
+  return n / seconds;
+}
+
+/** The ceiling's worker: a bare better-sqlite3 batched insert (FULL), no checkpoints; answers rows committed. */
+const CEILING_WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.sqlite);
+const db = new Database(workerData.path);
+db.pragma('journal_mode = WAL');
+db.pragma('synchronous = FULL');
+db.pragma('wal_autocheckpoint = 0');
+db.exec('CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, source_id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL, payload BLOB NOT NULL, received_at INTEGER NOT NULL)');
+const ins = db.prepare('INSERT OR IGNORE INTO events(source_id, topic, payload, received_at) VALUES (?, ?, ?, ?)');
+const commit = db.transaction((m) => {
+  const now = Date.now();
+  let n = 0;
+  for (let i = 0; i < m.topics.length; i++) n += ins.run(workerData.prefix + (m.first + i), m.topics[i], m.payloads[i], now).changes;
+  return n;
+});
+parentPort.on('message', (m) => {
+  if (m === 'count') return parentPort.postMessage({ rows: db.prepare('SELECT COUNT(*) AS n FROM events').get().n });
+  parentPort.postMessage({ committed: commit(m) });
+});
+`;
+
+/** The building blocks' limit: the bare subscriber + a bare batched SQLite insert in a worker (see the header). */
+async function ceilingRun(broker: TestBroker, n: number): Promise<number> {
+  const topicBase = uniq('bench/ceil');
+  const clientId = uniq('ceil');
+  const opts = { clientId, clean: false, protocolVersion: 5 as const, reconnectPeriod: 0, properties: { sessionExpiryInterval: 300 } };
+  const setup = connect(broker.url, opts);
+  await new Promise<void>((r) => setup.once('connect', () => r()));
+  await setup.subscribeAsync(`${topicBase}/+/cycle`, { qos: 1 });
+  await setup.endAsync();
+  await queueFor(broker, topicBase, n);
+  const dir = mkdtempSync(join(tmpdir(), 'pb-bench-ceiling-'));
+  const worker = new Worker(CEILING_WORKER, { eval: true, workerData: { sqlite: createRequire(import.meta.url).resolve('better-sqlite3'), path: join(dir, 'ceiling.db'), prefix: `${clientId}:` } });
+  await new Promise<void>((resolve, reject) => {
+    worker.once('online', () => resolve());
+    worker.once('error', reject);
+  });
+  let committed = 0;
+  let rows = -1;
+  worker.on('message', (m: { committed?: number; rows?: number }) => {
+    if (m.committed !== undefined) committed += m.committed;
+    if (m.rows !== undefined) rows = m.rows;
+  });
+  let topics: string[] = [];
+  let payloads: Buffer[] = [];
+  let first = 0;
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    if (topics.length === 0) return;
+    worker.postMessage({ topics, payloads, first });
+    first += topics.length;
+    topics = [];
+    payloads = [];
+  };
+  const started = performance.now();
+  const sub = connect(broker.url, opts);
+  sub.on('message', (topic, payload) => {
+    topics.push(topic);
+    payloads.push(payload);
+    if (topics.length >= 1000) flush();
+    else if (!scheduled) {
+      scheduled = true;
+      setImmediate(flush);
+    }
+  });
+  await waitFor(() => committed >= n, 120_000, `ceiling to commit ${n}`);
+  const seconds = (performance.now() - started) / 1000;
+  await sub.endAsync();
+  worker.postMessage('count');
+  await waitFor(() => rows >= 0, 10_000, 'ceiling row count');
+  await worker.terminate();
+  rmSync(dir, { recursive: true, force: true });
+  assert.equal(rows, n, 'ceiling lost or doubled messages');
   return n / seconds;
 }
 
@@ -303,15 +390,19 @@ export async function benchMqtt(o: Options): Promise<Array<Record<string, unknow
       if (o.only === 'driver') out.push({ bench: 'mqtt', metric: 'driver_cpu_per_event', value: Math.round(median(cpu) * 100) / 100, unit: 'µs CPU (process, user+system)' });
       return out;
     }
+    await ceilingRun(broker, Math.min(5000, o.events));
     const raw: number[] = [];
     const drv: number[] = [];
+    const ceil: number[] = [];
     for (let r = 0; r < o.runs; r++) {
       raw.push(await rawRun(broker, o.events));
       drv.push(await driverRun(broker, o.events, o.receiveMaximum));
-      if (!o.json) console.log(`run ${r + 1}: raw ${Math.round(raw[r])}/s, driver ${Math.round(drv[r])}/s, ratio ${(drv[r] / raw[r]).toFixed(2)}`);
+      ceil.push(await ceilingRun(broker, o.events));
+      if (!o.json) console.log(`run ${r + 1}: raw ${Math.round(raw[r])}/s, driver ${Math.round(drv[r])}/s, ceiling ${Math.round(ceil[r])}/s, ratio ${(drv[r] / raw[r]).toFixed(2)}, ceiling ratio ${(ceil[r] / raw[r]).toFixed(2)}`);
     }
     const value = Math.round(median(drv));
     const baseline = Math.round(median(raw));
+    const ceiling = Math.round(median(ceil));
 
     await rawLiveRun(broker, Math.min(5000, o.events), o.window);
     await driverLiveRun(broker, Math.min(5000, o.events), o.window, o.receiveMaximum);
@@ -336,6 +427,17 @@ export async function benchMqtt(o: Options): Promise<Array<Record<string, unknow
         baseline: 'bare mqtt.js v5 QoS 1 subscriber counting the same stream (same broker, same run)',
         baseline_value: baseline,
         ratio: Math.round((value / baseline) * 1000) / 1000,
+      },
+      {
+        bench: 'mqtt',
+        metric: 'durable_ceiling',
+        value: ceiling,
+        unit: 'events/s',
+        baseline: 'bare mqtt.js v5 QoS 1 subscriber counting the same stream (same broker, same run)',
+        baseline_value: baseline,
+        ratio: Math.round((ceiling / baseline) * 1000) / 1000,
+        what: 'the bare subscriber + a bare better-sqlite3 batched FULL insert in a worker thread: the fastest durable path these building blocks allow here',
+        of_ceiling: Math.round((value / ceiling) * 1000) / 1000,
       },
       {
         bench: 'mqtt',

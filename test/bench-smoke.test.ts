@@ -79,7 +79,7 @@ void describe('benchmark suites run and keep their output contract (tiny sizes)'
 
   void it('mqtt', { timeout: 240_000 }, async () => {
     const out = await runSuite(['mqtt', '--json', '--events', '1000', '--runs', '1']);
-    check('mqtt', out, ['durable_ingest', 'durable_ingest_live']);
+    check('mqtt', out, ['durable_ingest', 'durable_ceiling', 'durable_ingest_live']);
   });
 
   void it('opcua', { timeout: 240_000 }, async () => {
