@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -223,6 +224,45 @@ void describe('forwarder -> hub', () => {
     assert.equal(dead[0].code, 'SCHEMA_INVALID');
     assert.match(dead[0].reason, /data\.yield/);
     assert.equal(statusCount(outbox, 'sent'), 3);
+  });
+
+  void it('settles by key when the hub answers out of order or leaves an item out; the streamed frame arrives whole', async () => {
+    // a bare endpoint in the hub's place: it answers the items in reverse order and leaves the first out
+    const frames: Array<{ length: number; declared: number; items: Array<{ id: string; idempotencyKey: string }> }> = [];
+    const srv = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const raw = Buffer.concat(chunks);
+        const batch = JSON.parse(raw.toString('utf8')) as { batchId: string; items: Array<{ id: string; idempotencyKey: string }> };
+        frames.push({ length: raw.length, declared: Number(req.headers['content-length']), items: batch.items });
+        const results = batch.items.slice(1).reverse().map((t) => ({ id: t.id, idempotencyKey: t.idempotencyKey, status: 'accepted' }));
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ schema: 'plantbridge.ingest-result/1.0', batchId: batch.batchId, receivedAt: new Date().toISOString(), results }));
+      });
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
+    const { outbox, dir } = testOutbox('edge-1');
+    cleanups.push(() => {
+      outbox.close();
+      removeDir(dir);
+    });
+    const f = forwarder(outbox, `http://127.0.0.1:${(srv.address() as { port: number }).port}`, 'pbc_test', { inFlight: 1 });
+    await outbox.append(Array.from({ length: 6 }, () => signal()));
+    f.start();
+    await waitFor(() => statusCount(outbox, 'sent') === 5, 10_000, 'five of six sent');
+    await f.stop();
+    assert.equal(frames[0].items.length, 6);
+    assert.equal(frames[0].length, frames[0].declared, 'the declared content-length is the frame\'s length');
+    const first = frames[0].items[0].idempotencyKey;
+    const rows = outbox.query<{ idempotency_key: string; status: string; next_attempt_at: number }>('SELECT idempotency_key, status, next_attempt_at FROM transactions ORDER BY seq');
+    assert.deepEqual(
+      rows.map((r) => r.status),
+      ['pending', 'sent', 'sent', 'sent', 'sent', 'sent'],
+    );
+    assert.equal(rows[0].idempotency_key, first, 'the item without a result is the one kept');
+    assert.ok(rows[0].next_attempt_at > 0, 'it waits for a retry');
   });
 
   void it('a cross-plant write: 403, items dead-lettered as PLANT_MISMATCH, audited, nothing stored', async () => {
