@@ -185,16 +185,25 @@ void describe('forwarder -> hub', () => {
     assert.ok(results.every((s) => s === 'accepted' || s === 'duplicate'));
   });
 
-  void it('rides out a 429 storm honouring Retry-After, nothing dead-lettered', async () => {
+  void it('rides out a 429 storm honouring Retry-After, nothing dead-lettered, each order in outbox order', async () => {
     const { t, token, outbox } = await setup({ rateLimitPerAgent: 4 });
     const errors: string[] = [];
+    // lanes of several batches each (a lane posts its next batch before settling the previous): refused
+    // batches in the middle of a lane must put the rest of the lane back, in order
     const f = forwarder(outbox, t.url, token, { inFlight: 4, batchSize: 10, retryMaxDelayMs: 1500, onError: (k) => errors.push(k) });
-    await outbox.append(Array.from({ length: 300 }, (_, i) => signal({ order: `O-${i % 8}` })));
+    const keysByOrder = new Map<string, string[]>();
+    const sigs = Array.from({ length: 300 }, (_, i) => {
+      const s = signal({ order: `O-${i % 8}` });
+      keysByOrder.set(`WC-1:O-${i % 8}`, [...(keysByOrder.get(`WC-1:O-${i % 8}`) ?? []), s.sourceId]);
+      return s;
+    });
+    await outbox.append(sigs);
     f.start();
     await waitFor(() => outbox.stats().pending === 0, 60_000, 'drain under rate limiting');
     assert.ok(errors.includes('http_429'), `429s seen: ${errors.slice(0, 5)}`);
     assert.equal(outbox.stats().deadLetters, 0);
     assert.equal((await t.hub.store.counts()).queued + (await t.hub.store.counts()).posted, 300);
+    await assertDeliveredInOrder(t, keysByOrder);
   });
 
   void it('413: splits batches until they fit; only an item too large on its own is dead-lettered', async () => {
