@@ -188,8 +188,7 @@ void describe('forwarder -> hub', () => {
   void it('rides out a 429 storm honouring Retry-After, nothing dead-lettered, each order in outbox order', async () => {
     const { t, token, outbox } = await setup({ rateLimitPerAgent: 4 });
     const errors: string[] = [];
-    // lanes of several batches each (a lane posts its next batch before settling the previous): refused
-    // batches in the middle of a lane must put the rest of the lane back, in order
+    // small batches on 4 lanes, many of them refused and retried: each order must still arrive in order
     const f = forwarder(outbox, t.url, token, { inFlight: 4, batchSize: 10, retryMaxDelayMs: 1500, onError: (k) => errors.push(k) });
     const keysByOrder = new Map<string, string[]>();
     const sigs = Array.from({ length: 300 }, (_, i) => {

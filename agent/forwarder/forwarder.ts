@@ -118,8 +118,6 @@ export function parseRetryAfter(value: string | string[] | undefined, nowMs = Da
 const LOOPBACK = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/;
 const ACCEPTED = { status: 'accepted' } as const;
 const BATCH_OVERHEAD = 200;
-/** batches claimed per lane at a time (runLane posts a lane's next batch before settling the previous) */
-const BATCHES_PER_LANE = 2;
 
 type Resolved = Required<Omit<ForwarderOptions, 'ca' | 'fingerprint' | 'outcomes' | 'registry' | 'onForwarded' | 'onRejected' | 'onError'>> &
   Pick<ForwarderOptions, 'ca' | 'fingerprint' | 'outcomes' | 'registry' | 'onForwarded' | 'onRejected' | 'onError'>;
@@ -262,8 +260,7 @@ export class Forwarder {
       }
       let claimed: ClaimedTx[];
       try {
-        // each lane gets up to BATCHES_PER_LANE batches: its next batch leaves as soon as the previous is answered
-        claimed = this.o.outbox.claim(free * this.o.batchSize * BATCHES_PER_LANE, this.o.leaseMs, free * this.o.maxBatchBytes * BATCHES_PER_LANE);
+        claimed = this.o.outbox.claim(free * this.o.batchSize, this.o.leaseMs, free * this.o.maxBatchBytes);
       } catch (err) {
         this.o.log.warn({ err }, 'Could not claim from the outbox; will retry');
         await this.sleep(1000);
@@ -283,43 +280,18 @@ export class Forwarder {
     await Promise.allSettled([...this.active]);
   }
 
-  /**
-   * Ships one lane's batches one after the other; after a failure the rest goes back, keeping order. The
-   * next batch is posted the moment the hub has answered the previous one, before that one is settled in
-   * the outbox: the settle then overlaps the hub's work on the next batch instead of delaying it. A batch
-   * is never posted before the previous one's answer, so a failed batch still stops the lane.
-   */
+  /** Ships one lane's batches one after the other; after a failure the rest goes back, keeping order. */
   private async runLane(items: ClaimedTx[]): Promise<void> {
     let rest = items;
-    let current: Promise<number | undefined> | undefined;
-    const startNext = () => {
-      if (rest.length === 0) return;
+    while (rest.length > 0) {
       const batch = this.cut(rest);
       rest = rest.slice(batch.length);
-      current = this.ship(batch, startNext);
-    };
-    startNext();
-    // a batch whose settle threw may have started the next one already: that one is still awaited
-    let failure: unknown;
-    while (current) {
-      const shipping: Promise<number | undefined> = current;
-      current = undefined;
-      let delay: number | undefined;
-      try {
-        delay = await shipping;
-      } catch (err) {
-        failure ??= err;
-        continue;
-      }
+      const delay = await this.ship(batch);
       if (delay !== undefined) {
-        // startNext runs only after a successful answer: nothing after the failed batch was posted
         if (rest.length) this.o.outbox.settle(rest.map((c) => ({ seq: c.seq, status: 'retry' as const, delayMs: delay })));
         return;
       }
-      // a batch answered without handing over (a 413 split) leaves the next one to start here
-      if (!current && failure === undefined) startNext();
     }
-    if (failure !== undefined) throw failure;
   }
 
   /** The longest prefix within batchSize and maxBatchBytes (at least one item). */
@@ -335,7 +307,7 @@ export class Forwarder {
   }
 
   /** Ships one batch and settles every item. Returns undefined when done, else the delay its items got. */
-  private async ship(claimed: ClaimedTx[], onAnswered?: () => void): Promise<number | undefined> {
+  private async ship(claimed: ClaimedTx[]): Promise<number | undefined> {
     const batchId = ulid();
     const log = this.o.log.child({ batchId });
     const started = performance.now();
@@ -358,11 +330,6 @@ export class Forwarder {
         },
       });
       this.m?.seconds.observe({ outcome: 'ok' }, (performance.now() - started) / 1000);
-      if (onAnswered) {
-        onAnswered();
-        // let the next batch's request leave first: the settle below then overlaps the hub's work on it
-        await new Promise((resolve) => setImmediate(resolve));
-      }
       this.settleResult(claimed, result, log);
       if (this.status.state !== 'sending' || this.status.alarm) log.info({ previous: this.status.state }, 'Hub reachable again: forwarding');
       this.status = { state: 'sending', consecutiveFailures: 0, lastSuccessAt: new Date().toISOString() };
