@@ -113,16 +113,25 @@ function mark(what: string): void {
   if (process.env.PB_BENCH_MARKS) process.stderr.write(`MARK ${what} ${process.hrtime.bigint() / 1000n}\n`);
 }
 
-/** The raw limit: mqtt.js v5, QoS 1, acks as soon as the handler returns, counts. */
-async function rawRun(broker: TestBroker, n: number): Promise<number> {
-  const topicBase = uniq('bench/raw');
-  const clientId = uniq('raw');
+/**
+ * A persistent QoS 1 session of a bare mqtt.js v5 client with `n` events queued for it by the broker
+ * while it was offline; connecting with `opts` starts the drain.
+ */
+async function queuedSession(broker: TestBroker, name: string, n: number) {
+  const topicBase = uniq(`bench/${name}`);
+  const clientId = uniq(name);
   const opts = { clientId, clean: false, protocolVersion: 5 as const, reconnectPeriod: 0, properties: { sessionExpiryInterval: 300 } };
   const setup = connect(broker.url, opts);
   await new Promise<void>((r) => setup.once('connect', () => r()));
   await setup.subscribeAsync(`${topicBase}/+/cycle`, { qos: 1 });
   await setup.endAsync();
   await queueFor(broker, topicBase, n);
+  return { clientId, opts };
+}
+
+/** The raw limit: mqtt.js v5, QoS 1, acks as soon as the handler returns, counts. */
+async function rawRun(broker: TestBroker, n: number): Promise<number> {
+  const { opts } = await queuedSession(broker, 'raw', n);
   let count = 0;
   const started = performance.now();
   const mainCpu = process.threadCpuUsage();
@@ -162,14 +171,7 @@ parentPort.on('message', (m) => {
 
 /** The building blocks' limit: the bare subscriber + a bare batched SQLite insert in a worker (see the header). */
 async function ceilingRun(broker: TestBroker, n: number): Promise<number> {
-  const topicBase = uniq('bench/ceil');
-  const clientId = uniq('ceil');
-  const opts = { clientId, clean: false, protocolVersion: 5 as const, reconnectPeriod: 0, properties: { sessionExpiryInterval: 300 } };
-  const setup = connect(broker.url, opts);
-  await new Promise<void>((r) => setup.once('connect', () => r()));
-  await setup.subscribeAsync(`${topicBase}/+/cycle`, { qos: 1 });
-  await setup.endAsync();
-  await queueFor(broker, topicBase, n);
+  const { clientId, opts } = await queuedSession(broker, 'ceil', n);
   const dir = mkdtempSync(join(tmpdir(), 'pb-bench-ceiling-'));
   const worker = new Worker(CEILING_WORKER, { eval: true, workerData: { sqlite: createRequire(import.meta.url).resolve('better-sqlite3'), path: join(dir, 'ceiling.db'), prefix: `${clientId}:` } });
   await new Promise<void>((resolve, reject) => {
