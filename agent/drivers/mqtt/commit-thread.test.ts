@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { create } from './mqtt-driver.ts';
 import { countEvents, mqttConfig, outboxHarness, publishAll, publisher, startBroker, uniq, waitFor, type TestBroker } from './test-kit.ts';
 
@@ -18,6 +18,20 @@ const sub = (prefix: string) => ({ filter: `${prefix}/+machine/events`, ref: '{m
 const events = (prefix: string, n: number) =>
   Array.from({ length: n }, (_, i) => ({ topic: `${prefix}/M${i % 4}/events`, payload: JSON.stringify({ id: i, ts: new Date(Date.UTC(2026, 0, 1) + i).toISOString() }) }));
 
+/** starts the driver (stopped after the test) and waits until it is connected */
+async function startUp(t: TestContext, d: ReturnType<typeof create>): Promise<void> {
+  t.after(() => d.stop());
+  await d.start();
+  await waitFor(() => d.health().state === 'up', 5000, 'driver up');
+}
+
+/** a publisher on the test broker, closed after the test */
+async function testPublisher(t: TestContext) {
+  const pub = await publisher(broker.url);
+  t.after(() => pub.end(true));
+  return pub;
+}
+
 void describe('mqtt commit thread', () => {
   void it('a crashed commit thread loses nothing: its batches are not acknowledged, the broker redelivers, a new thread commits them once', async (t) => {
     const prefix = uniq('crash');
@@ -25,12 +39,9 @@ void describe('mqtt commit thread', () => {
     t.after(() => h.close());
     const cfg = mqttConfig({ name: 'cells', url: broker.url, clientId: uniq('agent'), reconnectMaxDelay: '1s', subscriptions: [sub(prefix)] });
     const d = create(cfg, h.ctx);
-    t.after(() => d.stop());
-    await d.start();
+    await startUp(t, d);
     assert.equal(d.commitsOn(), 'worker');
-    await waitFor(() => d.health().state === 'up', 5000, 'driver up');
-    const pub = await publisher(broker.url);
-    t.after(() => pub.end(true));
+    const pub = await testPublisher(t);
     const all = events(prefix, 6000);
     const publishing = publishAll(pub, all);
     await waitFor(() => countEvents(h.outbox) >= 500, 10_000, 'the first events');
@@ -57,11 +68,8 @@ void describe('mqtt commit thread', () => {
     const clientId = uniq('agent');
     const cfg = mqttConfig({ name: 'cells', url: broker.url, clientId, reconnectMaxDelay: '1s', subscriptions: [sub(prefix)] });
     const full = create(cfg, { ...h.ctx, writer: { ...h.ctx.writer!, spec: { ...h.ctx.writer!.spec, outbox: { ...h.ctx.writer!.spec.outbox, maxBytes: 1 } } } });
-    t.after(() => full.stop());
-    await full.start();
-    await waitFor(() => full.health().state === 'up', 5000, 'driver up');
-    const pub = await publisher(broker.url);
-    t.after(() => pub.end(true));
+    await startUp(t, full);
+    const pub = await testPublisher(t);
     await publishAll(pub, events(prefix, 2000));
     await waitFor(() => full.stats().commitFailures >= 1, 5000, 'a refused commit');
     assert.equal(countEvents(h.outbox), 0);
@@ -85,12 +93,9 @@ void describe('mqtt commit thread', () => {
     const cfg = mqttConfig({ name: 'cells', url: broker.url, clientId: uniq('agent'), subscriptions: [sub(prefix)] });
     const spec = h.ctx.writer!.spec;
     const d = create(cfg, { ...h.ctx, writer: { ...h.ctx.writer!, spec: { ...spec, outbox: { ...spec.outbox, path: join(h.ctx.stateDir, 'missing', 'outbox.db') } } } });
-    t.after(() => d.stop());
-    await d.start();
+    await startUp(t, d);
     assert.equal(d.commitsOn(), 'main');
-    await waitFor(() => d.health().state === 'up', 5000, 'driver up');
-    const pub = await publisher(broker.url);
-    t.after(() => pub.end(true));
+    const pub = await testPublisher(t);
     await publishAll(pub, events(prefix, 1000));
     await waitFor(() => countEvents(h.outbox) >= 1000, 10_000, '1000 events on the main thread');
     assert.equal(countEvents(h.outbox), 1000);
@@ -103,12 +108,9 @@ void describe('mqtt commit thread', () => {
     const h = outboxHarness('cells');
     t.after(() => h.close());
     const d = create(mqttConfig({ name: 'cells', url: broker.url, clientId: uniq('agent'), subscriptions: [sub(prefix)] }), h.ctx);
-    t.after(() => d.stop());
     await d.stop();
-    await d.start();
-    await waitFor(() => d.health().state === 'up', 5000, 'driver up');
-    const pub = await publisher(broker.url);
-    t.after(() => pub.end(true));
+    await startUp(t, d);
+    const pub = await testPublisher(t);
     await publishAll(pub, events(prefix, 200));
     await waitFor(() => countEvents(h.outbox) >= 200, 10_000, '200 events');
     assert.equal(d.commitsOn(), 'worker');
