@@ -53,6 +53,7 @@ void describe('mqtt driver', () => {
     assert.deepEqual(JSON.parse(row.value), { order: 'O5', quantity: 1, workCenter: 'M1' });
     const state = h.outbox.query<{ value: string }>("SELECT value FROM events WHERE ref = 'L1/state'");
     assert.deepEqual(state.map((s) => JSON.parse(s.value)), ['RUN']);
+    await waitFor(() => d.stats().acksSent === d.stats().received, 5000, 'every message acknowledged after its commit');
     const st = d.stats();
     assert.equal(st.acksSent, st.received);
     assert.equal(d.commitsOn(), 'worker', 'decoded and committed on the commit thread (the default)');
@@ -98,6 +99,8 @@ void describe('mqtt driver', () => {
     assert.ok(reasons.some((r) => r.includes('exceeds maxPayloadBytes')));
     const raw = h.outbox.query<{ payload: Buffer }>("SELECT payload FROM dead_letters WHERE reason LIKE '%not JSON%' LIMIT 1")[0];
     assert.match(Buffer.from(raw.payload).toString(), /^not json \d+$/);
+    // the commit thread's reply (which updates the counters) arrives just after its commit is visible
+    await waitFor(() => (d.stats().deadLettered.PAYLOAD_INVALID ?? 0) >= 600, 5000, 'the driver counted the dead letters');
     assert.equal(d.stats().deadLettered.PAYLOAD_INVALID, 600);
     // still running
     await publishAll(pub, [event(prefix, 20_001)]);
