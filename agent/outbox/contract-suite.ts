@@ -240,7 +240,11 @@ export function outboxContractSuite(factory: OutboxFactory): void {
       await o.append(Array.from({ length: 30 }, (_, i) => signal(i)));
       await o.append([signal(99, { ref: 'shadow', sourceId: 'plc1:shadow:1' })]);
       const cl = o.claim(20, 60_000);
-      o.settle(cl.slice(0, 10).map((x) => ({ seq: x.seq, status: 'sent' as const })));
+      // sent items in both settle statements (a group with one result, odd ones with their own), and one
+      // settled twice: the counters move by what changed (schema 7), not by what was asked
+      o.settle(cl.slice(0, 10).map((x, i) => ({ seq: x.seq, status: 'sent' as const, result: i < 8 ? { status: 'accepted' } : { status: 'duplicate', n: i } })));
+      o.settle([{ seq: cl[0].seq, status: 'sent' }]);
+      assert.equal(o.stats().sent, 10);
       o.settle(cl.slice(10, 15).map((x) => ({ seq: x.seq, status: 'dead' as const, code: 'ERP_BUSINESS', reason: 'no' })));
       o.settle(cl.slice(15).map((x) => ({ seq: x.seq, status: 'retry' as const, delayMs: 0 })));
       o.discardDeadLetter(o.listDeadLetters()[0].id);
@@ -410,6 +414,7 @@ export function outboxContractSuite(factory: OutboxFactory): void {
       o.settle(cl.map((x) => ({ seq: x.seq, status: 'sent' as const })));
       assert.equal(o.stats().pending, 0);
       assert.equal(o.stats().leased, 0);
+      assert.equal(o.stats().sent, 3);
       o.close();
     });
 

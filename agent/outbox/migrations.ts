@@ -148,4 +148,16 @@ export const migrations: string[] = [
   CREATE INDEX transactions_pending ON transactions(seq) WHERE status = 'pending';
   CREATE INDEX transactions_other ON transactions(status, seq) WHERE status NOT IN ('pending', 'sent');
   `,
+  // 7: the counters of a settle's sent items move once per statement, not per row. The trigger ran two
+  // counter UPDATEs for every item that went from pending to sent (~1.1 of ~5 us per settled item,
+  // measured); the two statements that make that move (the outbox's settleSent*) now adjust the counters
+  // by their change count in the same transaction. Every other status change still goes through it.
+  `
+  DROP TRIGGER transactions_count_update;
+  CREATE TRIGGER transactions_count_update AFTER UPDATE OF status ON transactions
+    WHEN OLD.status <> NEW.status AND NOT (OLD.status = 'pending' AND NEW.status = 'sent') BEGIN
+    UPDATE counters SET value = value - 1 WHERE name = 'tx_' || OLD.status;
+    UPDATE counters SET value = value + 1 WHERE name = 'tx_' || NEW.status;
+  END;
+  `,
 ];
