@@ -25,6 +25,9 @@ for (const driver of ['better-sqlite3', 'node:sqlite'] as const) {
         }
         // the delayed half of blockedOrders goes through the partial index of delayed items only
         assert.ok(plans.blockedOrders.some((s) => s.includes('transactions_delayed')), plans.blockedOrders.join(' | '));
+        // a claim walks the pending index up to its horizon, skipping blocked orders inside SQLite
+        assert.ok(plans.claimScan.some((s) => /transactions_pending \(seq>\? AND seq<\?\)/.test(s)), plans.claimScan.join(' | '));
+        assert.ok(plans.claimHorizon.some((s) => /COVERING INDEX transactions_pending/.test(s)), plans.claimHorizon.join(' | '));
         // settling drives from the settled items to their rows by primary key
         assert.ok(plans.settleSentMany.some((s) => /INTEGER PRIMARY KEY/.test(s)), plans.settleSentMany.join(' | '));
       } finally {
