@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { Agent as HttpAgent, createServer, request } from 'node:http';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -185,14 +185,16 @@ async function drainProduct(template: string, kind: string, runDir: string, batc
   copyFileSync(template, path);
   // the agent in a process of its own, as on a plant server: its RSS is the agent's alone
   const args = [...process.execArgv, import.meta.filename, '--drain-agent', '--outbox', path, '--hub', hub.url, '--batch', String(batch), '--in-flight', String(inFlight)];
+  const pg0 = postgresCpuSeconds();
   const agent = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, PB_BENCH_SECRET: BENCH_SECRET } });
-  const result = await new Promise<{ rate: number; rssPeakMb: number; rssBeforeMb: number; dead: number }>((resolve, reject) => {
+  const result = await new Promise<{ rate: number; rssPeakMb: number; rssBeforeMb: number; dead: number; n: number }>((resolve, reject) => {
     let got: string | undefined;
     createInterface({ input: agent.stdout! }).on('line', (l) => {
       if (l.startsWith('RESULT ')) got = l.slice(7);
     });
     agent.once('exit', (code) => (code === 0 && got ? resolve(JSON.parse(got)) : reject(new Error(`drain agent exited with ${code}`))));
   });
+  reportCpu('product drain (with the agent start)', kind, result.n, pg0);
   await hub.stop();
   if (schema) await dropSchema(schema);
   if (result.dead > 0) throw new Error(`${result.dead} transactions were dead-lettered`);
@@ -262,23 +264,59 @@ async function drainAgent(): Promise<void> {
   await f.stop();
   const dead = outbox.stats().deadLetters;
   outbox.close();
-  process.stdout.write(`RESULT ${JSON.stringify({ rate: n / seconds, rssPeakMb: rssPeak / 1e6, rssBeforeMb: rssBefore / 1e6, dead })}\n`);
+  process.stdout.write(`RESULT ${JSON.stringify({ rate: n / seconds, rssPeakMb: rssPeak / 1e6, rssBeforeMb: rssBefore / 1e6, dead, n })}\n`);
+}
+
+/**
+ * PB_BENCH_CPU: CPU seconds of the PostgreSQL server's processes (Linux /proc; 0 elsewhere), read around
+ * a drain, so that the server's share of each side shows next to the agent's and the hub's.
+ */
+function postgresCpuSeconds(): number {
+  if (!process.env.PB_BENCH_CPU || process.platform !== 'linux') return 0;
+  const tick = 100; // USER_HZ on Linux
+  let total = 0;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      if (!name.startsWith('postgres')) continue;
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // utime, stime, cutime, cstime: fields 14-17 of stat, 12-15 after the name
+      total += (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / tick;
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return total;
+}
+
+function reportCpu(what: string, kind: string, n: number, pg0: number, self0?: NodeJS.CpuUsage): void {
+  if (!process.env.PB_BENCH_CPU) return;
+  const parts: string[] = [];
+  if (self0) {
+    const c = process.cpuUsage(self0);
+    parts.push(`bare client ${((c.user + c.system) / n).toFixed(2)} us/tx`);
+  }
+  if (kind === 'postgres') parts.push(`postgres server ${(((postgresCpuSeconds() - pg0) * 1e6) / n).toFixed(2)} us/tx`);
+  if (parts.length) process.stderr.write(`${what}: ${parts.join(', ')}\n`);
 }
 
 // ---------- one drain: bare client -> bare endpoint, same batches ----------
 
-async function drainBare(bodies: string[], kind: string, runDir: string, batch: number, inFlight: number): Promise<number> {
+async function drainBare(bodies: string[], kind: string, runDir: string, batch: number, inFlight: number, target: 'bare' | 'hub' = 'bare'): Promise<number> {
   const schema = kind === 'postgres' ? `pb_bench_${randomBytes(4).toString('hex')}` : undefined;
-  const bare = await startChild('bare', kind, runDir, schema);
+  const bare = await startChild(target, kind, runDir, schema);
+  const auth = target === 'hub' ? { authorization: `Bearer ${tokenFor(0)}` } : {};
   const agent = new HttpAgent({ keepAlive: true, maxSockets: inFlight });
   const u = new URL(bare.url);
   const post = (body: string) =>
     new Promise<void>((resolve, reject) => {
-      const req = request({ host: u.hostname, port: u.port, path: '/v1/ingest', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      const req = request({ host: u.hostname, port: u.port, path: '/v1/ingest', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...auth } }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
-          if (res.statusCode !== 200) return reject(new Error(`bare endpoint: ${res.statusCode}`));
+          if (res.statusCode !== 200) return reject(new Error(`${target} endpoint: ${res.statusCode} ${Buffer.concat(chunks).toString('utf8').slice(0, 300)}`));
           JSON.parse(Buffer.concat(chunks).toString('utf8'));
           resolve();
         });
@@ -287,6 +325,8 @@ async function drainBare(bodies: string[], kind: string, runDir: string, batch: 
       req.end(body);
     });
   let next = 0;
+  const pg0 = postgresCpuSeconds();
+  const self0 = process.cpuUsage();
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: inFlight }, async () => {
@@ -298,6 +338,7 @@ async function drainBare(bodies: string[], kind: string, runDir: string, batch: 
     }),
   );
   const seconds = (performance.now() - t0) / 1000;
+  reportCpu(`${target} drain`, kind, bodies.length, pg0, self0);
   agent.destroy();
   await bare.stop();
   if (schema) await dropSchema(schema);
@@ -430,6 +471,32 @@ async function main(): Promise<void> {
       if (kind === 'sqlite') {
         out({ bench: 'forward', metric: 'drain_rss', value: round(median(rss.map((r) => r.peak)), 1), unit: 'MB', baseline: 'RSS of the same agent process (outbox open, forwarder built) before the drain', baseline_value: round(median(rss.map((r) => r.before)), 1), ratio: round(median(rss.map((r) => r.peak / r.before)), 3), backlog });
       }
+    }
+    // diagnostic: the hub alone. The same bare client posts the same batches to the product hub
+    // (authenticated, validated, fastify) and to the bare endpoint, so the agent's share is left out.
+    for (const kind of ['sqlite', 'postgres']) {
+      if (!only.has(`hub_${kind}`)) continue;
+      const hub: number[] = [];
+      const bare: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        for (const [target, into] of [['bare', bare], ['hub', hub]] as const) {
+          const d = mkdtempSync(join(dir, `${target}-`));
+          into.push(await drainBare(bodies, kind, d, batch, inFlight, target));
+          rmSync(d, { recursive: true, force: true });
+        }
+        if (!json) process.stderr.write(`  ${kind} run ${i + 1}: hub ${round(hub[i])} tx/s, bare ${round(bare[i])} tx/s\n`);
+      }
+      out({
+        bench: 'forward',
+        metric: `hub_${kind}`,
+        value: round(median(hub)),
+        unit: 'tx/s',
+        baseline: `the same bare HTTP client -> bare endpoint inserting into the same ${kind} store, same ${batch}-item batches, ${inFlight} in flight`,
+        baseline_value: round(median(bare)),
+        ratio: round(median(hub) / median(bare), 3),
+        backlog,
+        runs,
+      });
     }
     if (only.has('fleet_p99_ms')) {
       const f = await fleet(agents, fleetSeconds);
