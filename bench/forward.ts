@@ -185,7 +185,7 @@ async function drainProduct(template: string, kind: string, runDir: string, batc
   copyFileSync(template, path);
   // the agent in a process of its own, as on a plant server: its RSS is the agent's alone
   const args = [...process.execArgv, import.meta.filename, '--drain-agent', '--outbox', path, '--hub', hub.url, '--batch', String(batch), '--in-flight', String(inFlight)];
-  const pg0 = postgresCpuSeconds();
+  const pg0 = postgresCpuByRole();
   const agent = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, PB_BENCH_SECRET: BENCH_SECRET } });
   const result = await new Promise<{ rate: number; rssPeakMb: number; rssBeforeMb: number; dead: number; n: number }>((resolve, reject) => {
     let got: string | undefined;
@@ -271,34 +271,44 @@ async function drainAgent(): Promise<void> {
  * PB_BENCH_CPU: CPU seconds of the PostgreSQL server's processes (Linux /proc; 0 elsewhere), read around
  * a drain, so that the server's share of each side shows next to the agent's and the hub's.
  */
-function postgresCpuSeconds(): number {
-  if (!process.env.PB_BENCH_CPU || process.platform !== 'linux') return 0;
+/** By role (cmdline): live backends, background processes, and the postmaster (its cutime holds the
+ * exited backends and autovacuum workers). */
+function postgresCpuByRole(): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (!process.env.PB_BENCH_CPU || process.platform !== 'linux') return out;
   const tick = 100; // USER_HZ on Linux
-  let total = 0;
   for (const pid of readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       if (!name.startsWith('postgres')) continue;
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      const role = /checkpointer|walwriter|background writer|autovacuum|logical replication/.exec(cmd)?.[0] ?? (/^postgres: \S+: /.test(cmd) ? 'backends' : 'postmaster');
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       // utime, stime, cutime, cstime: fields 14-17 of stat, 12-15 after the name
-      total += (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / tick;
+      out[role] = (out[role] ?? 0) + (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / tick;
     } catch {
       // the process ended meanwhile
     }
   }
-  return total;
+  return out;
 }
 
-function reportCpu(what: string, kind: string, n: number, pg0: number, self0?: NodeJS.CpuUsage): void {
+function reportCpu(what: string, kind: string, n: number, pg0: Record<string, number>, self0?: NodeJS.CpuUsage): void {
   if (!process.env.PB_BENCH_CPU) return;
   const parts: string[] = [];
+  const pg1 = postgresCpuByRole();
+  const usPerTx = (s: number) => ((s * 1e6) / n).toFixed(2);
   if (self0) {
     const c = process.cpuUsage(self0);
     parts.push(`bare client ${((c.user + c.system) / n).toFixed(2)} us/tx`);
   }
-  if (kind === 'postgres') parts.push(`postgres server ${(((postgresCpuSeconds() - pg0) * 1e6) / n).toFixed(2)} us/tx`);
+  if (kind === 'postgres') {
+    const roles = Object.keys(pg1).map((r) => [r, pg1[r] - (pg0[r] ?? 0)] as const).filter(([, d]) => d > 0);
+    const total = roles.reduce((a, [, d]) => a + d, 0);
+    parts.push(`postgres server ${usPerTx(total)} us/tx (${roles.map(([r, d]) => `${r} ${usPerTx(d)}`).join(', ')})`);
+  }
   if (parts.length) process.stderr.write(`${what}: ${parts.join(', ')}\n`);
 }
 
@@ -325,7 +335,7 @@ async function drainBare(bodies: string[], kind: string, runDir: string, batch: 
       req.end(body);
     });
   let next = 0;
-  const pg0 = postgresCpuSeconds();
+  const pg0 = postgresCpuByRole();
   const self0 = process.cpuUsage();
   const t0 = performance.now();
   await Promise.all(

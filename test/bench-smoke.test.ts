@@ -75,6 +75,9 @@ void describe('benchmark suites run and keep their output contract (tiny sizes)'
     await postgresUrl();
     const out = await runSuite(['forward', '--json', '--backlog', '3000', '--runs', '1', '--agents', '10', '--fleet-seconds', '2']);
     check('forward', out, ['drain_sqlite', 'drain_rss', 'drain_postgres', 'fleet_p99_ms']);
+    // the diagnostic of the hub alone, opt-in with --only
+    const hub = await runSuite(['forward', '--json', '--backlog', '3000', '--runs', '1', '--only', 'hub_sqlite,hub_postgres']);
+    check('forward', hub, ['hub_sqlite', 'hub_postgres']);
   });
 
   void it('mqtt', { timeout: 240_000 }, async () => {
