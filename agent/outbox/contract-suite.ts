@@ -156,6 +156,21 @@ export function outboxContractSuite(factory: OutboxFactory): void {
       o.close();
     });
 
+    void it('a claim skips the rows of blocked orders and looks no further than limit + 5,000 pending rows', async () => {
+      const o = open({ path: newPath(), rules: countingDeriver(1, (s) => (Number(s.value) < 5009 ? 'A' : 'B')) });
+      for (let i = 0; i < 6000; i += 1000) await o.append(Array.from({ length: 1000 }, (_, k) => signal(i + k)));
+      // order A is in flight: its 5,008 other items are skipped, the first B item is row 5,010 of the claim's
+      // horizon (10 + 5,000 rows, the leased one included); the B items past it wait for the next claim
+      const a = o.claim(1, 60_000);
+      assert.deepEqual(a.map((x) => x.seq), [1]);
+      const b = o.claim(10, 60_000);
+      assert.deepEqual(b.map((x) => x.seq), [5010]);
+      o.settle([...a, ...b].map((x) => ({ seq: x.seq, status: 'sent' as const })));
+      // nothing blocked now: the oldest pending rows, in outbox order
+      assert.deepEqual(o.claim(3, 60_000).map((x) => x.seq), [2, 3, 4]);
+      o.close();
+    });
+
     void it('settles per item: sent, dead letter with code, retry later with backoff', async () => {
       const c = clock();
       const o = open({ path: newPath(), now: c.now, rules: countingDeriver(1, (s) => `O${s.value}`) });
