@@ -29,9 +29,12 @@ import { POSTGRES_URL } from '../test/helpers/services.ts';
  *   drain_rss: peak RSS of the agent process during the SQLite drain (MB); baseline = before the drain.
  *   fleet_p99_ms: 200 simulated agents sending heartbeats and small batches to one hub at once: p99
  *     latency of ingest requests.
+ *   hub_sqlite / hub_postgres (diagnostic, only with --only): the bare client posting to the product hub
+ *     vs. to the bare endpoint: the hub's share of the product's cost, without the agent's.
  *
  *   node bench/forward.ts [--json] [--backlog 200000] [--runs 3] [--batch 1000] [--in-flight 2]
  *        [--agents 200] [--fleet-seconds 15] [--only drain_sqlite,drain_postgres,fleet_p99_ms]
+ *        (--only also takes hub_sqlite,hub_postgres)
  */
 
 function arg(name: string, fallback: number): number {
@@ -268,11 +271,11 @@ async function drainAgent(): Promise<void> {
 }
 
 /**
- * PB_BENCH_CPU: CPU seconds of the PostgreSQL server's processes (Linux /proc; 0 elsewhere), read around
- * a drain, so that the server's share of each side shows next to the agent's and the hub's.
+ * PB_BENCH_CPU: CPU seconds of the PostgreSQL server's processes (Linux /proc; none elsewhere), read
+ * around a drain, so that the server's share of each side shows next to the agent's and the hub's. By
+ * role (cmdline): live backends, background processes, and the postmaster (its cutime holds the exited
+ * backends and autovacuum workers).
  */
-/** By role (cmdline): live backends, background processes, and the postmaster (its cutime holds the
- * exited backends and autovacuum workers). */
 function postgresCpuByRole(): Record<string, number> {
   const out: Record<string, number> = {};
   if (!process.env.PB_BENCH_CPU || process.platform !== 'linux') return out;
