@@ -105,6 +105,27 @@ void describe('hub API: ingest, outcomes, heartbeat (SQLite store, real hub on p
     }
   });
 
+  void it('a body that is not UTF-8 is a 400 naming the encoding; nothing of it is stored', async () => {
+    const tx = testTx({ plant: 'P1', agentId: 'edge-1' });
+    const text = JSON.stringify(batch('edge-1', [tx]));
+    const before = (await t.hub.store.counts()).queued;
+    // a Latin-1 byte inside a string value: decoded, it would become U+FFFD and be stored as such
+    const at = text.indexOf(tx.correlationId);
+    const latin1 = Buffer.concat([Buffer.from(text.slice(0, at)), Buffer.from([0xe9]), Buffer.from(text.slice(at))]);
+    const r = await post('/v1/ingest', latin1);
+    assert.equal(r.status, 400);
+    const b = await r.json().then((x): any => x);
+    assert.equal(b.error.code, 'SCHEMA_INVALID');
+    assert.match(b.error.message, /not valid UTF-8/);
+    assert.equal((await t.hub.store.counts()).queued, before);
+    // the same frame as UTF-8 is taken, with the multi-byte character intact
+    const good = await post('/v1/ingest', Buffer.from(text.replace(`"correlationId":"${tx.correlationId}"`, `"correlationId":"é${tx.correlationId}"`)));
+    assert.equal(good.status, 200);
+    assert.equal((await good.json().then((x): any => x)).results[0].status, 'accepted');
+    const stored = await t.hub.store.getTransaction(tx.idempotencyKey);
+    assert.equal(stored?.body.correlationId, `é${tx.correlationId}`);
+  });
+
   void it('a cross-plant write is refused with 403, audited, and nothing is stored', async () => {
     const foreign = testTx({ plant: 'P2' });
     const mine = testTx();

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { errorCodes, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import {
   PlantBridgeError,
@@ -109,10 +110,12 @@ export function ingestRoutes(app: FastifyInstance, deps: { store: HubStore; metr
  * own properties (it never sets a prototype), nothing reads the body before validation, and the frame
  * and item schemas are strict, so such a key is an unknown field: a 400 at the frame, a per-item
  * rejection in an item (central-hub/api/ingest.test.ts posts both). Empty and broken bodies fail with
- * fastify's own errors, as with its default parser.
+ * fastify's own errors, as with its default parser. Bytes that are not UTF-8 are refused: decoding them
+ * would store U+FFFD in their place, a posting changed without anyone being told.
  */
 function parseIngestJson(_req: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void): void {
   if (body.length === 0) return done(new errorCodes.FST_ERR_CTP_EMPTY_JSON_BODY());
+  if (typeof body !== 'string' && !isUtf8(body)) return done(new PlantBridgeError('SCHEMA_INVALID', 'body is not valid UTF-8 (JSON must be UTF-8 encoded)'));
   let parsed: unknown;
   try {
     parsed = JSON.parse(typeof body === 'string' ? body : body.toString('utf8'));
