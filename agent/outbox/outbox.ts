@@ -561,6 +561,7 @@ export class Outbox {
           WHERE status = 'pending' AND next_attempt_at > 0 AND next_attempt_at > ?`),
       // the scan reads no bodies: rows of orders already in flight are skipped, often half of what it reads
       // the last of the first N pending rows: a claim looks no further (an index-only walk, ~50 ns per row)
+      // (`seq > ?`, bound to 0: a bounded range search of the index, which query-plans.test.ts can tell from a scan)
       claimHorizon: p("SELECT seq FROM transactions WHERE status = 'pending' AND seq > ? ORDER BY seq LIMIT 1 OFFSET ?"),
       // rows of blocked orders (in flight, or waiting for a retry) are skipped inside SQLite: with two or
       // more requests in flight they are most of what a claim looks at, and each cost a JS row object
@@ -979,6 +980,8 @@ export class Outbox {
           for (const r of page) {
             after = Number(r.seq);
             if (picked.length >= limit) break;
+            // a leased row's order is in its lease, so SQLite skipped it already; kept as the guard that a
+            // seq is never in two leases, whatever a lease row from another version holds
             if (leased.has(after)) continue;
             const next = Number(r.next_attempt_at);
             if (next > now || blocked.has(String(r.order_key))) {
