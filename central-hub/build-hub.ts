@@ -127,6 +127,7 @@ export function buildHub(opts: HubOptions): Hub {
         maxAttempts: config.posting.maxAttempts,
         retryMaxDelayMs: config.posting.retryMaxDelay,
         leaseMs: config.posting.lease,
+        inDoubtWaitMs: config.posting.inDoubtWait,
         ...(opts.onOutcome ? { onOutcome: opts.onOutcome } : {}),
       });
       const p = posting;

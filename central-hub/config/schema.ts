@@ -57,6 +57,8 @@ export const hubConfigSchema = z
         maxAttempts: z.number().int().min(1).max(1000).default(20),
         retryMaxDelay: duration.prefault('5m'),
         lease: duration.prefault('2m'),
+        /** the least wait before a posting whose outcome is unknown (ERP timeout) is looked up, then re-sent if absent */
+        inDoubtWait: duration.prefault('1m'),
       })
       .prefault({}),
     fleet: z

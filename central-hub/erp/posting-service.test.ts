@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Secret } from '../../contracts/index.ts';
 import { testLogger } from '../../test/helpers/log.ts';
 import { SqliteHubStore } from '../store/sqlite/sqlite-store.ts';
+import { ErpError, type ErpAdapter } from './erp-adapter.ts';
 import { PostingService } from './posting-service.ts';
 import { createSapOdataAdapter } from './sap-odata/sap-odata-adapter.ts';
 import { startSapSimulator, SAP_SIM_USER, type SapSimulator } from './sap-odata/sap-simulator.ts';
@@ -45,7 +46,7 @@ async function setup(t: { after: (fn: () => unknown) => void }, opts: { timeoutM
   const sap = await startSapSimulator({ latencyMs: opts.latencyMs ?? 0 });
   const store = new SqliteHubStore(join(dir, 'hub.db'));
   // productRetry: the shipped retry policy (backoff from 1 s, doubling, capped at 5 min; 20 attempts)
-  const retry = opts.productRetry ? {} : { retryMaxDelayMs: 300 };
+  const retry = opts.productRetry ? {} : { retryMaxDelayMs: 300, inDoubtWaitMs: 300 };
   const service = new PostingService({ store, adapter: adapterFor(sap, opts.timeoutMs), log: testLogger(), concurrency: 4, leaseMs: 5000, ...retry, idleMs: 20 });
   t.after(async () => {
     await service.stop();
@@ -144,4 +145,85 @@ test('the hub killed with SIGKILL during posting 20 times: no duplicate document
   const rows = await check.listTransactions({ limit: 1000, state: 'posted' });
   assert.ok(rows.some((r) => r.attempts > 1), 'kills landed while calls were in flight (leases expired, keys looked up)');
   assertOneDocumentPerKey(sap, txs.map((x) => x.idempotencyKey), sapExternalId);
+});
+
+/** An ERP stand-in that keeps what it committed, for timing races the simulators do not stage. */
+function recordingErp(post: (tx: { idempotencyKey: string }, commit: () => void) => Promise<void>) {
+  const docs: string[] = [];
+  const adapter: ErpAdapter = {
+    name: 'recording',
+    async post(tx) {
+      let ref = '';
+      await post(tx, () => {
+        docs.push(tx.idempotencyKey);
+        ref = `DOC-${docs.length}`;
+      });
+      return { status: 'posted', erpRef: ref };
+    },
+    async lookup(tx) {
+      const i = docs.indexOf(tx.idempotencyKey);
+      return i >= 0 ? { found: true, erpRef: `DOC-${i + 1}` } : { found: false };
+    },
+    async healthcheck() {
+      return { ok: true };
+    },
+  };
+  return { adapter, docs };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('an ERP call that takes longer than the lease keeps it (renewed while it runs): one document, one call', async (t) => {
+  let calls = 0;
+  const erp = recordingErp(async (_tx, commit) => {
+    calls++;
+    await sleep(900);
+    commit();
+  });
+  const store = new SqliteHubStore(join(mkdtempSync(join(tmpdir(), 'pb-posting-lease-')), 'hub.db'));
+  const service = new PostingService({ store, adapter: erp.adapter, log: testLogger(), leaseMs: 300, idleMs: 10 });
+  t.after(async () => {
+    await service.stop();
+    await store.close();
+  });
+  const tx = confirmation('5000001', 0);
+  await store.ingest('test-agent', [tx], new Date());
+  service.start();
+  await until('posted', async () => (await store.counts()).posted === 1);
+  await sleep(400); // a second claim, had there been one, would be in its call by now
+  assert.equal(calls, 1, 'no second claim while the first call ran');
+  assert.deepEqual(erp.docs, [tx.idempotencyKey]);
+  const row = (await store.lineage(tx.idempotencyKey))!;
+  assert.equal(row.transaction.attempts, 1);
+});
+
+test('a slow ERP still processing a timed-out post: the lookup waits inDoubtWait, so the key is not posted twice', async (t) => {
+  // the first post times out at the hub after 100 ms, but the ERP commits it 1.5 s later
+  let first = true;
+  const erp = recordingErp(async (_tx, commit) => {
+    if (first) {
+      first = false;
+      setTimeout(commit, 1500);
+      await sleep(100);
+      throw new ErpError('ERP_IN_DOUBT', 'no answer within 100 ms (request sent)');
+    }
+    commit();
+  });
+  const store = new SqliteHubStore(join(mkdtempSync(join(tmpdir(), 'pb-posting-doubt-')), 'hub.db'));
+  // the shipped backoff would look up after 0.5-1 s, before the ERP committed
+  const service = new PostingService({ store, adapter: erp.adapter, log: testLogger(), inDoubtWaitMs: 2500, idleMs: 10 });
+  t.after(async () => {
+    await service.stop();
+    await store.close();
+  });
+  const tx = confirmation('5000002', 0);
+  await store.ingest('test-agent', [tx], new Date());
+  const started = Date.now();
+  service.start();
+  await until('posted', async () => (await store.counts()).posted === 1);
+  await sleep(1700 - (Date.now() - started)); // past the first post's late commit
+  assert.deepEqual(erp.docs, [tx.idempotencyKey], 'one document: the late commit of the first post');
+  const row = (await store.lineage(tx.idempotencyKey))!;
+  assert.equal(row.transaction.erpRef, 'DOC-1');
+  assert.ok(row.events.some((e) => e.kind === 'posting.retry'), 'the first attempt ended in doubt');
 });

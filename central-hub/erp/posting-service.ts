@@ -25,6 +25,13 @@ export interface PostingServiceOptions {
   maxAttempts?: number;
   retryMaxDelayMs?: number;
   idleMs?: number;
+  /**
+   * The least wait before an attempt whose outcome is unknown (a timeout after the request went out) is
+   * looked up: the ERP may still be processing it, and a lookup that comes too early finds nothing and
+   * posts it a second time. Longer than the ERP's slowest processing of one posting.
+   */
+  inDoubtWaitMs?: number;
+  /** this hub instance; each claim's lease owner is this plus the claim's number */
   owner?: string;
   onOutcome?: (tx: Transaction, outcome: PostingOutcome) => void;
 }
@@ -38,6 +45,7 @@ export class PostingService {
   /** outcomes being recorded after their ERP call ended: the call's slot is already free */
   private readonly recording = new Set<Promise<void>>();
   private readonly waiters = new Set<() => void>();
+  private claims = 0;
 
   constructor(opts: PostingServiceOptions) {
     this.o = {
@@ -46,6 +54,7 @@ export class PostingService {
       maxAttempts: 20,
       retryMaxDelayMs: 300_000,
       idleMs: 250,
+      inDoubtWaitMs: 60_000,
       owner: `hub-${randomUUID()}`,
       ...opts,
     };
@@ -91,8 +100,11 @@ export class PostingService {
         continue;
       }
       let jobs: PostingJob[];
+      // the owner names this claim, not only this instance: a call that outlived its lease cannot end the
+      // lease of a later claim of the same posting, here or on another instance
+      const owner = `${this.o.owner}#${++this.claims}`;
       try {
-        jobs = await this.o.store.claimPostings(free, this.o.leaseMs, this.o.owner);
+        jobs = await this.o.store.claimPostings(free, this.o.leaseMs, owner);
       } catch (err) {
         this.o.log.warn({ err }, 'Could not claim postings; will retry');
         await this.sleep(1000);
@@ -109,7 +121,7 @@ export class PostingService {
         const slot = new Promise<void>((resolve) => (callEnded = resolve));
         const p = slot.finally(() => this.inFlight.delete(p));
         this.inFlight.add(p);
-        const all = this.process(job, callEnded).finally(() => {
+        const all = this.process(job, owner, callEnded).finally(() => {
           callEnded();
           this.recording.delete(all);
         });
@@ -118,10 +130,28 @@ export class PostingService {
     }
   }
 
-  private async process(job: PostingJob, callEnded: () => void): Promise<void> {
+  private async process(job: PostingJob, owner: string, callEnded: () => void): Promise<void> {
     const { adapter, store, metrics } = this.o;
     const log = this.o.log.child({ idempotencyKey: job.tx.idempotencyKey, traceparent: job.tx.traceparent, attempt: job.attempt });
-    const ctx = { attempt: job.attempt };
+    // The lease is renewed while the call runs (a lookup, a token, a CSRF fetch and a post may each take a
+    // full ERP timeout). If it is lost anyway (the store unreachable for most of a lease), the call is
+    // aborted: another claim may be posting the same key by now, so this one must not go on to a post.
+    const abort = new AbortController();
+    const ctx = { attempt: job.attempt, signal: abort.signal };
+    const renewer = setInterval(
+      () => {
+        store.renewPosting(job.seq, owner, this.o.leaseMs).then(
+          (held) => {
+            if (!held && !abort.signal.aborted) {
+              log.error('Lost the posting lease while the ERP call was running: the call is aborted, the next owner looks the key up first');
+              abort.abort(new Error('posting lease lost'));
+            }
+          },
+          (err: unknown) => log.warn({ err }, 'Could not renew the posting lease; trying again'),
+        );
+      },
+      Math.max(20, Math.floor(this.o.leaseMs / 3)),
+    );
     const started = performance.now();
     let outcome: PostingOutcome;
     try {
@@ -161,15 +191,17 @@ export class PostingService {
       } else {
         const backoff = Math.min(this.o.retryMaxDelayMs, 1000 * 2 ** Math.min(job.attempt - 1, 20));
         const retryAfter = err instanceof ErpError ? (err.retryAfterMs ?? 0) : 0;
-        const delayMs = Math.round(Math.max(retryAfter, backoff / 2 + (Math.random() * backoff) / 2));
+        const delayMs = Math.round(Math.max(retryAfter, inDoubt ? this.o.inDoubtWaitMs : 0, backoff / 2 + (Math.random() * backoff) / 2));
         outcome = { kind: 'retry', delayMs, code, message, inDoubt };
         log.warn({ err: message, code, retryInMs: delayMs }, inDoubt ? 'ERP outcome unknown: will look the key up before any re-send' : 'ERP not available: will retry');
       }
+    } finally {
+      clearInterval(renewer);
     }
     metrics?.erpSeconds.observe({ adapter: adapter.name }, (performance.now() - started) / 1000);
     callEnded();
     try {
-      const applied = await store.completePosting(job.seq, this.o.owner, outcome);
+      const applied = await store.completePosting(job.seq, owner, outcome);
       if (!applied) {
         log.warn('Lease was lost before the outcome was recorded; the next owner will look the key up first');
         return;

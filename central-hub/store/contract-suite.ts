@@ -186,6 +186,33 @@ export function hubStoreContract(name: string, factory: StoreFactory): void {
       assert.ok(counts.posted >= 1 && counts.queued >= 2);
     });
 
+    void test('a lease is renewed only by its claim; a late outcome of an earlier claim changes nothing; a replay starts a fresh budget', async () => {
+      const s = store;
+      const r1 = testTx({ order: 'R-1', agentId: 'edge-r' });
+      await s.ingest('edge-r', [r1], new Date());
+      const mine = <J extends { tx: { idempotencyKey: string } }>(jobs: J[]) => jobs.filter((j) => j.tx.idempotencyKey === r1.idempotencyKey);
+      const t0 = Date.now() + 20_000;
+      const at = (ms: number) => new Date(t0 + ms);
+      const [a] = mine(await s.claimPostings(100, 5000, 'claim-1', at(0)));
+      assert.equal(a.attempt, 1);
+      assert.equal(await s.renewPosting(a.seq, 'claim-1', 5000, at(4000)), true, 'the holder extends its lease');
+      assert.equal(await s.renewPosting(a.seq, 'claim-x', 5000, at(4000)), false, 'nobody else can');
+      assert.deepEqual(mine(await s.claimPostings(100, 5000, 'claim-2', at(6000))), [], 'renewed: not claimable at its old end');
+      // not renewed any more: it expires and another claim takes it over
+      const [b] = mine(await s.claimPostings(100, 5000, 'claim-2', at(9500)));
+      assert.equal(b.attempt, 2);
+      assert.equal(await s.renewPosting(a.seq, 'claim-1', 5000, at(9600)), false, 'the first claim lost it');
+      assert.equal(await s.completePosting(a.seq, 'claim-1', { kind: 'retry', delayMs: 0, code: 'ERP_IN_DOUBT', message: 'late', inDoubt: true }, at(9700)), false, "a late outcome of the first claim is ignored");
+      assert.deepEqual(mine(await s.claimPostings(100, 5000, 'claim-3', at(9800))), [], 'and did not free the second claim\'s lease');
+      assert.equal(await s.completePosting(b.seq, 'claim-2', { kind: 'failed', code: 'ERP_BUSINESS', message: 'order locked' }, at(9900)), true);
+      assert.equal(await s.renewPosting(b.seq, 'claim-2', 5000, at(9950)), false, 'a completed posting has no lease');
+      // replay: a fresh retry budget, and the next attempt (2) looks the key up first
+      assert.equal(await s.replay(b.seq, 'admin'), true);
+      const [c] = mine(await s.claimPostings(100, 5000, 'claim-4', at(10_000)));
+      assert.equal(c.attempt, 2);
+      assert.equal(await s.completePosting(c.seq, 'claim-4', { kind: 'posted', erpRef: 'DOC-R1' }, at(10_100)), true);
+    });
+
     void test('two instances never claim the same posting', async () => {
       if (!factory.second) return;
       const other = await factory.second();

@@ -134,10 +134,21 @@ export interface HubStore {
    * posts in arrival order), different orders in parallel; a lease that expires comes back.
    */
   claimPostings(limit: number, leaseMs: number, owner: string, now?: Date): Promise<PostingJob[]>;
-  /** Applies an outcome; only the lease owner's outcome counts (a lease lost to expiry is ignored). */
+  /**
+   * Extends a lease that is still held by `owner` (the posting service renews it while the ERP call runs).
+   * False when the lease is gone: expired and taken by another claim, or completed.
+   */
+  renewPosting(seq: number, owner: string, leaseMs: number, now?: Date): Promise<boolean>;
+  /**
+   * Applies an outcome; only the lease owner's outcome counts (a lease lost to expiry is ignored). An owner
+   * names one claim, not a hub instance: a late outcome of an earlier claim never ends a later one.
+   */
   completePosting(seq: number, owner: string, outcome: PostingOutcome, now?: Date): Promise<boolean>;
 
-  /** Failed (dead-lettered) transactions go back to the queue: the next attempt looks the key up first. */
+  /**
+   * Failed (dead-lettered) transactions go back to the queue with a fresh retry budget; the next attempt
+   * (attempt 2) still looks the key up first.
+   */
   replay(seq: number, actor: string): Promise<boolean>;
   discard(seq: number, actor: string, reason: string): Promise<boolean>;
 

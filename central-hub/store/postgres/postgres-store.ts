@@ -333,6 +333,13 @@ export class PostgresHubStore implements HubStore {
     });
   }
 
+  async renewPosting(seq: number, owner: string, leaseMs: number, now = new Date()): Promise<boolean> {
+    const t = now.getTime();
+    // still ours (even past its end: a claim that took it over would have set its own owner)
+    const r = await this.pool.query("UPDATE transactions SET lease_until = $1 WHERE seq = $2 AND state = 'queued' AND lease_owner = $3", [t + leaseMs, seq, owner]);
+    return r.rowCount === 1;
+  }
+
   async completePosting(seq: number, owner: string, o: PostingOutcome, now = new Date()): Promise<boolean> {
     return this.tx(async (c) => {
       let r;
@@ -372,7 +379,8 @@ export class PostgresHubStore implements HubStore {
 
   async replay(seq: number, actor: string): Promise<boolean> {
     return this.tx(async (c) => {
-      const r = await c.query("UPDATE transactions SET state = 'queued', next_attempt_at = 0 WHERE seq = $1 AND state = 'failed'", [seq]);
+      // a fresh retry budget; attempts = 1 keeps the next one (2) a lookup before any post
+      const r = await c.query("UPDATE transactions SET state = 'queued', next_attempt_at = 0, attempts = 1 WHERE seq = $1 AND state = 'failed'", [seq]);
       if (r.rowCount !== 1) return false;
       await this.auditWith(c, { actor, action: 'dead-letter.replay', target: String(seq) });
       await c.query("INSERT INTO tx_events(seq, kind, detail) VALUES ($1, 'replay', $2)", [seq, JSON.stringify({ actor })]);

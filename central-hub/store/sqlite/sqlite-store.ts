@@ -215,6 +215,8 @@ export class SqliteHubStore implements HubStore {
           AND NOT EXISTS (SELECT 1 FROM transactions e WHERE e.state = 'queued' AND e.order_key = t.order_key AND e.seq < t.seq)
         ORDER BY t.seq LIMIT @limit`),
       lease: db.prepare('UPDATE transactions SET lease_owner = ?, lease_until = ?, attempts = attempts + 1 WHERE seq = ?'),
+      // still ours (even past its end: a claim that took it over would have set its own owner)
+      renew: db.prepare("UPDATE transactions SET lease_until = ? WHERE seq = ? AND state = 'queued' AND lease_owner = ?"),
       posted: db.prepare(`UPDATE transactions SET state = 'posted', erp_ref = ?, posted_at = ?, in_doubt = 0, lease_owner = NULL, lease_until = NULL,
         error_code = NULL, error_message = NULL WHERE seq = ? AND state = 'queued' AND lease_owner = ?`),
       failed: db.prepare(`UPDATE transactions SET state = 'failed', error_code = ?, error_message = ?, lease_owner = NULL, lease_until = NULL
@@ -356,6 +358,11 @@ export class SqliteHubStore implements HubStore {
       .immediate();
   }
 
+  async renewPosting(seq: number, owner: string, leaseMs: number, now = new Date()): Promise<boolean> {
+    const t = now.getTime();
+    return this.s.renew.run(t + leaseMs, seq, owner).changes === 1;
+  }
+
   async completePosting(seq: number, owner: string, o: PostingOutcome, now = new Date()): Promise<boolean> {
     return this.group(() => {
         let r;
@@ -373,7 +380,8 @@ export class SqliteHubStore implements HubStore {
     return this.db
       .transaction(() => {
         const r = this.db
-          .prepare("UPDATE transactions SET state = 'queued', next_attempt_at = 0, attempts = CASE WHEN attempts > 0 THEN attempts ELSE 0 END WHERE seq = ? AND state = 'failed'")
+          // a fresh retry budget; attempts = 1 keeps the next one (2) a lookup before any post
+          .prepare("UPDATE transactions SET state = 'queued', next_attempt_at = 0, attempts = 1 WHERE seq = ? AND state = 'failed'")
           .run(seq);
         if (r.changes === 1) {
           this.auditSync({ actor, action: 'dead-letter.replay', target: String(seq) });
