@@ -273,6 +273,43 @@ void describe('forwarder -> hub', () => {
     assert.ok(rows[0].next_attempt_at > 0, 'it waits for a retry');
   });
 
+  void it('an item the hub asks to retry holds back the rest of its lane: later items of its order never arrive first', async () => {
+    // the first request's first item gets a retriable per-item code; everything else is accepted
+    const accepted: string[] = [];
+    let requests = 0;
+    const srv = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const n = ++requests;
+        const batch = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { batchId: string; items: Array<{ id: string; idempotencyKey: string }> };
+        const results = batch.items.map((t, i) => {
+          if (n === 1 && i === 0) return { id: t.id, idempotencyKey: t.idempotencyKey, status: 'rejected', code: 'RATE_LIMITED', reason: 'busy, try again' };
+          if (!accepted.includes(t.idempotencyKey)) accepted.push(t.idempotencyKey);
+          return { id: t.id, idempotencyKey: t.idempotencyKey, status: 'accepted' };
+        });
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ schema: 'plantbridge.ingest-result/1.0', batchId: batch.batchId, receivedAt: new Date().toISOString(), results }));
+      });
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
+    const { outbox, dir } = testOutbox('edge-1');
+    cleanups.push(() => {
+      outbox.close();
+      removeDir(dir);
+    });
+    // one order, two batches of two in one lane
+    const keys = ['A1', 'A2', 'A3', 'A4'];
+    await outbox.append(keys.map((k) => signal({ wc: 'WC-1', order: 'O-1' }, k)));
+    const byKey = new Map(outbox.query<{ idempotency_key: string; seq: number }>('SELECT idempotency_key, seq FROM transactions ORDER BY seq').map((r, i) => [r.idempotency_key, keys[i]]));
+    const f = forwarder(outbox, `http://127.0.0.1:${(srv.address() as { port: number }).port}`, 'pbc_test', { batchSize: 2, inFlight: 2 });
+    f.start();
+    await waitFor(() => statusCount(outbox, 'sent') === 4, 10_000, 'all four sent');
+    await f.stop();
+    assert.deepEqual(accepted.map((k) => byKey.get(k)), ['A2', 'A1', 'A3', 'A4'], 'A3 and A4 waited for A1');
+  });
+
   void it('a cross-plant write: 403, items dead-lettered as PLANT_MISMATCH, audited, nothing stored', async () => {
     const { token, outbox, t } = await setup();
     const f = forwarder(outbox, t.url, token);

@@ -330,10 +330,11 @@ export class Forwarder {
         },
       });
       this.m?.seconds.observe({ outcome: 'ok' }, (performance.now() - started) / 1000);
-      this.settleResult(claimed, result, log);
+      const retried = this.settleResult(claimed, result, log);
       if (this.status.state !== 'sending' || this.status.alarm) log.info({ previous: this.status.state }, 'Hub reachable again: forwarding');
       this.status = { state: 'sending', consecutiveFailures: 0, lastSuccessAt: new Date().toISOString() };
-      return undefined;
+      // items the hub asked to retry wait in the outbox: the lane's later items must not overtake them
+      return retried;
     } catch (err) {
       this.m?.seconds.observe({ outcome: 'failed' }, (performance.now() - started) / 1000);
       if (err instanceof HttpStatusError && err.status === 413) return this.tooLarge(claimed, err, log);
@@ -465,7 +466,8 @@ export class Forwarder {
     throw new HttpStatusError(res.statusCode, message, retryAfterMs, code);
   }
 
-  private settleResult(claimed: ClaimedTx[], result: IngestResult, log: Logger): void {
+  /** Settles each item by its result; returns the longest delay given to an item to retry, if any. */
+  private settleResult(claimed: ClaimedTx[], result: IngestResult, log: Logger): number | undefined {
     // the hub answers in item order: each result is checked against its item's key, and only when one
     // does not match are the results looked up by key
     const results = result.results;
@@ -479,12 +481,14 @@ export class Forwarder {
     const settlements: Settlement[] = [];
     let sent = 0;
     let rejected = 0;
+    let retryDelay: number | undefined;
     for (let i = 0; i < claimed.length; i++) {
       const c = claimed[i];
       const r = resultFor(c, i);
       if (!r) {
         // the hub did not answer for this item: it stays ours, try again soon
         settlements.push({ seq: c.seq, status: 'retry', delayMs: 1000, reason: 'no result for item' });
+        retryDelay = Math.max(retryDelay ?? 0, 1000);
       } else if (r.status === 'accepted') {
         // the row has the id and key already: the result keeps what the hub said, nothing more
         settlements.push({ seq: c.seq, status: 'sent', result: ACCEPTED });
@@ -493,7 +497,9 @@ export class Forwarder {
         settlements.push({ seq: c.seq, status: 'sent', result: { status: r.status, outcome: r.outcome } });
         sent++;
       } else if (r.code && (ErrorCodes as Record<string, { retriable: boolean }>)[r.code]?.retriable) {
-        settlements.push({ seq: c.seq, status: 'retry', delayMs: backoffDelay(c.attempts, 1000, this.o.retryMaxDelayMs), ...(r.reason ? { reason: r.reason } : {}) });
+        const delayMs = backoffDelay(c.attempts, 1000, this.o.retryMaxDelayMs);
+        settlements.push({ seq: c.seq, status: 'retry', delayMs, ...(r.reason ? { reason: r.reason } : {}) });
+        retryDelay = Math.max(retryDelay ?? 0, delayMs);
       } else {
         settlements.push({ seq: c.seq, status: 'dead', code: r.code ?? 'SCHEMA_INVALID', reason: r.reason ?? 'rejected by the hub' });
         rejected++;
@@ -504,6 +510,7 @@ export class Forwarder {
     this.forwardedTotal += sent;
     if (sent) this.o.onForwarded?.(sent);
     if (rejected) this.o.onRejected?.(rejected);
+    return retryDelay;
   }
 
   private settleFailure(claimed: ClaimedTx[], err: unknown, log: Logger): number | undefined {
