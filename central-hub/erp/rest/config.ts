@@ -40,6 +40,12 @@ export const restConfigSchema = z
         notFound: statusList.default([404]),
         /** path of the reference in the lookup answer; an array answer uses its first element; empty array = not found */
         erpRefPath: jsonPath.default('id'),
+        /**
+         * path of the idempotency key in the lookup answer. Set, the answer must prove it is this posting:
+         * an array answer uses the element with this key (none = not found), and a single record with
+         * another key or none is refused as a bad answer (retried, never taken as this posting's document)
+         */
+        keyPath: jsonPath.optional(),
       }),
       /** the receiver itself dedupes on Idempotency-Key: re-posting is safe, so lookup answers "not found" */
       z.strictObject({ type: z.literal('receiver-dedupes') }),

@@ -10,6 +10,7 @@ import { renderJson, renderUrl } from './template.ts';
 import { signBody } from './rest-adapter.ts';
 import { restTestAdapter } from './rest-test-kit.ts';
 import { startRestSimulator, verifySignature, type RestSimulator } from './rest-simulator.ts';
+import { sendJson, startSimServer } from '../sim-kit.ts';
 
 const ctx = { attempt: 1 };
 
@@ -93,6 +94,34 @@ void describe('rest adapter against the webhook simulator', () => {
       assert.ok(e instanceof ErpError && e.code === 'UPSTREAM_UNAVAILABLE');
     } finally {
       await a.close?.();
+    }
+  });
+
+  void it('with keyPath, a lookup answer for another posting is never taken for this one', async () => {
+    // a receiver (or a cache in front of it) that ignores ?key= and answers whatever it likes
+    let answer: unknown = {};
+    const odd = await startSimServer(async (_req, res) => sendJson(res, 200, answer));
+    const a = restTestAdapter(odd.url, 2000);
+    const noKeyPath = restTestAdapter(odd.url, 2000, { lookup: { type: 'get', url: `${odd.url}/postings?key={{key}}` } });
+    try {
+      const tx = sampleTransaction('ProductionConfirmation');
+      answer = { id: 'PST-1', key: 'someone-else' };
+      await assert.rejects(a.lookup(tx, ctx), (e: unknown) => e instanceof ErpError && e.erpCode === 'BAD_RESPONSE' && /not this posting's key/.test(e.message));
+      answer = { id: 'PST-1' };
+      await assert.rejects(a.lookup(tx, ctx), (e: unknown) => e instanceof ErpError && e.erpCode === 'BAD_RESPONSE');
+      answer = [{ id: 'PST-1', key: 'someone-else' }, { id: 'PST-2', key: 'another' }];
+      assert.deepEqual(await a.lookup(tx, ctx), { found: false }, 'a list without this key: not posted yet');
+      answer = [{ id: 'PST-1', key: 'someone-else' }, { id: 'PST-9', key: tx.idempotencyKey }];
+      assert.deepEqual(await a.lookup(tx, ctx), { found: true, erpRef: 'PST-9' }, 'the element with this key, not the first');
+      answer = { id: 'PST-9', key: tx.idempotencyKey };
+      assert.deepEqual(await a.lookup(tx, ctx), { found: true, erpRef: 'PST-9' });
+      // without keyPath the adapter cannot tell (documented): the first record is taken
+      answer = [{ id: 'PST-1', key: 'someone-else' }];
+      assert.deepEqual(await noKeyPath.lookup(tx, ctx), { found: true, erpRef: 'PST-1' });
+    } finally {
+      await a.close?.();
+      await noKeyPath.close?.();
+      await odd.stop();
     }
   });
 

@@ -144,8 +144,19 @@ export function createRestAdapter(config: RestConfig, deps: { logger?: Logger } 
     }
     if (l.found.includes(res.status)) {
       const json = jsonBody(res);
-      const first = Array.isArray(json) ? json[0] : json;
       if (Array.isArray(json) && json.length === 0) return { found: false };
+      let first = Array.isArray(json) ? json[0] : json;
+      if (l.keyPath) {
+        // the answer must show it is this posting: a receiver (or a proxy, or a cache) that ignores the
+        // query and answers some other record must not make this transaction "posted" without a post
+        const key = tx.idempotencyKey;
+        if (Array.isArray(json)) {
+          first = json.find((r) => valueAt(r, l.keyPath!) === key);
+          if (first === undefined) return { found: false };
+        } else if (valueAt(json, l.keyPath) !== key) {
+          throw new ErpError('UPSTREAM_UNAVAILABLE', `lookup: ${res.status} answered a record whose ${l.keyPath} is not this posting's key: ${excerpt(res.body, 120)}`, { erpCode: 'BAD_RESPONSE' });
+        }
+      }
       const v = valueAt(first, l.erpRefPath);
       if ((typeof v === 'string' && v !== '') || typeof v === 'number') return { found: true, erpRef: String(v) };
       throw new ErpError('UPSTREAM_UNAVAILABLE', `lookup: ${res.status} without a readable reference at ${l.erpRefPath}: ${excerpt(res.body, 120)}`, { erpCode: 'BAD_RESPONSE' });

@@ -10,7 +10,7 @@ export function restTestAdapter(url: string, timeoutMs: number, extra: Record<st
     parseConfig(restConfigSchema, {
       type: 'rest',
       post: { url: `${url}/postings`, body: { key: '{{key}}', kind: '{{type}}', order: '{{tx.data.order}}', transaction: '{{tx}}' } },
-      lookup: { type: 'get', url: `${url}/postings?key={{key}}` },
+      lookup: { type: 'get', url: `${url}/postings?key={{key}}`, keyPath: 'key' },
       auth: { type: 'bearer', token: '${REST_TOKEN}' },
       signature: { secret: '${REST_SIGNING}' },
       timeout: timeoutMs,
