@@ -74,7 +74,7 @@ th{background:#eef1f5;font-weight:600} td.num{text-align:right;font-variant-nume
 <table id="agents"><thead><tr><th>agent</th><th>plants</th><th>status</th><th>last heartbeat</th><th>backlog</th><th>oldest</th><th>dead letters</th><th>drivers</th><th>version</th></tr></thead>
 <tbody>${agentRows || '<tr><td colspan="9" class="muted">no agents configured</td></tr>'}</tbody></table>
 <h2>Dead letters</h2>
-<p class="muted">Refused by the ERP or failed too often. Fix the cause, then <code>plantbridge-hub dead-letters replay &lt;seq&gt;</code> (the ERP is checked first, so nothing posts twice).</p>
+<p class="muted">Refused by the ERP or failed too often. Each holds back the later postings of its order. Fix the cause, then <code>plantbridge-hub dead-letters replay &lt;seq&gt;</code> (the ERP is checked first, so nothing posts twice), or <code>discard &lt;seq&gt; --reason "…"</code> to let the order go on without it.</p>
 <table id="dead-letters"><thead><tr><th>seq</th><th>plant</th><th>order</th><th>quantity</th><th>code</th><th>reason</th><th>attempts</th></tr></thead>
 <tbody>${deadRows || '<tr><td colspan="7" class="muted">none</td></tr>'}</tbody></table>
 <h2>Recent transactions</h2>

@@ -213,6 +213,35 @@ export function hubStoreContract(name: string, factory: StoreFactory): void {
       assert.equal(await s.completePosting(c.seq, 'claim-4', { kind: 'posted', erpRef: 'DOC-R1' }, at(10_100)), true);
     });
 
+    void test('a dead letter holds back the later transactions of its order until it is replayed and posted, or discarded', async () => {
+      const s = store;
+      const [d1, d2, d3] = [0, 1, 2].map(() => testTx({ order: 'D-1', agentId: 'edge-d' }));
+      const other = testTx({ order: 'D-2', agentId: 'edge-d' });
+      await s.ingest('edge-d', [d1, d2, d3, other], new Date());
+      const keys = new Set([d1, d2, d3, other].map((t) => t.idempotencyKey));
+      const t0 = Date.now() + 40_000;
+      const claim = async (owner: string, ms: number) => (await s.claimPostings(100, 5000, owner, new Date(t0 + ms))).filter((j) => keys.has(j.tx.idempotencyKey));
+      const first = await claim('dl-1', 0);
+      assert.deepEqual(first.map((j) => j.tx.idempotencyKey).sort(), [d1.idempotencyKey, other.idempotencyKey].sort());
+      const j1 = first.find((j) => j.tx.idempotencyKey === d1.idempotencyKey)!;
+      const jo = first.find((j) => j.tx.idempotencyKey === other.idempotencyKey)!;
+      assert.equal(await s.completePosting(j1.seq, 'dl-1', { kind: 'failed', code: 'ERP_BUSINESS', message: 'order locked' }, new Date(t0 + 10)), true);
+      assert.equal(await s.completePosting(jo.seq, 'dl-1', { kind: 'posted', erpRef: 'DOC-D2' }, new Date(t0 + 10)), true);
+      assert.deepEqual(await claim('dl-2', 20), [], 'd2 waits behind the dead letter d1');
+      // replayed: d1 comes first again, and d2 only after d1 is posted
+      assert.equal(await s.replay(j1.seq, 'admin'), true);
+      const again = await claim('dl-3', 30);
+      assert.deepEqual(again.map((j) => j.tx.idempotencyKey), [d1.idempotencyKey]);
+      assert.equal(await s.completePosting(again[0].seq, 'dl-3', { kind: 'posted', erpRef: 'DOC-D1' }, new Date(t0 + 40)), true);
+      const next = await claim('dl-4', 50);
+      assert.deepEqual(next.map((j) => j.tx.idempotencyKey), [d2.idempotencyKey]);
+      // a dead letter that is discarded frees its order
+      assert.equal(await s.completePosting(next[0].seq, 'dl-4', { kind: 'failed', code: 'ERP_BUSINESS', message: 'wrong operation' }, new Date(t0 + 60)), true);
+      assert.deepEqual(await claim('dl-5', 70), []);
+      assert.equal(await s.discard(next[0].seq, 'admin', 'posted by hand in the ERP'), true);
+      assert.deepEqual((await claim('dl-6', 80)).map((j) => j.tx.idempotencyKey), [d3.idempotencyKey]);
+    });
+
     void test('two instances never claim the same posting', async () => {
       if (!factory.second) return;
       const other = await factory.second();

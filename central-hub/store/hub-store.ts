@@ -131,7 +131,8 @@ export interface HubStore {
 
   /**
    * Leases up to `limit` transactions to post: per order only the oldest unfinished one (so each order
-   * posts in arrival order), different orders in parallel; a lease that expires comes back.
+   * posts in arrival order), different orders in parallel; a lease that expires comes back. A dead letter
+   * is unfinished: the later transactions of its order wait until it is replayed (and posted) or discarded.
    */
   claimPostings(limit: number, leaseMs: number, owner: string, now?: Date): Promise<PostingJob[]>;
   /**

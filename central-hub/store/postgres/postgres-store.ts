@@ -123,6 +123,10 @@ const MIGRATIONS: string[] = [
   );
   CREATE INDEX tx_events_seq ON tx_events(seq, id);
   `,
+  // 3: a dead letter holds back the later transactions of its order until it is replayed or discarded
+  `
+  CREATE INDEX transactions_failed ON transactions(order_key, seq) WHERE state = 'failed';
+  `,
 ];
 
 /** A stable 64-bit key for pg_advisory_xact_lock: "plantbridge-hub-migrate". */
@@ -322,6 +326,7 @@ export class PostgresHubStore implements HubStore {
          SELECT t.seq, t.body, t.attempts, t.order_key FROM transactions t
          WHERE t.seq IN (SELECT seq FROM heads) AND t.state = 'queued' AND t.next_attempt_at <= $1
            AND (t.lease_until IS NULL OR t.lease_until < $1)
+           AND NOT EXISTS (SELECT 1 FROM transactions f WHERE f.state = 'failed' AND f.order_key = t.order_key AND f.seq < t.seq)
          ORDER BY t.seq LIMIT $2
          FOR UPDATE OF t SKIP LOCKED`,
         [t, limit],

@@ -123,6 +123,10 @@ const MIGRATIONS = [
   );
   CREATE INDEX tx_events_seq ON tx_events(seq, id);
   `,
+  // 3: a dead letter holds back the later transactions of its order until it is replayed or discarded
+  `
+  CREATE INDEX transactions_failed ON transactions(order_key, seq) WHERE state = 'failed';
+  `,
 ];
 
 type Row = Record<string, any>;
@@ -213,6 +217,7 @@ export class SqliteHubStore implements HubStore {
       claim: db.prepare(`SELECT t.seq, t.body, t.attempts, t.order_key FROM transactions t
         WHERE t.state = 'queued' AND t.next_attempt_at <= @now AND (t.lease_until IS NULL OR t.lease_until < @now)
           AND NOT EXISTS (SELECT 1 FROM transactions e WHERE e.state = 'queued' AND e.order_key = t.order_key AND e.seq < t.seq)
+          AND NOT EXISTS (SELECT 1 FROM transactions f WHERE f.state = 'failed' AND f.order_key = t.order_key AND f.seq < t.seq)
         ORDER BY t.seq LIMIT @limit`),
       lease: db.prepare('UPDATE transactions SET lease_owner = ?, lease_until = ?, attempts = attempts + 1 WHERE seq = ?'),
       // still ours (even past its end: a claim that took it over would have set its own owner)
