@@ -60,8 +60,12 @@ for (const protocol of ['json2', 'jsonrpc'] as const) {
         assert.equal(r.status, 'rejected');
         assert.equal((r as { code: string }).code, 'odoo/wizard:mrp.production.backorder');
         assert.equal(sim.orders().find((m) => m.name === order)!.state, 'progress');
-        const replay = await b.post(tx, ctx);
+        // a replay is attempt 2: the posting service looks the key up first. The quantity is recorded, but
+        // the order is not done, so the lookup must not answer "found" (that would skip Mark Done)
+        assert.deepEqual(await b.lookup(tx, { attempt: 2 }), { found: false });
+        const replay = await b.post(tx, { attempt: 2 });
         assert.equal(replay.status, 'posted');
+        assert.equal((await b.lookup(tx, { attempt: 3 })).found, true, 'done now: found');
         const mo = sim.orders().find((m) => m.name === order)!;
         assert.equal(mo.state, 'done');
         assert.equal(mo.qty_producing, 100);

@@ -265,9 +265,15 @@ export function createOdooAdapter(config: OdooConfig, deps: { logger?: Logger } 
         const moName = Array.isArray(mo) && typeof mo[1] === 'string' ? mo[1] : tx.data.order;
         return { found: true, erpRef: refOf(moName, uuid, hit.id) };
       }
-      const rows = await searchRead('mrp.production', [['name', '=', tx.data.order], [ref, 'ilike', uuid]], ['id', 'name', ref], ctx);
+      const rows = await searchRead('mrp.production', [['name', '=', tx.data.order], [ref, 'ilike', uuid]], ['id', 'name', 'state', ref], ctx);
       const hit = rows.find((r) => keysOf(r[ref]).includes(uuid));
-      return hit ? { found: true, erpRef: refOf(hit.name, uuid) } : { found: false };
+      if (!hit) return { found: false };
+      // a final confirmation is done only when the order is: its quantity may be recorded while Mark Done
+      // is still outstanding (the backorder wizard, a timeout). "Not found" sends it through post(), which
+      // sees the key recorded, adds nothing and only finishes the order.
+      const final = transactionTypeOf(tx) === 'ProductionConfirmation' && (tx as ProductionConfirmation).data.final === 'final' && config.markDoneOnFinal;
+      if (final && hit.state !== 'done' && hit.state !== 'cancel') return { found: false };
+      return { found: true, erpRef: refOf(hit.name, uuid) };
     },
 
     async healthcheck() {
