@@ -288,7 +288,7 @@ export class Forwarder {
       rest = rest.slice(batch.length);
       const delay = await this.ship(batch);
       if (delay !== undefined) {
-        if (rest.length) this.o.outbox.settle(rest.map((c) => ({ seq: c.seq, status: 'retry' as const, delayMs: delay })));
+        if (rest.length) this.o.outbox.settle(rest.map((c) => ({ seq: c.seq, lease: c.lease, status: 'retry' as const, delayMs: delay })));
         return;
       }
     }
@@ -349,7 +349,7 @@ export class Forwarder {
   private async tooLarge(claimed: ClaimedTx[], err: HttpStatusError, log: Logger): Promise<number | undefined> {
     if (claimed.length === 1) {
       log.warn({ idempotencyKey: claimed[0].key, bytes: claimed[0].bytes }, 'A single transaction is larger than the hub accepts: dead-lettered');
-      this.o.outbox.settle([{ seq: claimed[0].seq, status: 'dead', code: 'PAYLOAD_TOO_LARGE', reason: `413: ${err.message}` }]);
+      this.o.outbox.settle([{ seq: claimed[0].seq, lease: claimed[0].lease, status: 'dead', code: 'PAYLOAD_TOO_LARGE', reason: `413: ${err.message}` }]);
       this.o.onRejected?.(1);
       return undefined;
     }
@@ -361,7 +361,7 @@ export class Forwarder {
     const first = await this.ship(claimed.slice(0, half));
     if (first !== undefined) {
       // the first half failed and went back: the second must not overtake it
-      this.o.outbox.settle(claimed.slice(half).map((c) => ({ seq: c.seq, status: 'retry' as const, delayMs: first })));
+      this.o.outbox.settle(claimed.slice(half).map((c) => ({ seq: c.seq, lease: c.lease, status: 'retry' as const, delayMs: first })));
       return first;
     }
     return this.ship(claimed.slice(half));
@@ -487,21 +487,21 @@ export class Forwarder {
       const r = resultFor(c, i);
       if (!r) {
         // the hub did not answer for this item: it stays ours, try again soon
-        settlements.push({ seq: c.seq, status: 'retry', delayMs: 1000, reason: 'no result for item' });
+        settlements.push({ seq: c.seq, lease: c.lease, status: 'retry', delayMs: 1000, reason: 'no result for item' });
         retryDelay = Math.max(retryDelay ?? 0, 1000);
       } else if (r.status === 'accepted') {
         // the row has the id and key already: the result keeps what the hub said, nothing more
-        settlements.push({ seq: c.seq, status: 'sent', result: ACCEPTED });
+        settlements.push({ seq: c.seq, lease: c.lease, status: 'sent', result: ACCEPTED });
         sent++;
       } else if (r.status === 'duplicate') {
-        settlements.push({ seq: c.seq, status: 'sent', result: { status: r.status, outcome: r.outcome } });
+        settlements.push({ seq: c.seq, lease: c.lease, status: 'sent', result: { status: r.status, outcome: r.outcome } });
         sent++;
       } else if (r.code && (ErrorCodes as Record<string, { retriable: boolean }>)[r.code]?.retriable) {
         const delayMs = backoffDelay(c.attempts, 1000, this.o.retryMaxDelayMs);
-        settlements.push({ seq: c.seq, status: 'retry', delayMs, ...(r.reason ? { reason: r.reason } : {}) });
+        settlements.push({ seq: c.seq, lease: c.lease, status: 'retry', delayMs, ...(r.reason ? { reason: r.reason } : {}) });
         retryDelay = Math.max(retryDelay ?? 0, delayMs);
       } else {
-        settlements.push({ seq: c.seq, status: 'dead', code: r.code ?? 'SCHEMA_INVALID', reason: r.reason ?? 'rejected by the hub' });
+        settlements.push({ seq: c.seq, lease: c.lease, status: 'dead', code: r.code ?? 'SCHEMA_INVALID', reason: r.reason ?? 'rejected by the hub' });
         rejected++;
         log.warn({ idempotencyKey: c.key, code: r.code, reason: r.reason }, 'Hub rejected a transaction: dead-lettered');
       }
@@ -518,7 +518,7 @@ export class Forwarder {
     this.status.lastError = err instanceof Error ? err.message : String(err);
     const delay = backoffDelay(this.status.consecutiveFailures, 1000, this.o.retryMaxDelayMs);
     const putBack = (wait: number) => {
-      this.o.outbox.settle(claimed.map((c) => ({ seq: c.seq, status: 'retry' as const, delayMs: wait })));
+      this.o.outbox.settle(claimed.map((c) => ({ seq: c.seq, lease: c.lease, status: 'retry' as const, delayMs: wait })));
       this.pauseUntil = Math.max(this.pauseUntil, Date.now() + wait);
       return wait;
     };
@@ -541,7 +541,7 @@ export class Forwarder {
       }
       const code = (err.code && err.code in ErrorCodes ? err.code : 'SCHEMA_INVALID') as ErrorCode;
       log.warn({ status: err.status, code, reason: err.message, items: claimed.length }, 'Hub refused the batch: its items are dead-lettered with the hub\'s reason');
-      this.o.outbox.settle(claimed.map((c) => ({ seq: c.seq, status: 'dead' as const, code, reason: `${err.status}: ${err.message}` })));
+      this.o.outbox.settle(claimed.map((c) => ({ seq: c.seq, lease: c.lease, status: 'dead' as const, code, reason: `${err.status}: ${err.message}` })));
       this.o.onRejected?.(claimed.length);
       return undefined;
     }

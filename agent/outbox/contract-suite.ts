@@ -207,6 +207,37 @@ export function outboxContractSuite(factory: OutboxFactory): void {
       o.close();
     });
 
+    void it('a late retry or dead letter from an expired lease is ignored while the item is in flight again; a late sent counts', async () => {
+      const c = clock();
+      const o = open({ path: newPath(), now: c.now, rules: countingDeriver(1, () => 'A') });
+      await o.append([signal(1), signal(2), signal(3)]);
+      const first = o.claim(3, 1000);
+      assert.equal(first.length, 3);
+      assert.ok(first.every((x) => x.lease === first[0].lease), 'one claim, one lease');
+      c.t += 1001;
+      // the first request hung past its lease: a newer claim has the same items in flight
+      const second = o.claim(3, 60_000);
+      assert.deepEqual(second.map((x) => x.seq), first.map((x) => x.seq));
+      assert.notEqual(second[0].lease, first[0].lease);
+      // the first request's late answers: a retry, a dead letter and a sent
+      o.settle([
+        { seq: first[0].seq, lease: first[0].lease, status: 'retry', delayMs: 5000, reason: 'late 503' },
+        { seq: first[1].seq, lease: first[1].lease, status: 'dead', code: 'SCHEMA_INVALID', reason: 'late 400' },
+        { seq: first[2].seq, lease: first[2].lease, status: 'sent' },
+      ]);
+      const rows = o.query<{ seq: number; status: string; next_attempt_at: number }>('SELECT seq, status, next_attempt_at FROM transactions ORDER BY seq');
+      assert.deepEqual(rows.map((r) => r.status), ['pending', 'pending', 'sent'], 'the retry and the dead letter were ignored');
+      assert.equal(rows[0].next_attempt_at, 0, 'no retry time set under the newer lease');
+      assert.equal(o.stats().deadLetters, 0);
+      // still leased by the second claim: nothing else may take order A
+      assert.deepEqual(o.claim(10, 60_000), []);
+      // the second claim's own answers apply
+      o.settle(second.map((x) => ({ seq: x.seq, lease: x.lease, status: 'sent' as const })));
+      assert.equal(o.stats().sent, 3);
+      assert.equal(o.stats().leased, 0);
+      o.close();
+    });
+
     void it('returns expired leases to pending, and releases the leases of a previous run at open', async () => {
       const c = clock();
       const path = newPath();

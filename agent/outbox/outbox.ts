@@ -103,6 +103,8 @@ export interface ClaimedTx {
   key: string;
   /** `workCenter:order`: items of one order leave in order */
   orderKey: string;
+  /** the claim that holds it (this run's claim number): settle with it, so a late answer of an expired lease is recognised */
+  readonly lease: number;
   /** the transaction as stored: UTF-8 JSON, spliced into the request as it is */
   readonly raw: Buffer;
   /** the same as text (decoded on first use) */
@@ -122,15 +124,17 @@ class ClaimedRow implements ClaimedTx {
   readonly seq: number;
   readonly key: string;
   readonly orderKey: string;
+  readonly lease: number;
   readonly raw: Buffer;
   readonly attempts: number;
   readonly bytes: number;
   private text: string | undefined;
   private parsed: Transaction | undefined;
-  constructor(seq: number, key: string, orderKey: string, raw: Buffer, attempts: number, bytes: number) {
+  constructor(seq: number, key: string, orderKey: string, lease: number, raw: Buffer, attempts: number, bytes: number) {
     this.seq = seq;
     this.key = key;
     this.orderKey = orderKey;
+    this.lease = lease;
     this.raw = raw;
     this.attempts = attempts;
     this.bytes = bytes;
@@ -145,11 +149,16 @@ class ClaimedRow implements ClaimedTx {
   }
 }
 
+/**
+ * The answer for one claimed item. `lease` is the claim it came from (ClaimedTx.lease): a `retry` or
+ * `dead` of a lease that is no longer the item's (it expired, and the item may be in flight again under a
+ * newer one) is ignored; a `sent` always counts (the hub has it).
+ */
 export type Settlement =
-  | { seq: number; status: 'sent'; result?: unknown }
-  | { seq: number; status: 'dead'; code: string; reason: string }
+  | { seq: number; lease?: number; status: 'sent'; result?: unknown }
+  | { seq: number; lease?: number; status: 'dead'; code: string; reason: string }
   /** delayMs < 0 (or not finite): the outbox picks an exponential backoff from the attempt count */
-  | { seq: number; status: 'retry'; delayMs: number; reason?: string };
+  | { seq: number; lease?: number; status: 'retry'; delayMs: number; reason?: string };
 
 export interface OutboxStats {
   pending: number;
@@ -283,6 +292,9 @@ export class Outbox {
   /** this run's live leases (id -> its unsettled items: seq -> order key), and the lease of each item */
   private readonly ownLeases = new Map<number, Map<number, string>>();
   private readonly leaseOfSeq = new Map<number, number>();
+  /** lease row id -> this run's number of the claim that made it (row ids are reused once a row is gone) */
+  private readonly leaseToken = new Map<number, number>();
+  private claims = 0;
 
   constructor(opts: OutboxOptions) {
     this.path = opts.path;
@@ -950,6 +962,7 @@ export class Outbox {
     if (this.closed) throw new PlantBridgeError('INTERNAL', 'outbox is closed');
     const now = this.now();
     const s = this.s;
+    const token = ++this.claims;
     const claimed = this.relaxed(() =>
       this.db.immediate(() => {
         // live leases (this run's, or another process's) block their items and orders; ended ones are dropped
@@ -1001,12 +1014,13 @@ export class Outbox {
         const orders = [...new Set(picked.map((c) => c[2]))];
         const id = Number(s.insertLease.get(now + leaseMs, seqs, JSON.stringify(orders))!.id);
         if (delayed.length > 0) s.clearDelayMany.run(JSON.stringify(delayed));
-        return { id, items: this.readBodies(picked, seqs) };
+        return { id, items: this.readBodies(picked, seqs, token) };
       }),
     );
     if (!claimed) return [];
     // remembered only once the lease is committed
     this.ownLeases.set(claimed.id, new Map(claimed.items.map((c) => [c.seq, c.orderKey])));
+    this.leaseToken.set(claimed.id, token);
     for (const c of claimed.items) this.leaseOfSeq.set(c.seq, claimed.id);
     return claimed.items;
   }
@@ -1018,7 +1032,7 @@ export class Outbox {
    * byte length, a JSON object, a comma after it); if anything does not fit (a body from before schema 4
    * lives in the row), the bodies are read one row each.
    */
-  private readBodies(picked: Array<[number, string, string, number, number]>, seqs: string): ClaimedRow[] {
+  private readBodies(picked: Array<[number, string, string, number, number]>, seqs: string, lease: number): ClaimedRow[] {
     const s = this.s;
     const joined = s.bodiesJoined.get(seqs)?.body;
     if (Buffer.isBuffer(joined)) {
@@ -1027,7 +1041,7 @@ export class Outbox {
       for (const [seq, key, orderKey, attempts, size] of picked) {
         const end = off + size;
         if (end > joined.length || joined[off] !== 0x7b || joined[end - 1] !== 0x7d || (end < joined.length && joined[end] !== 0x2c)) break;
-        items.push(new ClaimedRow(seq, key, orderKey, joined.subarray(off, end), attempts, size));
+        items.push(new ClaimedRow(seq, key, orderKey, lease, joined.subarray(off, end), attempts, size));
         off = end + 1;
       }
       if (items.length === picked.length && off === joined.length + 1) return items;
@@ -1037,7 +1051,7 @@ export class Outbox {
     return picked.map(([seq, key, orderKey, attempts, size]) => {
       // rows written before schema 4 keep their body in the row itself
       const raw = bodies.get(seq) ?? ((s.legacyBody.get(seq)?.body as Buffer | undefined) ?? Buffer.alloc(0));
-      return new ClaimedRow(seq, key, orderKey, raw, attempts, size);
+      return new ClaimedRow(seq, key, orderKey, lease, raw, attempts, size);
     });
   }
 
@@ -1049,6 +1063,7 @@ export class Outbox {
     if (items) {
       for (const seq of items.keys()) if (this.leaseOfSeq.get(seq) === id) this.leaseOfSeq.delete(seq);
       this.ownLeases.delete(id);
+      this.leaseToken.delete(id);
     }
     return n;
   }
@@ -1069,26 +1084,38 @@ export class Outbox {
   }
 
   /** Applies the hub's per-item results: sent, dead letter (with the hub's code), or retry later with backoff. */
-  settle(settlements: Settlement[]): void {
-    if (settlements.length === 0) return;
+  settle(answers: Settlement[]): void {
+    if (answers.length === 0) return;
     if (this.closed) throw new PlantBridgeError('INTERNAL', 'outbox is closed');
     const now = this.now();
     const s = this.s;
+    // a late answer of a lease that is no longer the item's: its retry or dead letter would act on an item
+    // that another lease may have in flight; its "sent" is applied to the row only (the hub has the item)
+    const stale = (st: Settlement) => {
+      if (st.lease === undefined) return false;
+      const id = this.leaseOfSeq.get(st.seq);
+      return id === undefined || this.leaseToken.get(id) !== st.lease;
+    };
+    const settlements = answers.some(stale) ? answers.filter((st) => !stale(st) || st.status === 'sent') : answers;
     // the leases of this run that hold settled items, with what stays out of each
     const rest = new Map<number, Map<number, string>>();
     for (const st of settlements) {
+      if (stale(st)) continue;
       const id = this.leaseOfSeq.get(st.seq);
       if (id === undefined) continue;
       let items = rest.get(id);
       if (!items) rest.set(id, (items = new Map(this.ownLeases.get(id))));
       items.delete(st.seq);
     }
+    if (settlements.length === 0) return;
     this.relaxed(() => this.settleAll(settlements, now, s, rest));
     // committed: forget the settled items' leases
-    for (const st of settlements) this.leaseOfSeq.delete(st.seq);
+    for (const st of settlements) if (!stale(st)) this.leaseOfSeq.delete(st.seq);
     for (const [id, items] of rest) {
-      if (items.size === 0) this.ownLeases.delete(id);
-      else this.ownLeases.set(id, items);
+      if (items.size === 0) {
+        this.ownLeases.delete(id);
+        this.leaseToken.delete(id);
+      } else this.ownLeases.set(id, items);
     }
   }
 
