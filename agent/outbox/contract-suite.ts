@@ -238,6 +238,18 @@ export function outboxContractSuite(factory: OutboxFactory): void {
       o.close();
     });
 
+    void it('a wall clock set back does not hold an order behind a retry time for as long as the clock was wrong', async () => {
+      const c = clock();
+      const o = open({ path: newPath(), now: c.now, rules: countingDeriver(1, () => 'A') });
+      await o.append([signal(1), signal(2)]);
+      const cl = o.claim(1, 60_000);
+      o.settle([{ seq: cl[0].seq, lease: cl[0].lease, status: 'retry', delayMs: 2000, reason: 'hub 503' }]);
+      assert.deepEqual(o.claim(10, 60_000), [], 'the retry waits, and holds back its order');
+      c.t -= 86_400_000; // NTP steps the clock back by a day
+      assert.deepEqual(o.claim(10, 60_000).map((x) => x.seq), [cl[0].seq, cl[0].seq + 1], 'due now, in order');
+      o.close();
+    });
+
     void it('returns expired leases to pending, and releases the leases of a previous run at open', async () => {
       const c = clock();
       const path = newPath();

@@ -246,6 +246,13 @@ const CLAIM_SCAN = 5000;
 const SAME_RESULT_GROUP = 8;
 const RETRY_BASE_MS = 1000;
 const RETRY_MAX_MS = 5 * 60_000;
+/**
+ * No retry waits longer than this. A retry time further ahead than this means the wall clock was set back
+ * (an NTP step after booting with a clock that ran ahead): the item is due now, instead of holding back
+ * its whole order for as long as the clock was wrong. Retry times are wall-clock because they outlive the
+ * process; this bounds what a clock step can do to them.
+ */
+const RETRY_HORIZON_MS = 60 * 60_000;
 
 type Stmts = ReturnType<Outbox['prepare']>;
 
@@ -570,7 +577,7 @@ export class Outbox {
       // orders with an item waiting for a retry (orders with an item in flight come from the leases)
       blockedOrders: p(`
         SELECT DISTINCT order_key FROM transactions INDEXED BY transactions_delayed
-          WHERE status = 'pending' AND next_attempt_at > 0 AND next_attempt_at > ?`),
+          WHERE status = 'pending' AND next_attempt_at > 0 AND next_attempt_at > ? AND next_attempt_at <= ?`),
       // the scan reads no bodies: rows of orders already in flight are skipped, often half of what it reads
       // the last of the first N pending rows: a claim looks no further (an index-only walk, ~50 ns per row)
       // (`seq > ?`, bound to 0: a bounded range search of the index, which query-plans.test.ts can tell from a scan)
@@ -976,7 +983,7 @@ export class Outbox {
           for (const seq of JSON.parse(String(l.seqs)) as number[]) leased.add(seq);
           for (const order of JSON.parse(String(l.orders)) as string[]) blocked.add(order);
         }
-        for (const r of s.blockedOrders.all(now)) blocked.add(String(r.order_key));
+        for (const r of s.blockedOrders.all(now, now + RETRY_HORIZON_MS)) blocked.add(String(r.order_key));
         // picked rows: seq, key, order key, attempts, bytes; their bodies are read in one statement at the end
         const picked: Array<[number, string, string, number, number]> = [];
         const delayed: number[] = [];
@@ -997,7 +1004,7 @@ export class Outbox {
             // seq is never in two leases, whatever a lease row from another version holds
             if (leased.has(after)) continue;
             const next = Number(r.next_attempt_at);
-            if (next > now || blocked.has(String(r.order_key))) {
+            if ((next > now && next <= now + RETRY_HORIZON_MS) || blocked.has(String(r.order_key))) {
               // keep the order's items in sequence: a later item never overtakes a waiting one
               blocked.add(String(r.order_key));
               continue;
@@ -1139,7 +1146,7 @@ export class Outbox {
             const attempts = Number(s.attempts.get(st.seq)?.attempts ?? 0) + 1;
             delay = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** Math.min(20, Math.max(0, attempts - 1))) * (0.5 + Math.random() / 2);
           }
-          s.settleRetry.run(Math.round(now + delay), st.reason ?? null, st.seq);
+          s.settleRetry.run(Math.round(now + Math.min(delay, RETRY_HORIZON_MS)), st.reason ?? null, st.seq);
         } else {
           const r = s.settleDead.run(now, JSON.stringify({ code: st.code, reason: st.reason }), st.seq);
           if (r.changes > 0) s.insertDead.run('transaction', st.seq, null, st.code, st.reason, null, now);
