@@ -156,6 +156,31 @@ void describe('d365-mes adapter against the simulator', () => {
     }
   });
 
+  void it('waiting for processing follows its own message: an earlier Failed message of the key (before a replay) is not its outcome', async () => {
+    // reads of the message entity lag 300 ms behind SendMessage, as D365's may
+    const lag = await startD365Simulator({ processingIntervalMs: 20, entityLagMs: 300 });
+    const a = d365TestAdapter(lag.url, 2000);
+    const b = d365TestAdapter(lag.url, 2000, { waitForProcessing: '5s', pollInterval: '20ms' });
+    try {
+      lag.closeOrder('4720');
+      const tx = sampleTransaction('ProductionConfirmation', { order: '4720' });
+      assert.equal((await a.post(tx, ctx)).status, 'posted');
+      const deadline = Date.now() + 5000;
+      while (lag.messages()[0].MessageState !== 'Failed' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(lag.messages()[0].MessageState, 'Failed');
+      // the order is fixed; the replay sends a new message for the same key
+      lag.reopenOrder('4720');
+      const r = await b.post(tx, { attempt: 2 });
+      assert.equal(r.status, 'posted', JSON.stringify(r));
+      assert.equal((r as { erpRef: string }).erpRef, lag.messages()[1].MessageId);
+      assert.equal(lag.messages()[1].MessageState, 'Processed');
+    } finally {
+      await a.close?.();
+      await b.close?.();
+      await lag.stop();
+    }
+  });
+
   void it('Start before the first confirmation of an order and End after a final one, when configured', async () => {
     const a = d365TestAdapter(sim.url, 2000, { startOrderOnFirstConfirmation: true, endOrderOnFinal: true });
     try {

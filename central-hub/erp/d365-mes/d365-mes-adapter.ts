@@ -167,7 +167,8 @@ export function createD365MesAdapter(config: D365MesConfig, deps: { logger?: Log
       retryAfterMs: retryAfterMs(res.headers),
     });
 
-  const findMessage = async (tx: Transaction, ctx: ErpCallContext): Promise<MessageRow | undefined> => {
+  /** The key's message: the one with `messageId` when given (none until it is visible), else the newest live one. */
+  const findMessage = async (tx: Transaction, ctx: ErpCallContext, messageId?: string): Promise<MessageRow | undefined> => {
     const key = tx.idempotencyKey.replace(/'/g, "''");
     const q = new URLSearchParams({
       $filter: `Reference eq '${key}' and MessageQueue eq '${config.messageQueue.replace(/'/g, "''")}'`,
@@ -185,6 +186,10 @@ export function createD365MesAdapter(config: D365MesConfig, deps: { logger?: Log
     const rows = value.filter(
       (r): r is MessageRow => r !== null && typeof r === 'object' && (typeof r.MessageId === 'string' || typeof r.MessageId === 'number') && typeof r.MessageState === 'string',
     );
+    if (messageId !== undefined) {
+      const own = rows.find((r) => String(r.MessageId) === messageId);
+      return own ? { ...own, MessageId: String(own.MessageId) } : undefined;
+    }
     // a Failed or Canceled message posted nothing; the newest live one is the posting
     const live = rows.filter((r) => LIVE_STATES.has(r.MessageState));
     const row = live.at(-1) ?? rows.at(-1);
@@ -231,7 +236,8 @@ export function createD365MesAdapter(config: D365MesConfig, deps: { logger?: Log
       await new Promise((r) => setTimeout(r, Math.min(config.pollInterval, Math.max(0, deadline - Date.now()))));
       let row: MessageRow | undefined;
       try {
-        row = await findMessage(tx, ctx);
+        // this send's own message: an earlier Failed one for the same key (a replay) is not its outcome
+        row = await findMessage(tx, ctx, id);
       } catch (err) {
         log?.debug({ err }, 'polling the message state failed; trying again');
         continue;

@@ -43,6 +43,8 @@ export interface D365SimulatorOptions {
   /** SendMessage answers 200 with an empty body instead of the message id */
   returnsVoid?: boolean;
   tokenTtlS?: number;
+  /** a message shows in the message entity only this long after SendMessage (reads that lag behind) */
+  entityLagMs?: number;
 }
 
 export interface D365Simulator {
@@ -74,6 +76,7 @@ export async function startD365Simulator(opts: D365SimulatorOptions = {}): Promi
   const closed = new Set<string>();
   const tokens = new Map<string, number>();
   const messages: D365SimMessage[] = [];
+  const visibleAt = new Map<string, number>();
   const stats = { sends: 0, gets: 0, tokenFetches: 0 };
   let nextId = 5637144576;
 
@@ -157,6 +160,7 @@ export async function startD365Simulator(opts: D365SimulatorOptions = {}): Promi
       attempts: 0,
     };
     messages.push(m);
+    if (opts.entityLagMs) visibleAt.set(m.MessageId, Date.now() + opts.entityLagMs);
     if (fault?.kind === 'timeout-after-commit') return noAnswer(res, fault.mode);
     if (fault?.kind === 'hostile' && fault.commit) return writeHostile(res, fault.body, fault.status ?? 200);
     if (opts.returnsVoid) {
@@ -168,7 +172,8 @@ export async function startD365Simulator(opts: D365SimulatorOptions = {}): Promi
 
   const handleEntity = (url: URL, res: ServerResponse) => {
     stats.gets++;
-    let rows = messages;
+    const now = Date.now();
+    let rows = messages.filter((r) => (visibleAt.get(r.MessageId) ?? 0) <= now);
     const filter = url.searchParams.get('$filter');
     if (filter) {
       for (const part of filter.split(/\s+and\s+/i)) {
