@@ -10,6 +10,7 @@ import { sampleTransaction } from '../contract-suite.ts';
 import { sapOdataConfigSchema } from './config.ts';
 import { createSapOdataAdapter, sapConfirmationText, sapDate, sapHeaderText, sapOperation } from './sap-odata-adapter.ts';
 import { SAP_SIM_CLIENT, SAP_SIM_USER, SAP_TOKEN_PATH, startSapSimulator, type SapSimulator } from './sap-simulator.ts';
+import { sendJson, startSimServer } from '../sim-kit.ts';
 
 const ctx = { attempt: 1 };
 const env = { SAP_PASSWORD: SAP_SIM_USER.password, SAP_CLIENT_SECRET: SAP_SIM_CLIENT.clientSecret, WRONG: 'wrong' };
@@ -262,6 +263,25 @@ void describe('sap-odata lookup when SAP refuses $filter on ExternalSystemConfir
     } finally {
       await adapter.close?.();
       await sim.stop();
+    }
+  });
+});
+
+void describe('sap-odata material document lookup', () => {
+  void it('only a row that shows this key\'s header text is this posting: rows without it are not evidence', async () => {
+    // a service (or a proxy) that ignores $filter and answers rows of other documents, without the text
+    let rows: unknown[] = [];
+    const odd = await startSimServer(async (_req, res) => sendJson(res, 200, { d: { results: rows } }));
+    const adapter = basicAdapter(odd.url);
+    try {
+      const tx = sampleTransaction('GoodsReceipt');
+      rows = [{ MaterialDocument: '4900000001', MaterialDocumentYear: '2026' }];
+      assert.deepEqual(await adapter.lookup(tx, ctx), { found: false });
+      rows = [{ MaterialDocument: '4900000001', MaterialDocumentYear: '2026', MaterialDocumentHeaderText: 'someone else' }, { MaterialDocument: '4900000002', MaterialDocumentYear: '2026', MaterialDocumentHeaderText: sapHeaderText(tx.idempotencyKey) }];
+      assert.deepEqual(await adapter.lookup(tx, ctx), { found: true, erpRef: '4900000002/2026' });
+    } finally {
+      await adapter.close?.();
+      await odd.stop();
     }
   });
 });

@@ -450,7 +450,9 @@ export function createSapOdataAdapter(input: SapOdataConfig, deps: { logger?: Lo
       { $filter: `MaterialDocumentHeaderText eq ${odataString(text)}`, $select: 'MaterialDocument,MaterialDocumentYear,MaterialDocumentHeaderText', $top: '10' },
       ctx,
     );
-    const rows = results(res, what).filter((r) => r.MaterialDocumentHeaderText === undefined || r.MaterialDocumentHeaderText === text);
+    // only a row that shows this key's header text is this posting (it is $selected: a row without it is
+    // not evidence, whatever a proxy or a service that ignores $filter answers)
+    const rows = results(res, what).filter((r) => r.MaterialDocumentHeaderText === text);
     if (rows.length === 0) return { found: false };
     const doc = rows[0].MaterialDocument;
     const year = rows[0].MaterialDocumentYear;
