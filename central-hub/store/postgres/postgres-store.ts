@@ -131,6 +131,8 @@ const MIGRATIONS: string[] = [
 
 /** A stable 64-bit key for pg_advisory_xact_lock: "plantbridge-hub-migrate". */
 const MIGRATE_LOCK = 7_305_812_447_001;
+/** Held from an outcome_log row's id to its commit: ids become visible in id order (see logOutcome). */
+const OUTCOME_LOG_LOCK = 7_305_812_447_002;
 
 type Row = Record<string, any>;
 
@@ -375,6 +377,11 @@ export class PostgresHubStore implements HubStore {
   }
 
   private async logOutcome(c: pg.PoolClient, seq: number): Promise<void> {
+    // Agents read outcome_log with an id cursor (outcomesSince). A BIGSERIAL id is taken at insert but seen
+    // at commit: with two completions at once, a later id could commit first, the agent's cursor pass the
+    // earlier one, and that outcome never reach the agent. The lock, held to this transaction's commit,
+    // makes ids commit in order (outcomes are a few hundred per second at most; the wait is short).
+    await c.query('SELECT pg_advisory_xact_lock($1)', [OUTCOME_LOG_LOCK]);
     await c.query(
       `INSERT INTO outcome_log(agent_id, idempotency_key, state, erp_ref, posted_at, error_code, error_message)
        SELECT agent_id, idempotency_key, state, erp_ref, posted_at, error_code, error_message FROM transactions WHERE seq = $1`,
