@@ -126,6 +126,24 @@ void describe('hub API: ingest, outcomes, heartbeat (SQLite store, real hub on p
     assert.equal(stored?.body.correlationId, `é${tx.correlationId}`);
   });
 
+  void it("another plant's idempotency key: the item is refused and audited, and that plant's outcome is not handed out", async () => {
+    const tokB = await t.addAgent('edge-b', ['P2']);
+    const mine = testTx();
+    assert.equal((await (await post('/v1/ingest', batch('edge-1', [mine]))).json().then((x): any => x)).results[0].status, 'accepted');
+    const squat = { ...testTx({ plant: 'P2', agentId: 'edge-b' }), idempotencyKey: mine.idempotencyKey };
+    const ok = testTx({ plant: 'P2', agentId: 'edge-b' });
+    const r = await post('/v1/ingest', batch('edge-b', [squat, ok]), tokB);
+    assert.equal(r.status, 200, 'a refusal of that item alone; the rest of the batch is stored');
+    const b = await r.json().then((x): any => x);
+    assert.deepEqual(b.results.map((x: any) => [x.status, x.code]), [['rejected', 'PLANT_MISMATCH'], ['accepted', undefined]]);
+    assert.equal(b.results[0].outcome, undefined);
+    assert.equal((await t.hub.store.getTransaction(mine.idempotencyKey))?.agentId, 'edge-1');
+    const row = (await t.hub.store.listAudit(5)).find((e) => e.action === 'ingest.key_of_another_plant');
+    assert.ok(row, 'audit row');
+    assert.equal(row.actor, 'agent:edge-b');
+    assert.deepEqual((row.detail as { keys: string[] }).keys, [mine.idempotencyKey]);
+  });
+
   void it('a cross-plant write is refused with 403, audited, and nothing is stored', async () => {
     const foreign = testTx({ plant: 'P2' });
     const mine = testTx();

@@ -73,6 +73,7 @@ export function ingestRoutes(app: FastifyInstance, deps: { store: HubStore; metr
       const stored = await store.ingest(agent.id, valid.map((v) => v.tx), new Date(), { batchId: batch.batchId });
       let accepted = 0;
       let duplicates = 0;
+      const conflicts: string[] = [];
       const perPlant = new Map<string, number>();
       stored.forEach((r, i) => {
         results[valid[i].index] = r;
@@ -80,8 +81,15 @@ export function ingestRoutes(app: FastifyInstance, deps: { store: HubStore; metr
           accepted++;
           const plant = valid[i].tx.plant;
           perPlant.set(plant, (perPlant.get(plant) ?? 0) + 1);
-        } else duplicates++;
+        } else if (r.status === 'duplicate') duplicates++;
+        else conflicts.push(r.idempotencyKey);
       });
+      if (conflicts.length > 0) {
+        // a key already stored for another plant (store.ingest refused the item): audited like a cross-plant write
+        metrics.rejected.inc({ code: 'PLANT_MISMATCH' }, conflicts.length);
+        await store.audit({ actor: `agent:${agent.id}`, action: 'ingest.key_of_another_plant', target: agent.id, detail: { keys: conflicts.slice(0, 20), items: conflicts.length, batchId: batch.batchId, ip: req.ip } });
+        req.log.warn({ agentId: agent.id, items: conflicts.length }, 'Agent sent idempotency keys that belong to another plant\'s transactions: refused');
+      }
       // one metrics update per batch and plant, not per item
       for (const [plant, n] of perPlant) metrics.received.inc({ plant }, n);
       if (duplicates) metrics.duplicate.inc(duplicates);

@@ -242,6 +242,28 @@ export function hubStoreContract(name: string, factory: StoreFactory): void {
       assert.deepEqual((await claim('dl-6', 80)).map((j) => j.tx.idempotencyKey), [d3.idempotencyKey]);
     });
 
+    void test("a key already stored for another plant is refused, not answered as that plant's duplicate", async () => {
+      const s = store;
+      const mine = testTx({ order: 'K-1', agentId: 'edge-k1', plant: 'P1' });
+      assert.equal((await s.ingest('edge-k1', [mine], new Date()))[0].status, 'accepted');
+      // another plant's agent sends the same key: no duplicate, no outcome of P1's transaction
+      const squat = { ...testTx({ order: 'K-1', agentId: 'edge-k2', plant: 'P2' }), idempotencyKey: mine.idempotencyKey };
+      const [r] = await s.ingest('edge-k2', [squat], new Date());
+      assert.equal(r.status, 'rejected');
+      assert.equal(r.code, 'PLANT_MISMATCH');
+      assert.equal(r.outcome, undefined);
+      assert.match(r.reason ?? '', /another plant/);
+      // P1's transaction is untouched, and P1's own re-send is still its duplicate
+      assert.equal((await s.getTransaction(mine.idempotencyKey))?.plant, 'P1');
+      assert.equal((await s.ingest('edge-k1', [mine], new Date()))[0].status, 'duplicate');
+      // and the other way round: a key squatted first does not swallow the real one silently
+      const first = { ...testTx({ order: 'K-2', agentId: 'edge-k2', plant: 'P2' }), idempotencyKey: 'P1:WC-1:K-2:0010:good:0-10' };
+      assert.equal((await s.ingest('edge-k2', [first], new Date()))[0].status, 'accepted');
+      const real = { ...testTx({ order: 'K-2', agentId: 'edge-k1', plant: 'P1' }), idempotencyKey: first.idempotencyKey };
+      const [r2] = await s.ingest('edge-k1', [real], new Date());
+      assert.deepEqual([r2.status, r2.code], ['rejected', 'PLANT_MISMATCH'], 'refused with a reason the agent dead-letters, not settled as sent');
+    });
+
     void test('two instances never claim the same posting', async () => {
       if (!factory.second) return;
       const other = await factory.second();

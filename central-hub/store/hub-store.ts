@@ -178,6 +178,22 @@ export interface HubStore {
   listAudit(limit: number): Promise<Array<AuditEvent & { at: string }>>;
 }
 
+/**
+ * An item whose idempotency key is already stored for another plant. It is not that transaction's duplicate:
+ * answering "duplicate" would hand its outcome (ERP document) to another plant's agent, and would let an
+ * agent settle away another plant's transaction by sending its key first. Refused, item by item; the
+ * stored transaction is untouched, and which plant holds the key is not said.
+ */
+export function keyOfAnotherPlant(tx: Transaction): ItemResult {
+  return {
+    id: tx.id,
+    idempotencyKey: tx.idempotencyKey,
+    status: 'rejected',
+    code: 'PLANT_MISMATCH',
+    reason: `idempotency key ${JSON.stringify(tx.idempotencyKey.slice(0, 120))} is already used by a transaction of another plant; not stored`,
+  };
+}
+
 /** The posting order key: one work center's order posts strictly in arrival order. */
 export function orderKeyOf(tx: Transaction): string {
   return `${tx.plant}:${tx.data.order}`;

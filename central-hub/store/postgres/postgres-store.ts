@@ -5,6 +5,7 @@ import {
   lineageDetail,
   orderKeyOf,
   outcomeFromRow,
+  keyOfAnotherPlant,
   quantityOf,
   type AgentInfo,
   type AgentRecord,
@@ -279,12 +280,18 @@ export class PostgresHubStore implements HubStore {
     const fresh = new Set<string>(inserted.rows.map((r) => r.idempotency_key as string));
     const dupKeys = items.filter((t) => !fresh.has(t.idempotencyKey)).map((t) => t.idempotencyKey);
     const existing = new Map<string, Outcome>();
+    const plantOf = new Map<string, string>();
     if (dupKeys.length > 0) {
-      const { rows } = await this.pool.query('SELECT idempotency_key, state, erp_ref, posted_at, error_code, error_message FROM transactions WHERE idempotency_key = ANY($1::text[])', [dupKeys]);
-      for (const r of rows) existing.set(r.idempotency_key, outcomeFromRow({ state: r.state, erpRef: r.erp_ref, postedAt: iso(r.posted_at), errorCode: r.error_code, errorMessage: r.error_message }));
+      const { rows } = await this.pool.query('SELECT idempotency_key, plant, state, erp_ref, posted_at, error_code, error_message FROM transactions WHERE idempotency_key = ANY($1::text[])', [dupKeys]);
+      for (const r of rows) {
+        plantOf.set(r.idempotency_key, r.plant);
+        existing.set(r.idempotency_key, outcomeFromRow({ state: r.state, erpRef: r.erp_ref, postedAt: iso(r.posted_at), errorCode: r.error_code, errorMessage: r.error_message }));
+      }
     }
     return items.map((tx): ItemResult => {
       if (fresh.delete(tx.idempotencyKey)) return { id: tx.id, idempotencyKey: tx.idempotencyKey, status: 'accepted' };
+      const stored = plantOf.get(tx.idempotencyKey);
+      if (stored !== undefined && stored !== tx.plant) return keyOfAnotherPlant(tx);
       return { id: tx.id, idempotencyKey: tx.idempotencyKey, status: 'duplicate', outcome: existing.get(tx.idempotencyKey) ?? { state: 'pending' } };
     });
   }

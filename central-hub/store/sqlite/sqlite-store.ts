@@ -5,6 +5,7 @@ import type { AgentHeartbeat, ItemResult, Outcome, Transaction } from '../../../
 import {
   orderKeyOf,
   outcomeFromRow,
+  keyOfAnotherPlant,
   quantityOf,
   lineageDetail,
   type AgentInfo,
@@ -213,7 +214,7 @@ export class SqliteHubStore implements HubStore {
         ON CONFLICT(idempotency_key) DO NOTHING`),
       byKey: db.prepare('SELECT * FROM transactions WHERE idempotency_key = ?'),
       // a duplicate's answer needs its outcome only, not the row with its body
-      outcomeByKey: db.prepare('SELECT state, erp_ref, posted_at, error_code, error_message FROM transactions WHERE idempotency_key = ?'),
+      outcomeByKey: db.prepare('SELECT plant, state, erp_ref, posted_at, error_code, error_message FROM transactions WHERE idempotency_key = ?'),
       claim: db.prepare(`SELECT t.seq, t.body, t.attempts, t.order_key FROM transactions t
         WHERE t.state = 'queued' AND t.next_attempt_at <= @now AND (t.lease_until IS NULL OR t.lease_until < @now)
           AND NOT EXISTS (SELECT 1 FROM transactions e WHERE e.state = 'queued' AND e.order_key = t.order_key AND e.seq < t.seq)
@@ -334,6 +335,7 @@ export class SqliteHubStore implements HubStore {
           );
           if (r.changes === 1) return { id: tx.id, idempotencyKey: tx.idempotencyKey, status: 'accepted' };
           const e = this.s.outcomeByKey.get(tx.idempotencyKey) as Row;
+          if (e.plant !== tx.plant) return keyOfAnotherPlant(tx);
           const outcome = outcomeFromRow({ state: e.state, erpRef: e.erp_ref, postedAt: e.posted_at, errorCode: e.error_code, errorMessage: e.error_message });
           return { id: tx.id, idempotencyKey: tx.idempotencyKey, status: 'duplicate', outcome };
         }),
