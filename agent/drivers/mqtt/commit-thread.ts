@@ -27,7 +27,8 @@ export interface CommitWorkerData {
 }
 
 export type ToWorker =
-  | { type: 'batch'; id: number; topics: string[]; ends: Uint32Array; retain: Uint8Array; receivedAt: Float64Array; bytes: ArrayBuffer }
+  /** gen: the connection the batch came from; after a batch of it fails, the later ones are refused */
+  | { type: 'batch'; id: number; gen: number; topics: string[]; ends: Uint32Array; retain: Uint8Array; receivedAt: Float64Array; bytes: ArrayBuffer }
   | { type: 'close' };
 
 export interface WorkerLog {
@@ -60,6 +61,9 @@ type FromWorker =
 
 /** One batch of raw messages as received, in arrival order. */
 export class RawBatch {
+  /** the connection that received it (set by the session): the commit thread never commits a batch of a
+   *  connection after one of its batches failed, so a redelivery cannot land behind later messages */
+  gen = 0;
   readonly topics: string[] = [];
   readonly payloads: Buffer[] = [];
   readonly retain: number[] = [];
@@ -189,6 +193,7 @@ export class CommitThread {
     const msg: ToWorker = {
       type: 'batch',
       id,
+      gen: batch.gen,
       topics: batch.topics,
       ends,
       retain: Uint8Array.from(batch.retain),

@@ -54,7 +54,14 @@ function errorOf(err: unknown): { code: string; message: string } {
   return { code: 'INTERNAL', message: String((err as Error)?.message ?? err) };
 }
 
+/** the connection whose batch failed: its later batches, queued behind it, are refused, not committed */
+let failedGen = -1;
+
 function commit(m: Extract<ToWorker, { type: 'batch' }>): void {
+  if (m.gen === failedGen) {
+    port!.postMessage({ type: 'failed', id: m.id, error: { code: 'INTERNAL', message: 'an earlier batch of this connection failed; this one is redelivered after it' } });
+    return;
+  }
   const bytes = Buffer.from(m.bytes);
   const signals: Signal[] = [];
   const dead: InputDeadLetter[] = [];
@@ -83,9 +90,13 @@ function commit(m: Extract<ToWorker, { type: 'batch' }>): void {
       const reply: BatchReply = { type: 'done', id: m.id, signals: signals.length, result: r, deadByCode, ignored, cpuUs: cpu.user + cpu.system };
       port!.postMessage(reply);
     },
-    (err: unknown) => port!.postMessage({ type: 'failed', id: m.id, error: errorOf(err) }),
+    (err: unknown) => {
+      failedGen = m.gen;
+      port!.postMessage({ type: 'failed', id: m.id, error: errorOf(err) });
+    },
   );
-  // the batch is the group: commit it now instead of waiting for the outbox's group-commit delay
+  // the batch is the group: commit it now instead of waiting for the outbox's group-commit delay (so it
+  // has failed or not before the next batch's message is read: the rejection above runs first)
   outbox.flushQueued();
 }
 

@@ -41,7 +41,12 @@ export interface InboundMessage {
 export type HandleResult =
   | { signals: Signal[] }
   | { deadLetter: { code: string; reason: string } }
-  | { ignore: string };
+  /**
+   * nothing to store. `commitPoint`: the message changed the handler's own state (a Sparkplug birth or
+   * death without metrics): it is acknowledged only once everything before it is committed, and the
+   * `checkpoint` hook sees it as part of a batch, like a message with signals
+   */
+  | { ignore: string; commitPoint?: boolean };
 
 export interface SessionSubscription {
   filter: string;
@@ -75,6 +80,19 @@ export interface MqttSessionOptions {
   connectOverrides?: () => Partial<IClientOptions>;
   /** after the subscriptions are granted on a new connection */
   onReady?: (sessionPresent: boolean) => void;
+  /**
+   * Handler state that must match what is durable (Sparkplug births). Called when a batch is cut, with
+   * the handler's state as of that batch's last message; the function it returns (if any) runs once that
+   * batch is committed, before its acknowledgements go out.
+   */
+  checkpoint?: () => (() => void) | undefined;
+  /**
+   * The connection ended (a commit failed, the socket closed, stop) with messages not acknowledged: the
+   * broker redelivers them after the reconnect, and a batch not yet committed never will be. A stateful
+   * handler goes back to its state as of the last committed batch (its last checkpoint that committed),
+   * so the redelivered messages meet the state they first met.
+   */
+  onRewind?: () => void;
 }
 
 export interface RawCommitResult {
@@ -101,6 +119,8 @@ interface Batch {
   entries: AckEntry[];
   /** commit-thread mode: the messages themselves */
   raw: RawBatch | undefined;
+  /** holds a commit point: goes through the commit chain even without signals */
+  force: boolean;
 }
 
 type SendPacket = (packet: Record<string, unknown>, cb?: (err?: Error) => void, cbStorePut?: unknown, noStore?: boolean) => void;
@@ -114,6 +134,10 @@ interface Conn {
   batch: Batch;
   flushScheduled: boolean;
   emits: Set<Promise<void>>;
+  /** the last batch handed on: the next one is committed only after it, and only if it succeeded */
+  last: Promise<void>;
+  /** this connection's number: the commit thread refuses its later batches once one of them failed */
+  gen: number;
   /** signals handed to emit and not yet committed */
   pendingSignals: number;
   /** handleMessage callbacks held while too much is pending (back-pressure on the socket) */
@@ -138,6 +162,7 @@ export class MqttSession {
   private readonly maxPending: number;
   private conn: Conn | undefined;
   private attempt = 0;
+  private gens = 0;
   private timer: NodeJS.Timeout | undefined;
   private stopping = false;
   private started = false;
@@ -192,6 +217,8 @@ export class MqttSession {
       batch: this.newBatch(),
       flushScheduled: false,
       emits: new Set(),
+      last: Promise.resolve(),
+      gen: ++this.gens,
       pendingSignals: 0,
       held: [],
       dead: false,
@@ -250,7 +277,7 @@ export class MqttSession {
   }
 
   private newBatch(): Batch {
-    return { signals: [], entries: [], raw: this.o.commitRaw ? new RawBatch() : undefined };
+    return { signals: [], entries: [], raw: this.o.commitRaw ? new RawBatch() : undefined, force: false };
   }
 
   private batchSize(b: Batch): number {
@@ -292,6 +319,13 @@ export class MqttSession {
         this.counters.deadLettered[result.deadLetter.code] = (this.counters.deadLettered[result.deadLetter.code] ?? 0) + 1;
       } else {
         this.counters.ignored++;
+        if ('commitPoint' in result && result.commitPoint) {
+          // acknowledged with the batch it closes (after everything before it is committed)
+          conn.batch.force = true;
+          if (entry) conn.batch.entries.push(entry);
+          this.afterMessage(conn);
+          return;
+        }
       }
       if (entry) entry.ready = true;
     }
@@ -326,28 +360,37 @@ export class MqttSession {
   private flush(conn: Conn): void {
     const batch = conn.batch;
     const n = this.batchSize(batch);
-    if (n === 0) {
+    if (n === 0 && !batch.force) {
       this.pumpAcks(conn);
       return;
     }
     conn.batch = this.newBatch();
     if (conn.dead) return;
     conn.pendingSignals += n;
-    let committing: Promise<void>;
-    try {
-      committing = batch.raw ? this.o.commitRaw!(batch.raw).then((r) => this.countRaw(r)) : this.o.ctx.emit(batch.signals).then(() => void (this.counters.committed += n));
-    } catch (err) {
-      committing = Promise.reject(err);
-    }
-    const p = committing.then(
+    // the handler's state as of this batch's last message (taken now: later messages change it)
+    const committed = this.o.checkpoint?.();
+    // Batches commit one after the other, in arrival order, and none after a failed one: a later batch
+    // committed before the redelivery of an earlier one would put its events first (a counter would
+    // read a lower total after a higher one, a reset, and count again).
+    // The commit thread (raw batches) does that itself, so it can have the next batch queued while it
+    // commits one: it refuses a connection's batches once one of them failed (RawBatch.gen).
+    const commit = (): Promise<void> => {
+      if (conn.dead) return Promise.reject(new Error('an earlier batch of this connection failed; this one is redelivered'));
+      if (n === 0) return Promise.resolve();
+      return batch.raw ? this.o.commitRaw!(batch.raw).then((r) => this.countRaw(r)) : this.o.ctx.emit(batch.signals).then(() => void (this.counters.committed += n));
+    };
+    if (batch.raw) batch.raw.gen = conn.gen;
+    const p = (batch.raw ? commit() : conn.last.then(commit)).then(
       () => {
         this.counters.committedBatches++;
-        this.o.health.valueSeen();
+        if (n > 0) this.o.health.valueSeen();
+        committed?.();
         for (const e of batch.entries) e.ready = true;
         this.pumpAcks(conn);
       },
       (err: unknown) => this.commitFailed(conn, err),
     );
+    conn.last = p;
     conn.emits.add(p);
     void p.finally(() => {
       conn.emits.delete(p);
@@ -404,6 +447,7 @@ export class MqttSession {
   private kill(conn: Conn): void {
     if (conn.dead) return;
     conn.dead = true;
+    if (conn === this.conn) this.o.onRewind?.();
     this.counters.acksDropped += conn.acks.length;
     conn.acks = [];
     conn.batch = this.newBatch();

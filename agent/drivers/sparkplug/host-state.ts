@@ -47,6 +47,11 @@ export interface HostCounters {
 }
 
 /** What survives an agent restart: each node's and device's birth (bdSeq, birth time, metrics, aliases), online or not. */
+/** The in-memory state at one point (births, deaths, aliases), for a rollback; not persisted. */
+export interface HostCheckpoint {
+  readonly nodes: Map<string, NodeState>;
+}
+
 export interface HostSnapshot {
   v: 1;
   nodes: Array<{
@@ -94,7 +99,7 @@ export function metricKey(prefix: string, metric: string): string {
 
 export class SparkplugHost {
   readonly counters: HostCounters = { births: 0, deaths: 0, staleDeaths: 0, seqGaps: 0, unknownNode: 0, unknownAlias: 0 };
-  private readonly nodes = new Map<string, NodeState>();
+  private nodes = new Map<string, NodeState>();
   /** bumped by every birth and death: the persisted snapshot is behind while it differs from savedVersion */
   version = 0;
   savedVersion = 0;
@@ -256,6 +261,21 @@ export class SparkplugHost {
   }
 
   /** The births to persist (see HostSnapshot); pairs with savedVersion = version once written. */
+  /** The in-memory state as it is now, to go back to (rollback) if what came after it is not committed. */
+  checkpoint(): HostCheckpoint {
+    return { nodes: structuredClone(this.nodes) };
+  }
+
+  /**
+   * Back to a checkpoint: the messages after it were not committed and come again. Their seq is not
+   * checked against the checkpoint's (the first message of each node after a rollback starts afresh).
+   */
+  rollback(cp: HostCheckpoint): void {
+    this.nodes = structuredClone(cp.nodes);
+    for (const n of this.nodes.values()) n.lastSeq = undefined;
+    this.version++;
+  }
+
   snapshot(): HostSnapshot {
     const metricsOf = (metrics: Map<string, MetricDef>, aliases: Map<number, MetricDef>): SnapshotMetric[] => {
       const aliasOf = new Map<MetricDef, number>();

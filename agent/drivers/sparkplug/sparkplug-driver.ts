@@ -1,6 +1,5 @@
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { Signal } from '../../../contracts/index.ts';
 import { HealthTracker, type Driver, type DriverContext } from '../driver.ts';
 import { checkFiles } from '../mqtt/connect-options.ts';
 import { assertAckHookSupported, MqttSession, type SessionCounters } from '../mqtt/mqtt-session.ts';
@@ -53,8 +52,9 @@ export function create(config: SparkplugConfig, ctx: DriverContext): SparkplugDr
   };
 
   // Births survive a restart (README: "Births across restarts"). The file is written after the commit of a
-  // batch that changed a birth or death and before that batch is acknowledged: an acknowledged birth is
-  // always in it, and a birth it lacks is still unacknowledged, so the broker delivers it again.
+  // batch that changed a birth or death and before that batch is acknowledged, with the state as of that
+  // batch's last message: an acknowledged birth is always in it, and it holds nothing that is not
+  // committed (a birth it lacks is still unacknowledged, so the broker delivers it again).
   const statePath = join(ctx.stateDir, `sparkplug-${config.name}.state.json`);
   const saveState = (snap: HostSnapshot, version: number) => {
     if (version <= host.savedVersion) return;
@@ -65,25 +65,43 @@ export function create(config: SparkplugConfig, ctx: DriverContext): SparkplugDr
       log.warn({ err: String(err), path: statePath }, 'Could not save the Sparkplug births: after a restart, data before the next birth is skipped and a Rebirth requested');
     }
   };
-  const emit = async (signals: Signal[]) => {
+  // The host state runs ahead of the outbox: each message changes it when it arrives, its batch commits
+  // later. `durable` is the state as of the last committed batch; when the connection ends with messages
+  // unacknowledged (a failed commit, a lost socket), the host goes back to it, so that the redelivered
+  // messages meet the state they first met (an NDEATH whose commit failed is not "already offline").
+  let durable = host.checkpoint();
+  let cutVersion = host.version;
+  const checkpoint = () => {
+    if (host.version === cutVersion) return undefined;
+    cutVersion = host.version;
     const version = host.version;
-    const snap = version !== host.savedVersion ? host.snapshot() : undefined;
-    await ctx.emit(signals);
-    if (snap) saveState(snap, version);
+    const cp = host.checkpoint();
+    const snap = host.snapshot();
+    return () => {
+      durable = cp;
+      saveState(snap, version);
+    };
+  };
+  const rewind = () => {
+    host.rollback(durable);
+    cutVersion = host.version;
   };
 
   const session = new MqttSession({
     config,
     subscriptions: config.groups.map((g) => ({ filter: `${NAMESPACE}/${g}/#`, qos: 1 as const })),
-    ctx: { emit, deadLetter: ctx.deadLetter },
+    ctx: { emit: ctx.emit, deadLetter: ctx.deadLetter },
+    checkpoint,
+    onRewind: rewind,
     log,
     health,
     handle: (msg) => {
+      const before = host.version;
       const r = host.handle(msg.topic, msg.payload, msg.receivedAtMs);
       if ((r.kind === 'signals' || r.kind === 'ignore') && r.rebirth) requestRebirth(r.rebirth.group, r.rebirth.edge, r.rebirth.why);
-      // a birth or death without signals is acknowledged without a commit: save it now
-      if (!(r.kind === 'signals' && r.signals.length > 0) && host.version !== host.savedVersion) saveState(host.snapshot(), host.version);
-      if (r.kind === 'signals') return r.signals.length > 0 ? { signals: r.signals } : { ignore: 'no metrics' };
+      // a birth or death without signals still changed the host: it is saved (and acknowledged) with the
+      // batch it closes, after everything before it is committed, never ahead of it
+      if (r.kind === 'signals') return r.signals.length > 0 ? { signals: r.signals } : { ignore: 'no metrics', commitPoint: host.version !== before };
       if (r.kind === 'dead') return { deadLetter: { code: r.code, reason: `${msg.topic}: ${r.reason}` } };
       return { ignore: r.reason };
     },
@@ -121,6 +139,8 @@ export function create(config: SparkplugConfig, ctx: DriverContext): SparkplugDr
     type: 'sparkplug',
     async start() {
       loadState();
+      durable = host.checkpoint();
+      cutVersion = host.version;
       session.start();
     },
     async stop() {

@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, it } from 'node:test';
+import { PlantBridgeError, type Signal } from '../../../contracts/index.ts';
+import { create } from './mqtt-driver.ts';
+import { countEvents, mqttConfig, outboxHarness, publisher, startBroker, uniq, waitFor, type TestBroker } from './test-kit.ts';
+
+let broker: TestBroker;
+before(async () => {
+  broker = await startBroker();
+});
+after(async () => {
+  await broker?.stop();
+});
+
+void it('a batch that fails to commit is not overtaken: the batches after it wait, and events are stored in arrival order', async (t) => {
+  const topic = uniq('T');
+  const h = outboxHarness('m');
+  const emit = h.ctx.emit;
+  let calls = 0;
+  let inFlight = 0;
+  let maxInFlight = 0;
+  // the first commit hits a transient I/O error that takes a moment to surface; the later ones succeed
+  h.ctx.emit = async (signals: Signal[]) => {
+    const n = ++calls;
+    maxInFlight = Math.max(maxInFlight, ++inFlight);
+    try {
+      if (n === 1) {
+        await new Promise((r) => setTimeout(r, 200));
+        throw new PlantBridgeError('OUTBOX_IO', 'test: transient');
+      }
+      await emit(signals);
+    } finally {
+      inFlight--;
+    }
+  };
+  const d = create(mqttConfig({ name: 'm', url: broker.url, clientId: uniq('c'), commitThread: 'main', maxBatch: 2, reconnectMaxDelay: '1s', subscriptions: [{ filter: `${topic}/+machine/ev`, ref: '{machine}/ev', fields: { id: { json: '$.id' } } }] }), h.ctx);
+  const pub = await publisher(broker.url);
+  t.after(async () => {
+    await d.stop();
+    pub.end(true);
+    h.close();
+  });
+  await d.start();
+  await waitFor(() => d.health().state === 'up', 5000, 'up');
+  for (let i = 1; i <= 6; i++) pub.publish(`${topic}/M1/ev`, JSON.stringify({ id: `e${i}` }), { qos: 1 });
+  await waitFor(() => countEvents(h.outbox) === 6 && d.stats().acksSent >= 6, 10_000, 'all six stored and acknowledged');
+  const order = h.outbox.query<{ source_id: string }>('SELECT source_id FROM events ORDER BY seq').map((r) => r.source_id.split('=')[1]);
+  assert.deepEqual(order, ['e1', 'e2', 'e3', 'e4', 'e5', 'e6']);
+  assert.equal(maxInFlight, 1, 'one commit at a time');
+  assert.ok(d.stats().commitFailures >= 1);
+});
+
+void it('on the commit thread too: a batch that fails (the outbox locked past its busy timeout) is not overtaken by the batches queued behind it', { timeout: 60_000 }, async (t) => {
+  const topic = uniq('T');
+  const h = outboxHarness('m');
+  const d = create(mqttConfig({ name: 'm', url: broker.url, clientId: uniq('c'), maxBatch: 2, reconnectMaxDelay: '1s', subscriptions: [{ filter: `${topic}/+machine/ev`, ref: '{machine}/ev', fields: { id: { json: '$.id' } } }] }), h.ctx);
+  const pub = await publisher(broker.url);
+  // another writer (an outbox CLI command, say) holds the outbox's write lock
+  const { default: Database } = await import('better-sqlite3');
+  const locker = new Database(join(h.ctx.stateDir, 'outbox.db'));
+  t.after(async () => {
+    if (locker.inTransaction) locker.exec('ROLLBACK');
+    locker.close();
+    await d.stop();
+    pub.end(true);
+    h.close();
+  });
+  await d.start();
+  await waitFor(() => d.health().state === 'up', 10_000, 'up');
+  locker.exec('BEGIN IMMEDIATE');
+  pub.publish(`${topic}/M1/ev`, JSON.stringify({ id: 'e1' }), { qos: 1 });
+  pub.publish(`${topic}/M1/ev`, JSON.stringify({ id: 'e2' }), { qos: 1 });
+  await new Promise((r) => setTimeout(r, 300));
+  for (let i = 3; i <= 6; i++) pub.publish(`${topic}/M1/ev`, JSON.stringify({ id: `e${i}` }), { qos: 1 });
+  // the first batch fails after the outbox's 5 s busy timeout; the lock goes a little later, while the
+  // batches behind it would still be waiting for it
+  await waitFor(() => d.stats().commitFailures >= 1, 15_000, 'the first batch failed');
+  await new Promise((r) => setTimeout(r, 500));
+  locker.exec('ROLLBACK');
+  await waitFor(() => countEvents(h.outbox) === 6 && d.stats().acksSent >= 6, 20_000, 'all six stored and acknowledged');
+  const order = h.outbox.query<{ source_id: string }>('SELECT source_id FROM events ORDER BY seq').map((r) => r.source_id.split('=')[1]);
+  assert.deepEqual(order, ['e1', 'e2', 'e3', 'e4', 'e5', 'e6']);
+});
