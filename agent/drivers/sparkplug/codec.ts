@@ -58,13 +58,25 @@ export function encodePayload(p: unknown): Buffer {
   return Buffer.from(codec.encodePayload(p));
 }
 
-/** Decodes (and decompresses) a payload; throws on anything that is not Sparkplug B. */
-export function decodePayload(buf: Buffer): Payload {
+/**
+ * Decodes (and decompresses) a payload; throws on anything that is not Sparkplug B. A compressed body may
+ * inflate to at most `maxBytes` (a 1 MB "bomb" inflating to 1 GB would otherwise hold the thread for
+ * seconds and take gigabytes); more is an error, so the message is dead-lettered.
+ */
+export function decodePayload(buf: Buffer, maxBytes = 16 * 1024 * 1024): Payload {
   let raw = codec.decodePayload(buf);
   if (raw.uuid === COMPRESSED) {
     const algorithm = raw.metrics?.find((m) => m.name === 'algorithm')?.value;
     const body = Buffer.from(raw.body ?? new Uint8Array());
-    raw = codec.decodePayload(typeof algorithm === 'string' && algorithm.toUpperCase() === 'GZIP' ? gunzipSync(body) : inflateSync(body));
+    const opts = { maxOutputLength: maxBytes };
+    let inflated: Buffer;
+    try {
+      inflated = typeof algorithm === 'string' && algorithm.toUpperCase() === 'GZIP' ? gunzipSync(body, opts) : inflateSync(body, opts);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new Error(`compressed payload inflates to more than ${maxBytes} bytes`);
+      throw err;
+    }
+    raw = codec.decodePayload(inflated);
   }
   return {
     ...(raw.timestamp != null ? { timestamp: toSafeNumber(raw.timestamp) } : {}),

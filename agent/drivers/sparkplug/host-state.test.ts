@@ -61,6 +61,34 @@ void describe('sparkplug values', () => {
   });
 });
 
+void describe('sparkplug hostile input', () => {
+  void it('a compressed payload that inflates past 16 x maxPayloadBytes is dead-lettered, not inflated', () => {
+    const h = new SparkplugHost({ source: 'edge', maxPayloadBytes: 64 * 1024, onSeqGap: 'warn', rebirthOnUnknown: false, warn: () => {} });
+    // 8 MiB of zeros: ~8 KB compressed, under maxPayloadBytes, but 128 x it once inflated
+    const bomb = msg({ uuid: 'SPBV1.0_COMPRESSED', body: deflateSync(Buffer.alloc(8 << 20)), metrics: [{ name: 'algorithm', type: 'String', value: 'DEFLATE' }] });
+    assert.ok(bomb.length < 64 * 1024);
+    const r = h.handle('spBv1.0/G/NBIRTH/E', bomb, T);
+    assert.equal(r.kind, 'dead');
+    assert.match((r as { reason: string }).reason, /inflates to more than 1048576 bytes/);
+  });
+
+  void it('group, edge and device ids of ~280 characters still give one key per message and metric', () => {
+    const { h } = host();
+    const long = 'd'.repeat(280);
+    signals(birth(h));
+    const dbirth = h.handle(`spBv1.0/G/DBIRTH/E/${long}`, msg({ timestamp: T + 1, seq: 1, metrics: [{ name: 'Temp', alias: 5, type: 'Double', value: 1 }, { name: 'Press', alias: 6, type: 'Double', value: 2 }] }), T + 1);
+    const data = (ts: number, seq: number) => signals(h.handle(`spBv1.0/G/DDATA/E/${long}`, msg({ timestamp: ts, seq, metrics: [{ alias: 5, type: 'Double', value: seq }] }), ts));
+    const keys = [...signals(dbirth), ...data(T + 2, 2), ...data(T + 3, 3)].map((x) => x.sourceId);
+    assert.equal(keys.length, 4);
+    assert.equal(new Set(keys).size, 4, 'distinct keys');
+    for (const k of keys) {
+      assert.ok(k.length <= 300, `key of ${k.length} characters`);
+      assert.ok(k.startsWith(`G/E/${long.slice(0, 100)}`), 'the head stays readable');
+    }
+    assert.deepEqual(data(T + 2, 2).map((x) => x.sourceId), [keys[2]], 'the same message again has the same key');
+  });
+});
+
 void describe('sparkplug host state', () => {
   void it('births give baseline signals with keys ordered by node, bdSeq, time and seq', () => {
     const { h } = host();

@@ -93,8 +93,12 @@ const MAX_KEY = 300;
 export function metricKey(prefix: string, metric: string): string {
   const full = `${prefix}/${metric}`;
   if (full.length <= MAX_KEY) return full;
-  const h = createHash('sha256').update(metric).digest('hex').slice(0, 12);
-  return `${prefix}/${metric.slice(0, Math.max(0, MAX_KEY - prefix.length - 15))}~${h}`.slice(0, MAX_KEY);
+  const room = MAX_KEY - prefix.length - 15;
+  if (room >= 0) return `${prefix}/${metric.slice(0, room)}~${createHash('sha256').update(metric).digest('hex').slice(0, 12)}`;
+  // the prefix alone is too long (group, edge and device ids of ~280 characters): cutting it would cut off
+  // the birth, time, seq and metric, and every message of the device would have one key (all but the first
+  // dropped as duplicates); the whole key is digested instead, its head kept for locality
+  return `${full.slice(0, MAX_KEY - 13)}~${createHash('sha256').update(full).digest('hex').slice(0, 12)}`;
 }
 
 export class SparkplugHost {
@@ -137,7 +141,7 @@ export class SparkplugHost {
     }
     let p: Payload;
     try {
-      p = decodePayload(buf);
+      p = decodePayload(buf, 16 * this.maxPayloadBytes);
     } catch (err) {
       return { kind: 'dead', code: 'PAYLOAD_INVALID', reason: `not a Sparkplug B payload: ${String((err as Error).message).slice(0, 200)}` };
     }
