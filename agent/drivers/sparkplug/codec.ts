@@ -73,7 +73,7 @@ export function decodePayload(buf: Buffer, maxBytes = 16 * 1024 * 1024): Payload
     try {
       inflated = typeof algorithm === 'string' && algorithm.toUpperCase() === 'GZIP' ? gunzipSync(body, opts) : inflateSync(body, opts);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new Error(`compressed payload inflates to more than ${maxBytes} bytes`);
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new Error(`compressed payload inflates to more than ${maxBytes} bytes`, { cause: err });
       throw err;
     }
     raw = codec.decodePayload(inflated);
