@@ -38,6 +38,7 @@ const REFUSALS = {
   used: 'this enrollment token was already used; ask for a new one (plantbridge-hub agents rotate)',
   expired: 'this enrollment token has expired; ask for a new one (plantbridge-hub agents rotate)',
   revoked: 'this agent was revoked; its enrollment tokens no longer work',
+  superseded: 'a newer enrollment token was issued for this agent (or it enrolled with another one); use the newest (plantbridge-hub agents rotate)',
 } as const;
 
 /** POST /v1/enroll: unauthenticated by design (the token is the authentication), rate-limited per address. */

@@ -135,6 +135,27 @@ export function hubStoreContract(name: string, factory: StoreFactory): void {
       for (const a of ['agent.enrollment_created', 'agent.enrolled', 'agent.enrollment_refused', 'agent.revoked']) assert.ok(actions.includes(a), a);
     });
 
+    void test('only the newest enrollment token of an agent works: a rotation supersedes the unused ones, and so does an enrollment', async () => {
+      const day = () => new Date(Date.now() + 86_400_000);
+      const [t1, t2, t3] = [1, 2, 3].map(() => randomBytes(16).toString('hex'));
+      await store.createEnrollment({ tokenHash: hash(t1), agentId: 'sup-1', plants: ['P1'], expiresAt: day() }, 'admin');
+      assert.equal((await store.redeemEnrollment(hash(t1), hash('sup-cred-1'))).ok, true);
+      // two rotations: t2 leaks, t3 is the one handed to the agent
+      await store.createEnrollment({ tokenHash: hash(t2), agentId: 'sup-1', plants: ['P1'], expiresAt: day() }, 'admin');
+      await store.createEnrollment({ tokenHash: hash(t3), agentId: 'sup-1', plants: ['P1'], expiresAt: day() }, 'admin');
+      assert.equal((await store.getAgent('sup-1'))?.pendingEnrollments, 1, 'one usable token');
+      assert.deepEqual(await store.redeemEnrollment(hash(t2), hash('thief')), { ok: false, reason: 'superseded' });
+      assert.equal((await store.redeemEnrollment(hash(t3), hash('sup-cred-3'))).ok, true);
+      assert.equal((await store.findAgentByTokenHash(hash('sup-cred-3')))?.id, 'sup-1');
+      assert.equal(await store.findAgentByTokenHash(hash('thief')), undefined);
+      // tokens issued for two agents do not supersede each other
+      const [a, b] = [1, 2].map(() => randomBytes(16).toString('hex'));
+      await store.createEnrollment({ tokenHash: hash(a), agentId: 'sup-a', plants: ['P1'], expiresAt: day() }, 'admin');
+      await store.createEnrollment({ tokenHash: hash(b), agentId: 'sup-b', plants: ['P1'], expiresAt: day() }, 'admin');
+      assert.equal((await store.redeemEnrollment(hash(a), hash('sup-cred-a'))).ok, true);
+      assert.equal((await store.redeemEnrollment(hash(b), hash('sup-cred-b'))).ok, true);
+    });
+
     void test('posting queue: one head per order, leases, owner-only completion, outcomes for the agent', async () => {
       const s = store;
       const x1 = testTx({ order: 'Q-X', agentId: 'edge-q' });

@@ -82,7 +82,9 @@ export interface NewEnrollment {
   expiresAt: Date;
 }
 
-export type RedeemResult = { ok: true; agent: AgentRecord } | { ok: false; reason: 'unknown' | 'used' | 'expired' | 'revoked' };
+/** superseded: a newer token was issued for the agent, or it enrolled with another one */
+export type RedeemRefusal = 'unknown' | 'used' | 'expired' | 'revoked' | 'superseded';
+export type RedeemResult = { ok: true; agent: AgentRecord } | { ok: false; reason: RedeemRefusal };
 
 /** One ERP outcome for the agent that sent the transaction (`GET /v1/agents/me/outcomes`). */
 export interface OutcomeEvent {

@@ -19,6 +19,7 @@ import {
   type PostingJob,
   type PostingOutcome,
   type PostingState,
+  type RedeemRefusal,
   type RedeemResult,
   type TransactionRow,
 } from '../hub-store.ts';
@@ -128,12 +129,18 @@ const MIGRATIONS: string[] = [
   `
   CREATE INDEX transactions_failed ON transactions(order_key, seq) WHERE state = 'failed';
   `,
+  // 4: only an agent's newest enrollment token works (a new one, or an enrollment, supersedes the others)
+  `
+  ALTER TABLE enrollments ADD COLUMN superseded_at TIMESTAMPTZ;
+  `,
 ];
 
 /** A stable 64-bit key for pg_advisory_xact_lock: "plantbridge-hub-migrate". */
 const MIGRATE_LOCK = 7_305_812_447_001;
 /** Held from an outcome_log row's id to its commit: ids become visible in id order (see logOutcome). */
 const OUTCOME_LOG_LOCK = 7_305_812_447_002;
+/** With an agent id's hashtext: one enrollment change of an agent at a time (issue, redeem, revoke). */
+const AGENT_LOCK_CLASS = 7_305_812;
 
 type Row = Record<string, any>;
 
@@ -462,8 +469,19 @@ export class PostgresHubStore implements HubStore {
     return out;
   }
 
+  /**
+   * Serialises the enrollment changes of one agent. Without it a redeem (enrollment row, then agent row)
+   * and a revoke (agent row, then enrollment rows) running at once deadlocked, and one of them failed.
+   */
+  private async lockAgent(c: pg.PoolClient, agentId: string): Promise<void> {
+    await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [AGENT_LOCK_CLASS, agentId]);
+  }
+
   async createEnrollment(e: NewEnrollment, actor: string): Promise<void> {
     await this.tx(async (c) => {
+      await this.lockAgent(c, e.agentId);
+      // a rotation's new token replaces the unused ones: a leaked older token cannot take the agent over
+      await c.query('UPDATE enrollments SET superseded_at = now() WHERE agent_id = $1 AND used_at IS NULL AND revoked_at IS NULL AND superseded_at IS NULL', [e.agentId]);
       await c.query('INSERT INTO enrollments(token_hash, agent_id, plants, expires_at) VALUES ($1, $2, $3, $4)', [e.tokenHash, e.agentId, JSON.stringify(e.plants), e.expiresAt]);
       await this.auditWith(c, { actor, action: 'agent.enrollment_created', target: e.agentId, detail: { plants: e.plants, expiresAt: e.expiresAt.toISOString() } });
     });
@@ -471,16 +489,20 @@ export class PostgresHubStore implements HubStore {
 
   async redeemEnrollment(tokenHash: string, credentialHash: string, now = new Date()): Promise<RedeemResult> {
     return this.tx(async (c) => {
+      const owner = (await c.query('SELECT agent_id FROM enrollments WHERE token_hash = $1', [tokenHash])).rows[0] as Row | undefined;
+      if (owner) await this.lockAgent(c, owner.agent_id);
       const e = (await c.query('SELECT * FROM enrollments WHERE token_hash = $1 FOR UPDATE', [tokenHash])).rows[0] as Row | undefined;
-      const refuse = async (reason: 'unknown' | 'used' | 'expired' | 'revoked'): Promise<RedeemResult> => {
+      const refuse = async (reason: RedeemRefusal): Promise<RedeemResult> => {
         await this.auditWith(c, { actor: e ? `agent:${e.agent_id}` : 'unknown', action: 'agent.enrollment_refused', ...(e ? { target: e.agent_id } : {}), detail: { reason } });
         return { ok: false, reason };
       };
       if (!e) return refuse('unknown');
       if (e.used_at) return refuse('used');
       if (e.revoked_at) return refuse('revoked');
+      if (e.superseded_at) return refuse('superseded');
       if ((e.expires_at as Date).getTime() <= now.getTime()) return refuse('expired');
       await c.query('UPDATE enrollments SET used_at = $1 WHERE token_hash = $2', [now, tokenHash]);
+      await c.query('UPDATE enrollments SET superseded_at = $1 WHERE agent_id = $2 AND token_hash <> $3 AND used_at IS NULL AND superseded_at IS NULL', [now, e.agent_id, tokenHash]);
       await c.query(
         `INSERT INTO agents(id, plants, token_hash, revoked_at, created_at, credential_at) VALUES ($1, $2, $3, NULL, $4, $4)
          ON CONFLICT(id) DO UPDATE SET plants = excluded.plants, token_hash = excluded.token_hash, revoked_at = NULL, credential_at = excluded.credential_at`,
@@ -493,6 +515,7 @@ export class PostgresHubStore implements HubStore {
 
   async revokeAgent(agentId: string, actor: string): Promise<boolean> {
     return this.tx(async (c) => {
+      await this.lockAgent(c, agentId);
       const a = (await c.query('UPDATE agents SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL', [agentId])).rowCount ?? 0;
       const e = (await c.query('UPDATE enrollments SET revoked_at = now() WHERE agent_id = $1 AND used_at IS NULL AND revoked_at IS NULL', [agentId])).rowCount ?? 0;
       if (a + e > 0) await this.auditWith(c, { actor, action: 'agent.revoked', target: agentId, detail: { credential: a > 0, enrollmentTokens: e } });
@@ -505,7 +528,7 @@ export class PostgresHubStore implements HubStore {
       `SELECT ids.id, a.plants AS a_plants, a.created_at, a.credential_at, a.revoked_at, h.received_at,
          (SELECT plants FROM enrollments e WHERE e.agent_id = ids.id ORDER BY created_at DESC LIMIT 1) AS e_plants,
          (SELECT MIN(created_at) FROM enrollments e WHERE e.agent_id = ids.id) AS e_created,
-         (SELECT COUNT(*) FROM enrollments e WHERE e.agent_id = ids.id AND used_at IS NULL AND revoked_at IS NULL AND expires_at > now()) AS pending
+         (SELECT COUNT(*) FROM enrollments e WHERE e.agent_id = ids.id AND used_at IS NULL AND revoked_at IS NULL AND superseded_at IS NULL AND expires_at > now()) AS pending
        FROM (SELECT id FROM agents UNION SELECT agent_id AS id FROM enrollments) ids
        LEFT JOIN agents a ON a.id = ids.id LEFT JOIN heartbeats h ON h.agent_id = ids.id ${where} ORDER BY ids.id`,
       args,

@@ -15,6 +15,7 @@ import {
   type LineageEvent,
   type NewEnrollment,
   type OutcomeEvent,
+  type RedeemRefusal,
   type RedeemResult,
   type AuditEvent,
   type HubStore,
@@ -127,6 +128,10 @@ const MIGRATIONS = [
   // 3: a dead letter holds back the later transactions of its order until it is replayed or discarded
   `
   CREATE INDEX transactions_failed ON transactions(order_key, seq) WHERE state = 'failed';
+  `,
+  // 4: only an agent's newest enrollment token works (a new one, or an enrollment, supersedes the others)
+  `
+  ALTER TABLE enrollments ADD COLUMN superseded_at TEXT;
   `,
 ];
 
@@ -461,9 +466,12 @@ export class SqliteHubStore implements HubStore {
   async createEnrollment(e: NewEnrollment, actor: string): Promise<void> {
     this.db
       .transaction(() => {
+        const at = new Date().toISOString();
+        // a rotation's new token replaces the unused ones: a leaked older token cannot take the agent over
+        this.db.prepare('UPDATE enrollments SET superseded_at = ? WHERE agent_id = ? AND used_at IS NULL AND revoked_at IS NULL AND superseded_at IS NULL').run(at, e.agentId);
         this.db
           .prepare('INSERT INTO enrollments(token_hash, agent_id, plants, created_at, expires_at) VALUES (?, ?, ?, ?, ?)')
-          .run(e.tokenHash, e.agentId, JSON.stringify(e.plants), new Date().toISOString(), e.expiresAt.getTime());
+          .run(e.tokenHash, e.agentId, JSON.stringify(e.plants), at, e.expiresAt.getTime());
         this.auditSync({ actor, action: 'agent.enrollment_created', target: e.agentId, detail: { plants: e.plants, expiresAt: e.expiresAt.toISOString() } });
       })
       .immediate();
@@ -473,16 +481,18 @@ export class SqliteHubStore implements HubStore {
     return this.db
       .transaction((): RedeemResult => {
         const e = this.db.prepare('SELECT * FROM enrollments WHERE token_hash = ?').get(tokenHash) as Row | undefined;
-        const refuse = (reason: 'unknown' | 'used' | 'expired' | 'revoked'): RedeemResult => {
+        const refuse = (reason: RedeemRefusal): RedeemResult => {
           this.auditSync({ actor: e ? `agent:${e.agent_id}` : 'unknown', action: 'agent.enrollment_refused', ...(e ? { target: e.agent_id } : {}), detail: { reason } });
           return { ok: false, reason };
         };
         if (!e) return refuse('unknown');
         if (e.used_at) return refuse('used');
         if (e.revoked_at) return refuse('revoked');
+        if (e.superseded_at) return refuse('superseded');
         if (e.expires_at <= now.getTime()) return refuse('expired');
         const at = now.toISOString();
         this.db.prepare('UPDATE enrollments SET used_at = ? WHERE token_hash = ?').run(at, tokenHash);
+        this.db.prepare('UPDATE enrollments SET superseded_at = ? WHERE agent_id = ? AND token_hash <> ? AND used_at IS NULL AND superseded_at IS NULL').run(at, e.agent_id, tokenHash);
         this.db
           .prepare(`INSERT INTO agents(id, plants, token_hash, revoked_at, created_at, credential_at) VALUES (?, ?, ?, NULL, ?, ?)
             ON CONFLICT(id) DO UPDATE SET plants = excluded.plants, token_hash = excluded.token_hash, revoked_at = NULL, credential_at = excluded.credential_at`)
@@ -513,7 +523,7 @@ export class SqliteHubStore implements HubStore {
            a.plants AS a_plants, a.created_at, a.credential_at, a.revoked_at, h.received_at,
            (SELECT plants FROM enrollments e WHERE e.agent_id = ids.id ORDER BY created_at DESC LIMIT 1) AS e_plants,
            (SELECT MIN(created_at) FROM enrollments e WHERE e.agent_id = ids.id) AS e_created,
-           (SELECT COUNT(*) FROM enrollments e WHERE e.agent_id = ids.id AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?) AS pending
+           (SELECT COUNT(*) FROM enrollments e WHERE e.agent_id = ids.id AND used_at IS NULL AND revoked_at IS NULL AND superseded_at IS NULL AND expires_at > ?) AS pending
          FROM (SELECT id FROM agents UNION SELECT agent_id AS id FROM enrollments) ids
          LEFT JOIN agents a ON a.id = ids.id LEFT JOIN heartbeats h ON h.agent_id = ids.id ${where} ORDER BY ids.id`,
       )
