@@ -116,7 +116,16 @@ export function buildHub(opts: HubOptions): Hub {
     async start() {
       store ??= await openHubStore(config);
       await store.migrate();
-      for (const a of config.agents) await store.upsertAgent({ id: a.id, plants: a.plants, tokenHash: tokenHash(a.token.reveal()) });
+      for (const a of config.agents) {
+        const hash = tokenHash(a.token.reveal());
+        // a revocation outlives restarts: the same token stays refused; a new token in hub.yaml admits it again
+        const current = await store.findAgentByTokenHash(hash);
+        if (current?.id === a.id && current.revokedAt) {
+          log.warn({ agentId: a.id, revokedAt: current.revokedAt }, 'An agent listed in hub.yaml was revoked: its token stays refused. To admit it again, give it a new token in hub.yaml');
+          continue;
+        }
+        await store.upsertAgent({ id: a.id, plants: a.plants, tokenHash: hash });
+      }
       const s = store;
       posting = new PostingService({
         store: s,

@@ -96,6 +96,11 @@ export async function agentsCommand(config: HubConfig, argv: string[], io: Agent
       }
       case 'add':
       case 'rotate': {
+        // hub.yaml's static token is what such an agent uses: at the next start it would replace an
+        // enrolled credential again (and a token issued here would only let someone else take it over)
+        if (config?.agents?.some((a) => a.id === name)) {
+          return usage(`agent ${name} is listed in hub.yaml with a static token: give it a new token there (and on the agent), or remove the entry to enroll it instead`);
+        }
         const existing = await store.getAgent(name);
         if (sub === 'add' && existing?.enrolled && !existing.revokedAt) return usage(`agent ${name} exists and is enrolled; use "agents rotate --name ${name}" for a new credential`);
         if (sub === 'rotate' && !existing) return usage(`no agent ${name}; use "agents add --plant P --name ${name}"`);
