@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { PlantBridgeError, type Secret } from '../../contracts/index.ts';
 import type { HubStore } from '../store/hub-store.ts';
-import { tokenHash } from './auth.ts';
+import { auditRefusal, tokenHash } from './auth.ts';
 
 /**
  * Operator API for dead letters and the audit log (what the dashboard and scripts use). Bearer tokens of
@@ -20,7 +20,7 @@ export function adminRoutes(app: FastifyInstance, deps: { store: HubStore; opera
       const hit = hashes.find((o) => timingSafeEqual(o.hash, h));
       if (hit) return hit.name;
     }
-    await store.audit({ actor: 'unknown', action: 'admin.auth.refused', detail: { ip: req.ip, route: req.url.split('?')[0] } });
+    await auditRefusal(store, req.ip, 'admin.auth.refused', { route: req.url.split('?')[0] });
     throw new PlantBridgeError('UNAUTHENTICATED', 'unknown operator token', { correlationId: req.id });
   };
   const seqOf = (req: FastifyRequest): number => {

@@ -13,6 +13,34 @@ declare module 'fastify' {
   }
 }
 
+/** Audit rows for refused credentials, per client address and minute; the rest are counted, not written. */
+export const REFUSAL_AUDITS_PER_MINUTE = 20;
+const refusalWindows = new WeakMap<HubStore, Map<string, { start: number; written: number; suppressed: number }>>();
+
+/**
+ * Audits a refused credential. Anyone who reaches the hub can send bad tokens: without a bound each one
+ * was an audit row (and on SQLite an fsync of its own). Past REFUSAL_AUDITS_PER_MINUTE per address in a
+ * minute they are counted, and the next row that address gets says how many were left out.
+ */
+export async function auditRefusal(store: HubStore, ip: string, action: string, detail: Record<string, unknown>, now = Date.now()): Promise<void> {
+  let windows = refusalWindows.get(store);
+  if (!windows) refusalWindows.set(store, (windows = new Map()));
+  let w = windows.get(ip);
+  let left = 0;
+  if (!w || now - w.start >= 60_000) {
+    left = w?.suppressed ?? 0;
+    if (windows.size >= 10_000) for (const [k, v] of windows) if (now - v.start >= 60_000) windows.delete(k);
+    w = { start: now, written: 0, suppressed: 0 };
+    windows.set(ip, w);
+  }
+  if (w.written >= REFUSAL_AUDITS_PER_MINUTE) {
+    w.suppressed++;
+    return;
+  }
+  w.written++;
+  await store.audit({ actor: 'unknown', action, detail: { ...detail, ip, ...(left > 0 ? { notAuditedBefore: left } : {}) } });
+}
+
 /**
  * Authenticates an agent by its bearer token. The store keeps only the token's SHA-256; a revoked agent
  * is refused at once (no cache).
@@ -25,7 +53,7 @@ export function requireAgent(store: HubStore) {
     const hash = tokenHash(m[1]);
     const agent = await store.findAgentByTokenHash(hash);
     if (!agent || !timingSafeEqual(Buffer.from(agent.tokenHash), Buffer.from(hash)) || agent.revokedAt) {
-      await store.audit({ actor: 'unknown', action: 'auth.refused', detail: { ip: req.ip, route: req.url.split('?')[0] } });
+      await auditRefusal(store, req.ip, 'auth.refused', { route: req.url.split('?')[0] });
       throw new PlantBridgeError('UNAUTHENTICATED', 'unknown or revoked credential', { correlationId: req.id });
     }
     req.agent = agent;

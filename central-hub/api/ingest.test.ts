@@ -144,6 +144,18 @@ void describe('hub API: ingest, outcomes, heartbeat (SQLite store, real hub on p
     assert.deepEqual((row.detail as { keys: string[] }).keys, [mine.idempotencyKey]);
   });
 
+  void it('bad tokens are refused every time, but audited at most 20 times a minute per address; the next row counts the rest', async () => {
+    const before = (await t.hub.store.listAudit(1000)).filter((e) => e.action === 'auth.refused').length;
+    for (let i = 0; i < 60; i++) assert.equal((await post('/v1/ingest', batch('edge-1', [testTx()]), `pbc_flood-${i}-not-a-credential`)).status, 401);
+    const rows = (await t.hub.store.listAudit(1000)).filter((e) => e.action === 'auth.refused');
+    assert.ok(rows.length - before <= 20, `${rows.length - before} audit rows for 60 refusals`);
+    const { auditRefusal } = await import('./auth.ts');
+    // a minute later the same address gets a row again, with the count of those left out
+    await auditRefusal(t.hub.store, '127.0.0.1', 'auth.refused', { route: '/v1/ingest' }, Date.now() + 61_000);
+    const [last] = (await t.hub.store.listAudit(5)).filter((e) => e.action === 'auth.refused');
+    assert.ok(((last.detail as { notAuditedBefore?: number }).notAuditedBefore ?? 0) >= 40, JSON.stringify(last.detail));
+  });
+
   void it('a cross-plant write is refused with 403, audited, and nothing is stored', async () => {
     const foreign = testTx({ plant: 'P2' });
     const mine = testTx();
