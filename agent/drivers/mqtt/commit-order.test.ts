@@ -82,3 +82,33 @@ void it('on the commit thread too: a batch that fails (the outbox locked past it
   const order = h.outbox.query<{ source_id: string }>('SELECT source_id FROM events ORDER BY seq').map((r) => r.source_id.split('=')[1]);
   assert.deepEqual(order, ['e1', 'e2', 'e3', 'e4', 'e5', 'e6']);
 });
+
+void it('a bad message behind a batch that fails to commit is dead-lettered once, when it comes again', async (t) => {
+  const topic = uniq('T');
+  const h = outboxHarness('m');
+  const emit = h.ctx.emit;
+  let failOnce = true;
+  h.ctx.emit = async (signals: Signal[]) => {
+    if (failOnce) {
+      failOnce = false;
+      await new Promise((r) => setTimeout(r, 100));
+      throw new PlantBridgeError('OUTBOX_IO', 'test: transient');
+    }
+    await emit(signals);
+  };
+  const d = create(mqttConfig({ name: 'm', url: broker.url, clientId: uniq('c'), commitThread: 'main', reconnectMaxDelay: '1s', subscriptions: [{ filter: `${topic}/+machine/ev`, ref: '{machine}/ev', fields: { id: { json: '$.id' } } }] }), h.ctx);
+  const pub = await publisher(broker.url);
+  t.after(async () => {
+    await d.stop();
+    pub.end(true);
+    h.close();
+  });
+  await d.start();
+  await waitFor(() => d.health().state === 'up', 5000, 'up');
+  pub.publish(`${topic}/M1/ev`, '{"id":"a1"}', { qos: 1 });
+  pub.publish(`${topic}/M1/ev`, 'not json', { qos: 1 });
+  await waitFor(() => countEvents(h.outbox) === 1 && d.stats().acksSent >= 2, 10_000, 'stored and acknowledged after the redelivery');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(h.outbox.listDeadLetters().length, 1);
+  assert.ok(d.stats().commitFailures >= 1);
+});

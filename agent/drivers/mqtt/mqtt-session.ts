@@ -121,6 +121,8 @@ interface Batch {
   raw: RawBatch | undefined;
   /** holds a commit point: goes through the commit chain even without signals */
   force: boolean;
+  /** dead letters of this batch's messages: written when the batch commits, in its turn */
+  dead: Array<{ code: string; reason: string; payload: Buffer }>;
 }
 
 type SendPacket = (packet: Record<string, unknown>, cb?: (err?: Error) => void, cbStorePut?: unknown, noStore?: boolean) => void;
@@ -277,7 +279,7 @@ export class MqttSession {
   }
 
   private newBatch(): Batch {
-    return { signals: [], entries: [], raw: this.o.commitRaw ? new RawBatch() : undefined, force: false };
+    return { signals: [], entries: [], raw: this.o.commitRaw ? new RawBatch() : undefined, force: false, dead: [] };
   }
 
   private batchSize(b: Batch): number {
@@ -310,13 +312,13 @@ export class MqttSession {
       if (entry) conn.batch.entries.push(entry);
     } else {
       if ('deadLetter' in result) {
-        try {
-          this.o.ctx.deadLetter(result.deadLetter.code, result.deadLetter.reason, payload.subarray(0, DEAD_LETTER_MAX_BYTES));
-        } catch (err) {
-          this.commitFailed(conn, err);
-          return;
-        }
-        this.counters.deadLettered[result.deadLetter.code] = (this.counters.deadLettered[result.deadLetter.code] ?? 0) + 1;
+        // written with the batch, in its turn: written now, ahead of a batch whose commit then failed,
+        // it was written again when the broker redelivered the message
+        conn.batch.dead.push({ code: result.deadLetter.code, reason: result.deadLetter.reason, payload: Buffer.from(payload.subarray(0, DEAD_LETTER_MAX_BYTES)) });
+        conn.batch.force = true;
+        if (entry) conn.batch.entries.push(entry);
+        this.afterMessage(conn);
+        return;
       } else {
         this.counters.ignored++;
         if ('commitPoint' in result && result.commitPoint) {
@@ -376,8 +378,16 @@ export class MqttSession {
     // commits one: it refuses a connection's batches once one of them failed (RawBatch.gen).
     const commit = (): Promise<void> => {
       if (conn.dead) return Promise.reject(new Error('an earlier batch of this connection failed; this one is redelivered'));
-      if (n === 0) return Promise.resolve();
-      return batch.raw ? this.o.commitRaw!(batch.raw).then((r) => this.countRaw(r)) : this.o.ctx.emit(batch.signals).then(() => void (this.counters.committed += n));
+      // after the signals: if their commit fails, no dead letter of the batch is written either (the
+      // redelivery writes it once); if a dead letter fails, the redelivered signals are duplicates
+      const writeDead = () => {
+        for (const d of batch.dead) {
+          this.o.ctx.deadLetter(d.code, d.reason, d.payload);
+          this.counters.deadLettered[d.code] = (this.counters.deadLettered[d.code] ?? 0) + 1;
+        }
+      };
+      if (n === 0) return Promise.resolve().then(writeDead);
+      return (batch.raw ? this.o.commitRaw!(batch.raw).then((r) => this.countRaw(r)) : this.o.ctx.emit(batch.signals).then(() => void (this.counters.committed += n))).then(writeDead);
     };
     if (batch.raw) batch.raw.gen = conn.gen;
     const p = (batch.raw ? commit() : conn.last.then(commit)).then(
