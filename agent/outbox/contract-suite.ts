@@ -171,6 +171,22 @@ export function outboxContractSuite(factory: OutboxFactory): void {
       o.close();
     });
 
+    void it('a value too deep to store is dead-lettered with the signal and what the value held, not "[object Object]"', async () => {
+      const o = open({ path: newPath() });
+      let deep: Record<string, unknown> = { leaf: 'the-bottom' };
+      for (let i = 0; i < 20_000; i++) deep = { d: deep };
+      const r = await o.append([signal(1, { value: deep as never, sourceId: 'plc1:deep:1' }), signal(2)]);
+      assert.deepEqual([r.accepted, r.deadLettered], [1, 1], 'the deep one refused, the other stored');
+      const [dl] = o.listDeadLetters();
+      assert.equal(dl.code, 'SCHEMA_INVALID');
+      assert.match(dl.reason, /cannot be stored/);
+      assert.doesNotMatch(dl.payload ?? '', /\[object Object\]/);
+      const payload = JSON.parse(dl.payload!) as { sourceId: string; value: string };
+      assert.equal(payload.sourceId, 'plc1:deep:1');
+      assert.match(payload.value, /^\{ d: \{ d: /);
+      o.close();
+    });
+
     void it('settles per item: sent, dead letter with code, retry later with backoff', async () => {
       const c = clock();
       const o = open({ path: newPath(), now: c.now, rules: countingDeriver(1, (s) => `O${s.value}`) });

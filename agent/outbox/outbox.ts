@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, renameSync, statSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { inspect } from 'node:util';
 import type { Logger } from 'pino';
 import { PlantBridgeError, type Signal, type Transaction, transactionTypeOf } from '../../contracts/index.ts';
 import { instantMs } from '../../contracts/instant.ts';
@@ -783,7 +784,8 @@ export class Outbox {
           try {
             value = sig.value === null || sig.value === undefined ? null : JSON.stringify(sig.value);
           } catch (err) {
-            deadLetter('signal', sig.source, 'SCHEMA_INVALID', `signal.value cannot be stored: ${(err as Error).message}`, String(sig.value));
+            // not String(value) ("[object Object]"): what the value held, as far as it can be shown
+            deadLetter('signal', sig.source, 'SCHEMA_INVALID', `signal.value cannot be stored: ${(err as Error).message}`, { ...sig, value: inspect(sig.value, { depth: 6, maxArrayLength: 50, maxStringLength: 4096, breakLength: Infinity, compact: true }) });
             r.deadLettered = (r.deadLettered ?? 0) + 1;
             continue;
           }
