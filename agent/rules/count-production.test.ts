@@ -281,3 +281,44 @@ void test('cumulative counts are kept for the 200 orders counted last; state in 
   assert.deepEqual(Object.keys(cum), expected);
   assert.equal(cum['1010/0010'], 6);
 });
+
+const yieldOf = (r: { transactions: Transaction[] }) => pcs(r.transactions).reduce((s, t) => s + t.data.yield.qty, 0);
+
+void test('a brief bad reading (a spike, a 0 in a PLC restart) is quarantined, and the return to the real value is not counted again', () => {
+  const day = tick(T0 + 86_400_000);
+  // resetting counter: 49990, 50000, a spike to 3e9, back to 50000, 50010 -> 20 parts
+  const spike = run(rule({ emitEvery: { parts: 1_000_000 } }), [sig('order', '100', T0), sig('good', 49990, T0 + 1000), sig('good', 50000, T0 + 2000), sig('good', 3e9, T0 + 3000), sig('good', 50000, T0 + 4000), sig('good', 50010, T0 + 5000), day]);
+  assert.equal(yieldOf(spike), 20);
+  assert.deepEqual(spike.quarantined.map((q) => q.code), ['COUNTER_JUMP']);
+  // a never-resetting total that reads 0 for a moment -> 20 parts
+  const zero = run(rule({ counter: { source: 'plc', ref: 'good', counts: 'total' }, emitEvery: { parts: 1_000_000 } }), [sig('order', '100', T0), sig('good', 49990, T0 + 1000), sig('good', 50000, T0 + 2000), sig('good', 0, T0 + 3000), sig('good', 50000, T0 + 4000), sig('good', 50010, T0 + 5000), day]);
+  assert.equal(yieldOf(zero), 20);
+  // a real new range (a rescaled tag) is still taken: the jump is quarantined, counting goes on from it
+  const rescaled = run(rule({ emitEvery: { parts: 1_000_000 } }), [sig('order', '100', T0), sig('good', 50000, T0 + 1000), sig('good', 3e9, T0 + 2000), sig('good', 3e9 + 5, T0 + 3000), day]);
+  assert.equal(yieldOf(rescaled), 5);
+});
+
+void test('uint16 with the default maxJump: a reset is a reset, not a wrap across most of the register', () => {
+  const cfg = { wrap: 'uint16' as const, counts: 'resetting' as const, onReset: 'count-from-zero' as const, maxJump: 100_000 };
+  assert.deepEqual(counterDelta(5000, 3, cfg), { kind: 'delta', d: 3, reset: true, wrapped: false });
+  assert.deepEqual(counterDelta(65530, 4, cfg), { kind: 'delta', d: 10, reset: false, wrapped: true });
+  assert.equal(counterDelta(5000, 3, { ...cfg, counts: 'total' }).kind, 'jump');
+  const r = run(rule({ counter: { source: 'plc', ref: 'good', wrap: 'uint16' }, emitEvery: { parts: 1_000_000 } }), [sig('order', '100', T0), sig('good', 4990, T0 + 1000), sig('good', 5000, T0 + 2000), sig('good', 3, T0 + 3000), tick(T0 + 86_400_000)]);
+  assert.equal(yieldOf(r), 13);
+});
+
+void test('two readings with the same source time arriving in reverse: the lower one is stale, not a reset', () => {
+  const r = run(rule({ emitEvery: { parts: 1_000_000 } }), [sig('order', 'A', T0), sig('good', 100, T0 + 1000), sig('good', 105, T0 + 2000, { sourceId: 'm2' }), sig('good', 103, T0 + 2000, { sourceId: 'm1' }), sig('good', 106, T0 + 3000), tick(T0 + 86_400_000)]);
+  assert.equal(yieldOf(r), 6);
+  assert.ok(pcs(r.transactions).every((t) => !t.data.window?.resetDetected));
+});
+
+void test('a counter ref longer than the wire allows: confirmations still valid (counterRef cut to 200, key bounded)', () => {
+  const ref = `spBv1.0/${'Line7/'.repeat(40)}GoodCount`;
+  const r = run(rule({ counter: { source: 'plc', ref }, emitEvery: { parts: 1_000_000 } }), [sig('order', '100', T0), { kind: 'signal' as const, signal: signal('plc', ref, 10 as never, T0 + 1000) }, { kind: 'signal' as const, signal: signal('plc', ref, 15 as never, T0 + 2000) }, tick(T0 + 86_400_000)]);
+  assert.equal(pcs(r.transactions).length, 1);
+  for (const t of r.transactions) {
+    assert.equal(transactionSchema.safeParse(t).success, true, JSON.stringify(transactionSchema.safeParse(t).error?.issues?.[0]));
+    assert.ok(t.idempotencyKey.length <= 300);
+  }
+});

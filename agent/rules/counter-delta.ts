@@ -76,7 +76,9 @@ export function counterDelta(last: bigint | number | string | undefined, value: 
 
 /** The value dropped: a wrap if the old value was near the top and the new one near zero, else a reset. */
 function dropped(prev: number, v: number, wrapped: number, jump: number, cfg: DeltaConfig): Delta {
-  if (wrapped <= jump) return { kind: 'delta', d: wrapped, reset: false, wrapped: true };
+  // a wrap crosses the top: at most half the register (else maxJump >= the register, e.g. uint16 with the
+  // default 100000, took every reset for a wrap and counted most of the register)
+  if (wrapped <= jump && wrapped <= (WRAP_MAX_NUMBER[cfg.wrap]! + 1) / 2) return { kind: 'delta', d: wrapped, reset: false, wrapped: true };
   if (cfg.counts === 'total') return { kind: 'jump', d: String(v - prev), reason: `never-resetting total dropped from ${prev} to ${v}` };
   if (cfg.onReset === 'drop') return { kind: 'delta', d: 0, reset: true, wrapped: false };
   return v <= jump ? { kind: 'delta', d: v, reset: true, wrapped: false } : { kind: 'jump', d: String(v), reason: `reset from ${prev} to ${v}, more than maxJump after the reset` };
@@ -95,7 +97,7 @@ export function counterDeltaExact(last: bigint | number | string | undefined, va
   if (d >= 0n) return d <= jump ? { kind: 'delta', d: Number(d), reset: false, wrapped: false } : { kind: 'jump', d: String(d), reason: `jumped by ${d} (from ${prev} to ${v})` };
   // the value dropped: a wrap if the old value was near the top and the new one near zero
   const wrapped = max - prev + 1n + v;
-  if (wrapped <= jump) return { kind: 'delta', d: Number(wrapped), reset: false, wrapped: true };
+  if (wrapped <= jump && wrapped <= (max + 1n) / 2n) return { kind: 'delta', d: Number(wrapped), reset: false, wrapped: true };
   if (cfg.counts === 'total') return { kind: 'jump', d: String(d), reason: `never-resetting total dropped from ${prev} to ${v}` };
   if (cfg.onReset === 'drop') return { kind: 'delta', d: 0, reset: true, wrapped: false };
   return v <= jump ? { kind: 'delta', d: Number(v), reset: true, wrapped: false } : { kind: 'jump', d: String(v), reason: `reset from ${prev} to ${v}, more than maxJump after the reset` };

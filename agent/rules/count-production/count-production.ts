@@ -10,6 +10,7 @@ import {
 import type { Quarantined } from '../../outbox/outbox.ts';
 import { currentOrder, orderAt, orderKey, parseOrder, recordOrder, sameOrder, type OrderEntry, type OrderInfo } from '../active-order.ts';
 import { counterDelta, counterValue } from '../counter-delta.ts';
+import { boundedKey } from '../map-event/map-event.ts';
 import { asFlag, asQuantity, asText, atPath } from '../field-pick.ts';
 import { instantMs, plantDate, type Rule, type RuleContext, type RuleOutput } from '../rule.ts';
 import { shiftAt } from '../shift-calendar.ts';
@@ -39,6 +40,12 @@ interface CounterState {
   last: string;
   /** source time (ms) of the newest reading: older readings arriving later are stale */
   at: number;
+  /**
+   * Set by a reading rejected as a jump (kept as the baseline in `last`): the baseline before it. If the
+   * next reading fits this one, the rejected reading was a glitch (a brief 0 in a PLC restart, a bad
+   * sample): counting from the rejected value would count the whole counter again.
+   */
+  before?: string;
 }
 
 export interface CountWindow {
@@ -162,7 +169,8 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
   }
 
   function confirmationKey(w: { order: string; operation: string }, from: number, to: number, ctx: RuleContext): string {
-    return `${ctx.plant}:${cfg.workCenter}:${w.order}:${w.operation}:${counterName}:${from}-${to}`;
+    // bounded like map-event's: a long counter ref (a Sparkplug metric path) must not make the key too long
+    return boundedKey(`${ctx.plant}:${cfg.workCenter}:${w.order}:${w.operation}:${counterName}:${from}-${to}`);
   }
 
   /** Closes the window of one order: a confirmation (and consumptions) unless it is empty and not final. */
@@ -212,7 +220,8 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
         window: {
           from: firstAt,
           to: at,
-          counterRef: counterName,
+          // the wire allows 200 characters (a longer one made every confirmation of the rule a rejection)
+          counterRef: counterName.slice(0, 200),
           counterStart: w?.counterStart ?? 0,
           counterEnd: w?.counterEnd ?? 0,
           resetDetected: w?.resetDetected ?? false,
@@ -229,7 +238,7 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
         const mc: MaterialConsumption = {
           schema: txSchemaId('MaterialConsumption'),
           id: ulid(ctx.now),
-          idempotencyKey: `${idempotencyKey}:mc:${c.material}`,
+          idempotencyKey: boundedKey(`${idempotencyKey}:mc:${c.material}`),
           traceparent: newTraceparent(),
           ...envelope,
           data: {
@@ -357,7 +366,14 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
     }
     const prev = state[role];
     if (prev && t < prev.at) return state; // stale: a newer reading of this cumulative counter is already in
-    let delta = counterDelta(prev?.last, raw, c, signal.baseline === true);
+    if (prev && t === prev.at) {
+      // the same source time (1 s resolution is common) and lower: the older of two readings, arrived late
+      const same = counterDelta(prev.last, raw, c, false);
+      if (same.kind === 'delta' && (same.reset || same.wrapped)) return state;
+    }
+    // after a rejected jump: a reading that fits the baseline before it shows that the jump was a glitch
+    const back = prev?.before !== undefined && signal.baseline !== true ? counterDelta(prev.before, raw, c, false) : undefined;
+    let delta = back?.kind === 'delta' && !back.reset ? back : counterDelta(prev?.last, raw, c, signal.baseline === true);
     if (delta.kind === 'baseline' && prev && c.onBaseline === 'count') {
       const across = counterDelta(prev.last, raw, c, false);
       if (across.kind === 'delta' && !across.reset) delta = across;
@@ -373,7 +389,9 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
     state[role] = counter;
     if (delta.kind === 'baseline') return state;
     if (delta.kind === 'jump') {
-      // a PLC program download or a rescaled tag: never post it, keep the new value as the baseline
+      // a PLC program download or a rescaled tag: never post it, keep the new value as the baseline (and
+      // the one before it, in case the next reading shows this one was a glitch)
+      counter.before = prev?.before ?? prev?.last;
       quarantined.push({
         code: 'COUNTER_JUMP',
         reason: `${cfg.id}: ${signal.source}/${signal.ref} ${delta.reason}, more than maxJump ${c.maxJump}; not confirmed, new baseline ${v}`,
