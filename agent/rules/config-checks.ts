@@ -46,6 +46,7 @@ export function checkRuleReferences(c: { drivers: DriverLike[]; rules: RuleCfg[]
   const ids = new Set<string>();
   const counters = new Map<string, number>();
   const eventKeys = new Map<string, number>();
+  const payloadIdScopes = new Map<string, number>();
   c.rules.forEach((r, i) => {
     if (ids.has(r.id)) ctx.addIssue({ code: 'custom', path: ['rules', i, 'id'], message: `duplicate rule id "${r.id}"` });
     ids.add(r.id);
@@ -93,6 +94,21 @@ export function checkRuleReferences(c: { drivers: DriverLike[]; rules: RuleCfg[]
             message: `rule "${c.rules[other].id}" also maps ${input.source}/${input.ref}: give the two rules different keySuffix values, or their keys would collide`,
           });
         } else eventKeys.set(k, i);
+      }
+      // ids from the payload: keys are plant:source:eventId per rule, so two rules reading one source with
+      // payload ids must differ in keySuffix (robot1's and robot2's eventId 42 would be one key)
+      if (me.eventId) {
+        for (const source of new Set(me.inputs.map((x) => x.source))) {
+          const k = `${source}\u0000${me.keySuffix ?? ''}`;
+          const other = payloadIdScopes.get(k);
+          if (other !== undefined && other !== i) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['rules', i, 'keySuffix'],
+              message: `rule "${c.rules[other].id}" also maps events of ${source} with ids picked from the payload: give the two rules different keySuffix values, or events of both with the same id would share a key and one would be dropped`,
+            });
+          } else payloadIdScopes.set(k, i);
+        }
       }
     }
   });

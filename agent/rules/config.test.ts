@@ -74,3 +74,13 @@ void test('keys cannot collide: two rules on one counter, two event rules on one
   assert.deepEqual(issues([consume(), consume({ id: 'me2', workCenter: 'WC-2', keySuffix: 'copy' })]), []);
   assert.match(issues([count(), count()]).join('\n'), /duplicate rule id "cp"/);
 });
+
+void test('two event rules reading one source with ids from the payload need different keySuffix values', () => {
+  const withIds = (extra: Record<string, unknown>) => consume({ eventId: { json: '$.eventId' }, ...extra });
+  const got = issues([withIds({}), withIds({ id: 'me2', workCenter: 'WC-2', inputs: [{ source: 'mq', ref: 'm2/material' }] })]);
+  assert.equal(got.length, 1, got.join('\n'));
+  assert.match(got[0], /rules\.1\.keySuffix: rule "me" also maps events of mq with ids picked from the payload/);
+  assert.deepEqual(issues([withIds({}), withIds({ id: 'me2', workCenter: 'WC-2', inputs: [{ source: 'mq', ref: 'm2/material' }], keySuffix: 'm2' })]), []);
+  // without payload ids the keys come from the signals' own ids, which differ per input
+  assert.deepEqual(issues([consume(), consume({ id: 'me2', workCenter: 'WC-2', inputs: [{ source: 'mq', ref: 'm2/material' }] })]), []);
+});

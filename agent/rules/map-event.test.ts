@@ -107,3 +107,16 @@ void test('keys stay within the wire limit, deterministically', () => {
   assert.notEqual(boundedKey(long), boundedKey(`${long}y`));
   assert.equal(boundedKey('short'), 'short');
 });
+
+void test('one rule, two inputs of one source, ids from the payload: the same id from both is two events (the key carries the ref)', () => {
+  const rule = build({
+    workCenter: 'WC-31',
+    inputs: [{ source: 'mq', ref: 'robot1/cycle' }, { source: 'mq', ref: 'robot2/cycle' }],
+    emit: 'production-confirmation',
+    eventId: { json: '$.eventId' },
+    fields: { order: { json: '$.order' }, yield: { json: '$.good' } },
+  });
+  const cycle = (ref: string, order: string) => ({ kind: 'signal' as const, signal: signal('mq', ref, { eventId: 42, order, good: 1 } as never, T0, `mq/${ref}@id=42`) });
+  const r = run(rule, [cycle('robot1/cycle', '1000001'), cycle('robot2/cycle', '1000002')]);
+  assert.deepEqual(r.transactions.map((t) => t.idempotencyKey), ['P1010:mq:robot1/cycle:42', 'P1010:mq:robot2/cycle:42']);
+});

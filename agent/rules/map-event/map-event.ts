@@ -43,6 +43,12 @@ export function mapEvent(cfg: MapEventConfig, mode: 'live' | 'shadow'): Rule<Map
   const orderTag = cfg.activeOrder && 'source' in cfg.activeOrder ? cfg.activeOrder : undefined;
   const fixedOrder = cfg.activeOrder && 'order' in cfg.activeOrder && !('source' in cfg.activeOrder) && !('fromCounter' in cfg.activeOrder) ? cfg.activeOrder : undefined;
   const isInput = (s: Signal) => cfg.inputs.some((i) => i.source === s.source && i.ref === s.ref);
+  // ids picked from the payload are unique per input, not across a rule's inputs of one source (robot1 and
+  // robot2 both send eventId 42): then the key carries the ref too, or one event would be dropped as the
+  // other's duplicate. Single-input rules keep plant:source:eventId.
+  const perSource = new Map<string, number>();
+  for (const i of cfg.inputs) perSource.set(i.source, (perSource.get(i.source) ?? 0) + 1);
+  const refInKey = (source: string) => cfg.eventId !== undefined && (perSource.get(source) ?? 0) > 1;
   const inputs = [...cfg.inputs, ...(orderTag ? [{ source: orderTag.source, ref: orderTag.ref }] : [])];
 
   function apply(state: MapEventState, signal: Signal, ctx: RuleContext): RuleOutput<MapEventState> {
@@ -104,7 +110,7 @@ export function mapEvent(cfg: MapEventConfig, mode: 'live' | 'shadow'): Rule<Map
     if (!rawId) problems.push('eventId: missing');
 
     let tx: Transaction | undefined;
-    const idempotencyKey = boundedKey(`${ctx.plant}:${signal.source}:${rawId}${cfg.keySuffix ? `:${cfg.keySuffix}` : ''}`);
+    const idempotencyKey = boundedKey(`${ctx.plant}:${signal.source}:${refInKey(signal.source) ? `${signal.ref}:` : ''}${rawId}${cfg.keySuffix ? `:${cfg.keySuffix}` : ''}`);
     const envelope = {
       id: ulid(ctx.now),
       idempotencyKey,
