@@ -61,6 +61,13 @@ const WATCHDOG_FLOOR_MS = 3000;
 /** a sequence number jump larger than this is not a few lost responses: only what the server lists as available is asked for */
 const MAX_REPUBLISH_GAP = 100;
 
+/** OPC UA sequence numbers run 1 .. 4294966271 and then start over at 1 (Part 4, NotificationMessage). */
+const SEQ_MAX = 4_294_966_271;
+const seqAfter = (n: number): number => (n >= SEQ_MAX ? 1 : n + 1);
+const seqBefore = (n: number): number => (n <= 1 ? SEQ_MAX : n - 1);
+/** steps from a forward to b, across the wrap (0 when equal; near SEQ_MAX when b is behind a) */
+const seqDistance = (a: number, b: number): number => (((b - a) % SEQ_MAX) + SEQ_MAX) % SEQ_MAX;
+
 interface NodeState {
   ref: string;
   handle: number;
@@ -492,7 +499,7 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
             if (stuck !== undefined) {
               // the connection went while recovering: nothing from here on is taken or acknowledged, so
               // the next connection sees the same gap and asks again (the server still holds them all)
-              if (r.subscriptionId === subscriptionId) lastSeq = stuck - 1;
+              if (r.subscriptionId === subscriptionId) lastSeq = seqBefore(stuck);
               inbox.length = 0;
               return;
             }
@@ -514,15 +521,21 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
       const nm = r.notificationMessage;
       const isData = (nm?.notificationData?.length ?? 0) > 0;
       const end = nm.sequenceNumber;
-      // an older number (serial arithmetic: not the wrap after 2^32 - 1): a late or repeated message,
-      // taken as it is; the outbox drops a value it already has by its sourceId
-      if (lastSeq !== undefined && end <= lastSeq && lastSeq - end < 2 ** 31) return [];
-      const from = lastSeq === undefined ? end : lastSeq + 1; // the first message of a subscription: nothing to compare with
-      lastSeq = isData ? end : end - 1;
-      if (end <= from) return []; // the next one, or the wrap
-      if (end - from > MAX_REPUBLISH_GAP) return (r.availableSequenceNumbers ?? []).filter((n) => n >= from && n < end).sort((x, y) => x - y);
+      if (lastSeq === undefined) {
+        // the first message of a subscription: nothing to compare with
+        lastSeq = isData ? end : seqBefore(end);
+        return [];
+      }
+      const from = seqAfter(lastSeq);
+      const gap = seqDistance(from, end);
+      // an older number: a late or repeated message, taken as it is; the outbox drops a value it already
+      // has by its sourceId
+      if (gap >= 2 ** 31) return [];
+      lastSeq = isData ? end : seqBefore(end);
+      if (gap === 0) return [];
+      if (gap > MAX_REPUBLISH_GAP) return (r.availableSequenceNumbers ?? []).filter((n) => seqDistance(from, n) < gap).sort((x, y) => seqDistance(from, x) - seqDistance(from, y));
       const out: number[] = [];
-      for (let n = from; n < end; n++) out.push(n);
+      for (let n = from, k = 0; k < gap; n = seqAfter(n), k++) out.push(n);
       return out;
     };
 

@@ -117,4 +117,22 @@ void describe('opcua driver republish', () => {
     await waitFor('acknowledged', () => !subscription.getAvailableSequenceNumbers().some((n: number) => swallowed.includes(n)));
     assert.equal(srv.sessionCount(), 1);
   });
+
+  void test('across the sequence-number wrap (4294966271, then 1): a lost message is still republished', async () => {
+    const { driver, set, values, subscription, lose } = await setup();
+    // the server's next numbers are the last two before the wrap; it gets there in steps under 2^31, as a
+    // real sequence would (a single jump that far reads as a number behind the last one)
+    for (const [k, n] of [1_500_000_000, 3_000_000_000, 4_294_966_270].entries()) {
+      subscription._sequence_number_generator._set(n);
+      set(100 + k); // a data message with the new number
+      await waitFor(`step ${k}`, () => values().includes(100 + k));
+    }
+    // 4294966271 is lost, 1 arrives
+    await lose(2);
+    set(3);
+    await waitFor('2 and 3 across the wrap', () => values().includes(3) && values().includes(2));
+    assert.deepEqual(values(), [0, 100, 101, 102, 2, 3]);
+    assert.equal(driver.stats().republished, 1);
+    assert.equal(driver.stats().messagesLost, 0);
+  });
 });
