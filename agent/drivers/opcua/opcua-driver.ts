@@ -100,6 +100,8 @@ export interface OpcuaDriverStats {
   republished: number;
   /** notification messages missing from the sequence that the server no longer had (BadMessageNotAvailable) */
   messagesLost: number;
+  /** values that could not be read (dead-lettered, PAYLOAD_INVALID) */
+  badValues: number;
   committed: number;
   emitFailures: number;
   collapsed: number;
@@ -155,6 +157,7 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
     notifications: 0,
     republished: 0,
     messagesLost: 0,
+    badValues: 0,
     committed: 0,
     emitFailures: 0,
     collapsed: 0,
@@ -586,7 +589,14 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
           for (const mi of ext.monitoredItems) {
             const n = byHandle.get(mi.clientHandle);
             if (!n) continue;
-            signals.push(toSignal({ source: config.name, ref: n.ref, dataValue: mi.value, receivedAt }));
+            try {
+              signals.push(toSignal({ source: config.name, ref: n.ref, dataValue: mi.value, receivedAt }));
+            } catch (err) {
+              // one value the driver cannot read must not take the rest of the message (or the agent) with it
+              stats.badValues++;
+              log.warn({ ref: n.ref, err: String(err) }, 'An OPC UA value could not be read: dead-lettered, the other values go on');
+              ctx.deadLetter('PAYLOAD_INVALID', `${n.ref}: the value could not be read: ${String(err).slice(0, 300)}`, String(mi.value?.toString?.() ?? '').slice(0, 64 * 1024));
+            }
           }
         } else if (ext?.status && !ext.status.isGood?.()) {
           log.warn({ status: ext.status.toString() }, 'The server reports a subscription status change');

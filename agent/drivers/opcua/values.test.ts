@@ -32,6 +32,8 @@ void describe('opcua value conversion', () => {
     assert.equal(variantToValue({ dataType: 21, value: { text: 'Running' } }), 'Running');
     assert.equal(variantToValue({ dataType: 0, value: null }), null);
     assert.deepEqual(variantToValue({ dataType: 6, arrayType: 1, value: new Int32Array([1, 2]) }), { array: [1, 2] });
+    // a null array (length -1 on the wire) is no value, not a crash
+    assert.equal(variantToValue({ dataType: 7, arrayType: 1, value: null }), null);
     assert.equal(variantToValue({ dataType: 11, value: Number.NaN }), 'NaN');
   });
 

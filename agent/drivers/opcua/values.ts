@@ -141,6 +141,8 @@ export function variantToValue(variant: VariantLike | null | undefined): SignalV
   if (!variant || variant.dataType === DT.Null) return null;
   const isArray = (variant.arrayType ?? 0) !== 0 || (Array.isArray(variant.value) && variant.dataType !== DT.Int64 && variant.dataType !== DT.UInt64) || ArrayBuffer.isView(variant.value);
   if (isArray) {
+    // a null array (length -1 on the wire) is legal OPC UA: no value, not a crash
+    if (variant.value === null || variant.value === undefined) return null;
     const items = Array.from(variant.value as ArrayLike<unknown>, (x) => scalar(variant.dataType, x));
     return { array: items };
   }
