@@ -322,3 +322,11 @@ void test('a counter ref longer than the wire allows: confirmations still valid 
     assert.ok(t.idempotencyKey.length <= 300);
   }
 });
+
+void test('one reading stamped far in the future (a PLC clock glitch) is quarantined; counting goes on and loses nothing', () => {
+  const future = { kind: 'signal' as const, signal: signal('plc', 'good', 1010 as never, Date.UTC(2099, 0, 1), 'plc/good/2099', { receivedAt: new Date(T0 + 3000).toISOString() }) };
+  const r = run(rule({ emitEvery: { parts: 1_000_000 } }), [sig('order', '100', T0), sig('good', 1000, T0 + 1000), sig('good', 1005, T0 + 2000), future, sig('good', 1020, T0 + 4000), sig('good', 1030, T0 + 5000), sig('good', 1500, T0 + 6000), tick(T0 + 86_400_000)]);
+  assert.equal(yieldOf(r), 500);
+  assert.deepEqual(r.quarantined.map((q) => q.code), ['SCHEMA_INVALID']);
+  assert.match(r.quarantined[0].reason, /more than a day after it was received/);
+});

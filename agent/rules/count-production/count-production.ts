@@ -35,6 +35,9 @@ export const MAX_ORDERS_REMEMBERED = 200;
 
 type Role = 'good' | 'scrap' | 'rework';
 
+/** A source time more than this after the signal's receive time is a clock error, not a reading's time. */
+const FUTURE_LIMIT_MS = 24 * 3600_000;
+
 interface CounterState {
   /** last reading, decimal string (UInt64 safe) */
   last: string;
@@ -407,6 +410,16 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
   function apply(input: CountState, signal: Signal, ctx: RuleContext): RuleOutput<CountState> {
     if (signal.quality === 'bad') return { state: input, transactions: [] };
     const t = instantMs(signal.sourceTime);
+    const received = instantMs(signal.receivedAt);
+    if (t > received + FUTURE_LIMIT_MS) {
+      // a PLC clock glitch (one reading stamped years ahead) would otherwise become the counter's newest
+      // time, and every later reading would be dropped as older: counting would stop without a word
+      return {
+        state: input,
+        transactions: [],
+        quarantined: [{ code: 'SCHEMA_INVALID', reason: `${cfg.id}: ${signal.source}/${signal.ref}: source time ${signal.sourceTime} is more than a day after it was received (${signal.receivedAt}); not used (a clock error at the source?); a later reading with a sane time carries its parts`, source: signal.source, payload: signal }],
+      };
+    }
     const r = applyAt(input, signal, t, ctx);
     // the window the next reading lands in most likely ends at this one
     lastIso = signal.sourceTime;
