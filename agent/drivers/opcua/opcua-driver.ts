@@ -170,6 +170,9 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
   let open: OpenClient | undefined;
   let session: ClientSession | undefined;
   let subscriptionId: number | undefined;
+  /** false while a CreateMonitoredItems run has not finished: a subscription kept across a reconnect then
+   *  lacks the items of the chunks that never went out, and is recreated whole */
+  let itemsComplete = true;
   /** highest sequence number of a notification message taken from the current subscription */
   let lastSeq: number | undefined;
   let revisedPublishingMs = config.publishingInterval;
@@ -409,8 +412,8 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
     s.on('session_closed', onSessionClosed);
 
     const changed = await resolveNodes(s);
-    if (subscriptionId !== undefined && changed) {
-      log.info('Browse paths resolve to other nodes now: recreating the subscription');
+    if (subscriptionId !== undefined && (changed || !itemsComplete)) {
+      log.info(changed ? 'Browse paths resolve to other nodes now: recreating the subscription' : 'The connection ended while monitored items were being created: recreating the subscription with all of them');
       await deleteSubscription(s, subscriptionId);
       subscriptionId = undefined;
     }
@@ -756,6 +759,12 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
     let chunk = limit > 0 ? Math.min(limit, 1000) : 1000;
     const todo = nodes.filter((n) => n.nodeId);
     for (const n of nodes) if (!n.nodeId) n.ok = false;
+    // until its chunk is answered, a node has no item in this subscription (not the last one's "ok")
+    for (const n of todo) {
+      n.ok = false;
+      n.problem = `no monitored item yet for ${n.nodeId}`;
+    }
+    itemsComplete = false;
     for (let i = 0; i < todo.length; ) {
       const part = todo.slice(i, i + chunk);
       let res;
@@ -797,6 +806,7 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
       });
       i += part.length;
     }
+    itemsComplete = true;
     stats.itemsOk = nodes.filter((n) => n.ok).length;
     stats.itemsBad = nodes.length - stats.itemsOk;
     const bad = nodes.filter((n) => !n.ok);
