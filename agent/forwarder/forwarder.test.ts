@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,6 +29,33 @@ const cleanups: Array<() => Promise<void> | void> = [];
 after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
+
+type Frame = { batchId: string; items: Array<{ id: string; idempotencyKey: string }> };
+
+/**
+ * A bare endpoint in the hub's place that answers each ingest frame with `results(frame, raw, req)`; its
+ * server and a test outbox are cleaned up after the test. Returns the endpoint's URL and the outbox.
+ */
+async function fakeHub(results: (frame: Frame, raw: Buffer, req: IncomingMessage) => unknown[]): Promise<{ url: string; outbox: Outbox }> {
+  const srv = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks);
+      const frame = JSON.parse(raw.toString('utf8')) as Frame;
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ schema: 'plantbridge.ingest-result/1.0', batchId: frame.batchId, receivedAt: new Date().toISOString(), results: results(frame, raw, req) }));
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
+  const { outbox, dir } = testOutbox('edge-1');
+  cleanups.push(() => {
+    outbox.close();
+    removeDir(dir);
+  });
+  return { url: `http://127.0.0.1:${(srv.address() as { port: number }).port}`, outbox };
+}
 
 function forwarder(outbox: Outbox, url: string, token: string, extra: Partial<ForwarderOptions> = {}): Forwarder {
   const f = new Forwarder({
@@ -237,26 +264,11 @@ void describe('forwarder -> hub', () => {
   void it('settles by key when the hub answers out of order or leaves an item out; the streamed frame arrives whole', async () => {
     // a bare endpoint in the hub's place: it answers the items in reverse order and leaves the first out
     const frames: Array<{ length: number; declared: number; items: Array<{ id: string; idempotencyKey: string }> }> = [];
-    const srv = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const raw = Buffer.concat(chunks);
-        const batch = JSON.parse(raw.toString('utf8')) as { batchId: string; items: Array<{ id: string; idempotencyKey: string }> };
-        frames.push({ length: raw.length, declared: Number(req.headers['content-length']), items: batch.items });
-        const results = batch.items.slice(1).reverse().map((t) => ({ id: t.id, idempotencyKey: t.idempotencyKey, status: 'accepted' }));
-        res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify({ schema: 'plantbridge.ingest-result/1.0', batchId: batch.batchId, receivedAt: new Date().toISOString(), results }));
-      });
+    const { url, outbox } = await fakeHub((batch, raw, req) => {
+      frames.push({ length: raw.length, declared: Number(req.headers['content-length']), items: batch.items });
+      return batch.items.slice(1).reverse().map((t) => ({ id: t.id, idempotencyKey: t.idempotencyKey, status: 'accepted' }));
     });
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
-    const { outbox, dir } = testOutbox('edge-1');
-    cleanups.push(() => {
-      outbox.close();
-      removeDir(dir);
-    });
-    const f = forwarder(outbox, `http://127.0.0.1:${(srv.address() as { port: number }).port}`, 'pbc_test', { inFlight: 1 });
+    const f = forwarder(outbox, url, 'pbc_test', { inFlight: 1 });
     await outbox.append(Array.from({ length: 6 }, () => signal()));
     f.start();
     await waitFor(() => statusCount(outbox, 'sent') === 5, 10_000, 'five of six sent');
@@ -277,33 +289,19 @@ void describe('forwarder -> hub', () => {
     // the first request's first item gets a retriable per-item code; everything else is accepted
     const accepted: string[] = [];
     let requests = 0;
-    const srv = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const n = ++requests;
-        const batch = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { batchId: string; items: Array<{ id: string; idempotencyKey: string }> };
-        const results = batch.items.map((t, i) => {
-          if (n === 1 && i === 0) return { id: t.id, idempotencyKey: t.idempotencyKey, status: 'rejected', code: 'RATE_LIMITED', reason: 'busy, try again' };
-          if (!accepted.includes(t.idempotencyKey)) accepted.push(t.idempotencyKey);
-          return { id: t.id, idempotencyKey: t.idempotencyKey, status: 'accepted' };
-        });
-        res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify({ schema: 'plantbridge.ingest-result/1.0', batchId: batch.batchId, receivedAt: new Date().toISOString(), results }));
+    const { url, outbox } = await fakeHub((batch) => {
+      const n = ++requests;
+      return batch.items.map((t, i) => {
+        if (n === 1 && i === 0) return { id: t.id, idempotencyKey: t.idempotencyKey, status: 'rejected', code: 'RATE_LIMITED', reason: 'busy, try again' };
+        if (!accepted.includes(t.idempotencyKey)) accepted.push(t.idempotencyKey);
+        return { id: t.id, idempotencyKey: t.idempotencyKey, status: 'accepted' };
       });
-    });
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
-    const { outbox, dir } = testOutbox('edge-1');
-    cleanups.push(() => {
-      outbox.close();
-      removeDir(dir);
     });
     // one order, two batches of two in one lane
     const keys = ['A1', 'A2', 'A3', 'A4'];
     await outbox.append(keys.map((k) => signal({ wc: 'WC-1', order: 'O-1' }, k)));
     const byKey = new Map(outbox.query<{ idempotency_key: string; seq: number }>('SELECT idempotency_key, seq FROM transactions ORDER BY seq').map((r, i) => [r.idempotency_key, keys[i]]));
-    const f = forwarder(outbox, `http://127.0.0.1:${(srv.address() as { port: number }).port}`, 'pbc_test', { batchSize: 2, inFlight: 2 });
+    const f = forwarder(outbox, url, 'pbc_test', { batchSize: 2, inFlight: 2 });
     f.start();
     await waitFor(() => statusCount(outbox, 'sent') === 4, 10_000, 'all four sent');
     await f.stop();

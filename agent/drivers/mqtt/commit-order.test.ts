@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { PlantBridgeError, type Signal } from '../../../contracts/index.ts';
 import { create } from './mqtt-driver.ts';
-import { countEvents, mqttConfig, outboxHarness, publisher, startBroker, uniq, waitFor, type TestBroker } from './test-kit.ts';
+import { countEvents, mqttConfig, outboxHarness, runningDriver, startBroker, uniq, waitFor, type TestBroker } from './test-kit.ts';
 
 let broker: TestBroker;
 before(async () => {
@@ -35,14 +35,7 @@ void it('a batch that fails to commit is not overtaken: the batches after it wai
     }
   };
   const d = create(mqttConfig({ name: 'm', url: broker.url, clientId: uniq('c'), commitThread: 'main', maxBatch: 2, reconnectMaxDelay: '1s', subscriptions: [{ filter: `${topic}/+machine/ev`, ref: '{machine}/ev', fields: { id: { json: '$.id' } } }] }), h.ctx);
-  const pub = await publisher(broker.url);
-  t.after(async () => {
-    await d.stop();
-    pub.end(true);
-    h.close();
-  });
-  await d.start();
-  await waitFor(() => d.health().state === 'up', 5000, 'up');
+  const pub = await runningDriver(t, d, h, broker.url);
   for (let i = 1; i <= 6; i++) pub.publish(`${topic}/M1/ev`, JSON.stringify({ id: `e${i}` }), { qos: 1 });
   await waitFor(() => countEvents(h.outbox) === 6 && d.stats().acksSent >= 6, 10_000, 'all six stored and acknowledged');
   const order = h.outbox.query<{ source_id: string }>('SELECT source_id FROM events ORDER BY seq').map((r) => r.source_id.split('=')[1]);
@@ -55,19 +48,14 @@ void it('on the commit thread too: a batch that fails (the outbox locked past it
   const topic = uniq('T');
   const h = outboxHarness('m');
   const d = create(mqttConfig({ name: 'm', url: broker.url, clientId: uniq('c'), maxBatch: 2, reconnectMaxDelay: '1s', subscriptions: [{ filter: `${topic}/+machine/ev`, ref: '{machine}/ev', fields: { id: { json: '$.id' } } }] }), h.ctx);
-  const pub = await publisher(broker.url);
   // another writer (an outbox CLI command, say) holds the outbox's write lock
   const { default: Database } = await import('better-sqlite3');
   const locker = new Database(join(h.ctx.stateDir, 'outbox.db'));
   t.after(async () => {
     if (locker.inTransaction) locker.exec('ROLLBACK');
     locker.close();
-    await d.stop();
-    pub.end(true);
-    h.close();
   });
-  await d.start();
-  await waitFor(() => d.health().state === 'up', 10_000, 'up');
+  const pub = await runningDriver(t, d, h, broker.url);
   locker.exec('BEGIN IMMEDIATE');
   pub.publish(`${topic}/M1/ev`, JSON.stringify({ id: 'e1' }), { qos: 1 });
   pub.publish(`${topic}/M1/ev`, JSON.stringify({ id: 'e2' }), { qos: 1 });
@@ -97,14 +85,7 @@ void it('a bad message behind a batch that fails to commit is dead-lettered once
     await emit(signals);
   };
   const d = create(mqttConfig({ name: 'm', url: broker.url, clientId: uniq('c'), commitThread: 'main', reconnectMaxDelay: '1s', subscriptions: [{ filter: `${topic}/+machine/ev`, ref: '{machine}/ev', fields: { id: { json: '$.id' } } }] }), h.ctx);
-  const pub = await publisher(broker.url);
-  t.after(async () => {
-    await d.stop();
-    pub.end(true);
-    h.close();
-  });
-  await d.start();
-  await waitFor(() => d.health().state === 'up', 5000, 'up');
+  const pub = await runningDriver(t, d, h, broker.url);
   pub.publish(`${topic}/M1/ev`, '{"id":"a1"}', { qos: 1 });
   pub.publish(`${topic}/M1/ev`, 'not json', { qos: 1 });
   await waitFor(() => countEvents(h.outbox) === 1 && d.stats().acksSent >= 2, 10_000, 'stored and acknowledged after the redelivery');

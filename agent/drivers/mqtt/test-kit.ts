@@ -165,6 +165,22 @@ export async function publishAll(client: MqttClient, items: Array<{ topic: strin
   await Promise.all(inflight);
 }
 
+/**
+ * Starts a driver on a harness, with a publisher on the broker, and waits until it is up; stops both and
+ * closes the harness when the test ends.
+ */
+export async function runningDriver(t: { after: (fn: () => Promise<void>) => void }, d: { start(): Promise<void>; stop(): Promise<void>; health(): { state: string } }, h: OutboxHarness, url: string): Promise<MqttClient> {
+  const pub = await publisher(url);
+  t.after(async () => {
+    await d.stop();
+    pub.end(true);
+    h.close();
+  });
+  await d.start();
+  await waitFor(() => d.health().state === 'up', 10_000, 'up');
+  return pub;
+}
+
 export function countEvents(outbox: Outbox, source?: string): number {
   const rows = source
     ? outbox.query<{ n: number }>('SELECT COUNT(*) AS n FROM events WHERE source = ?', source)

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { parseConfig, PlantBridgeError, type Signal } from '../../../contracts/index.ts';
-import { countEvents, outboxHarness, publisher, startBroker, uniq, waitFor, type TestBroker } from '../mqtt/test-kit.ts';
+import { countEvents, outboxHarness, runningDriver, startBroker, uniq, waitFor, type TestBroker } from '../mqtt/test-kit.ts';
 import { encodePayload } from './codec.ts';
 import { sparkplugConfigSchema, type SparkplugConfig } from './config.ts';
 import { create } from './sparkplug-driver.ts';
@@ -41,14 +41,7 @@ void it('a failed commit of data and a death: after the redelivery both are stor
     await emit(signals);
   };
   const d = create(config(group), h.ctx);
-  const pub = await publisher(broker.url);
-  t.after(async () => {
-    await d.stop();
-    pub.end(true);
-    h.close();
-  });
-  await d.start();
-  await waitFor(() => d.health().state === 'up', 5000, 'up');
+  const pub = await runningDriver(t, d, h, broker.url);
   await pub.publishAsync(`spBv1.0/${group}/NBIRTH/E1`, birth(10), { qos: 1 });
   await waitFor(() => countEvents(h.outbox) === 1, 5000, 'birth committed');
   failNext = true;
@@ -78,15 +71,8 @@ void it('the state file holds only committed births and deaths: a message withou
     await emit(signals);
   };
   const d = create(config(group), h.ctx);
-  const pub = await publisher(broker.url);
-  t.after(async () => {
-    release?.();
-    await d.stop();
-    pub.end(true);
-    h.close();
-  });
-  await d.start();
-  await waitFor(() => d.health().state === 'up', 5000, 'up');
+  t.after(async () => release?.());
+  const pub = await runningDriver(t, d, h, broker.url);
   await pub.publishAsync(`spBv1.0/${group}/NBIRTH/E1`, birth(10), { qos: 1 });
   await waitFor(() => countEvents(h.outbox) === 1, 5000, 'birth committed');
   const stateFile = join(h.ctx.stateDir, 'sparkplug-edge.state.json');
