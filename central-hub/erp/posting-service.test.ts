@@ -173,6 +173,22 @@ function recordingErp(post: (tx: { idempotencyKey: string }, commit: () => void)
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A store with one confirmation and a posting service on `erp`, started; both closed after the test. */
+async function postOne(t: { after: (fn: () => Promise<void>) => void }, erp: ErpAdapter, opts: Partial<ConstructorParameters<typeof PostingService>[0]>, order: string) {
+  const store = new SqliteHubStore(join(mkdtempSync(join(tmpdir(), 'pb-posting-one-')), 'hub.db'));
+  const service = new PostingService({ store, adapter: erp, log: testLogger(), idleMs: 10, ...opts });
+  t.after(async () => {
+    await service.stop();
+    await store.close();
+  });
+  const tx = confirmation(order, 0);
+  await store.ingest('test-agent', [tx], new Date());
+  const started = Date.now();
+  service.start();
+  await until('posted', async () => (await store.counts()).posted === 1);
+  return { store, tx, started };
+}
+
 test('an ERP call that takes longer than the lease keeps it (renewed while it runs): one document, one call', async (t) => {
   let calls = 0;
   const erp = recordingErp(async (_tx, commit) => {
@@ -180,16 +196,7 @@ test('an ERP call that takes longer than the lease keeps it (renewed while it ru
     await sleep(900);
     commit();
   });
-  const store = new SqliteHubStore(join(mkdtempSync(join(tmpdir(), 'pb-posting-lease-')), 'hub.db'));
-  const service = new PostingService({ store, adapter: erp.adapter, log: testLogger(), leaseMs: 300, idleMs: 10 });
-  t.after(async () => {
-    await service.stop();
-    await store.close();
-  });
-  const tx = confirmation('5000001', 0);
-  await store.ingest('test-agent', [tx], new Date());
-  service.start();
-  await until('posted', async () => (await store.counts()).posted === 1);
+  const { store, tx } = await postOne(t, erp.adapter, { leaseMs: 300 }, '5000001');
   await sleep(400); // a second claim, had there been one, would be in its call by now
   assert.equal(calls, 1, 'no second claim while the first call ran');
   assert.deepEqual(erp.docs, [tx.idempotencyKey]);
@@ -209,18 +216,8 @@ test('a slow ERP still processing a timed-out post: the lookup waits inDoubtWait
     }
     commit();
   });
-  const store = new SqliteHubStore(join(mkdtempSync(join(tmpdir(), 'pb-posting-doubt-')), 'hub.db'));
   // the shipped backoff would look up after 0.5-1 s, before the ERP committed
-  const service = new PostingService({ store, adapter: erp.adapter, log: testLogger(), inDoubtWaitMs: 2500, idleMs: 10 });
-  t.after(async () => {
-    await service.stop();
-    await store.close();
-  });
-  const tx = confirmation('5000002', 0);
-  await store.ingest('test-agent', [tx], new Date());
-  const started = Date.now();
-  service.start();
-  await until('posted', async () => (await store.counts()).posted === 1);
+  const { store, tx, started } = await postOne(t, erp.adapter, { inDoubtWaitMs: 2500 }, '5000002');
   await sleep(1700 - (Date.now() - started)); // past the first post's late commit
   assert.deepEqual(erp.docs, [tx.idempotencyKey], 'one document: the late commit of the first post');
   const row = (await store.lineage(tx.idempotencyKey))!;
