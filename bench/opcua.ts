@@ -92,9 +92,10 @@ function counter() {
   let count = 0;
   let markedAt: number | undefined;
   return {
-    seen(n: number) {
+    /** newestMs: the newest source timestamp among them; values the old server stamped before the mark are not the first after it */
+    seen(n: number, newestMs = Infinity) {
       count += n;
-      if (markedAt !== undefined && n > 0) {
+      if (markedAt !== undefined && n > 0 && newestMs >= markedAt) {
         send({ type: 'first', at: Date.now() });
         markedAt = undefined;
       }
@@ -159,9 +160,14 @@ async function agentRole() {
       async emit(signals) {
         await outbox.append(signals);
         let good = 0;
-        for (const s of signals) if (s.quality === 'good') good++;
+        let newest = -Infinity;
+        for (const s of signals) {
+          if (s.quality !== 'good') continue;
+          good++;
+          newest = Math.max(newest, Date.parse(s.sourceTime));
+        }
         initial += good;
-        c.seen(good);
+        c.seen(good, newest);
       },
       deadLetter() {},
     },
@@ -202,9 +208,16 @@ async function bareRole() {
   // still decodes and dispatches them; nothing is stored)
   sub.on('raw_notification', (nm: any) => {
     let good = 0;
-    for (const d of nm.notificationData ?? []) for (const mi of d?.monitoredItems ?? []) if (mi.value?.statusCode?.isGood()) good++;
+    let newest = -Infinity;
+    for (const d of nm.notificationData ?? []) {
+      for (const mi of d?.monitoredItems ?? []) {
+        if (!mi.value?.statusCode?.isGood()) continue;
+        good++;
+        newest = Math.max(newest, mi.value.sourceTimestamp?.getTime() ?? Infinity);
+      }
+    }
     initial += good;
-    c.seen(good);
+    c.seen(good, newest);
   });
   const ids = nodeIds(opts.items);
   for (let i = 0; i < ids.length; i += 1000) {
@@ -316,12 +329,14 @@ async function main() {
       const b = start('bare', ['--endpoint', endpoint]);
       await Promise.all([next(a, 'ready'), next(b, 'ready')]);
       await sleep(1000);
+      await stopChild(server, false); // like a power cut: no goodbye to the clients
+      await sleep(opts.outageS * 1000);
+      // marked only now: a value the clients were still committing from before the cut must not count
+      // as the first one after the restart (it made the gap negative)
       a.send({ type: 'mark' });
       b.send({ type: 'mark' });
       const firstA = next(a, 'first', 120_000);
       const firstB = next(b, 'first', 120_000).catch(() => undefined);
-      await stopChild(server, false); // like a power cut: no goodbye to the clients
-      await sleep(opts.outageS * 1000);
       server = start('server', ['--port', String(port)]);
       await next(server, 'ready');
       const readyAt = Date.now();
