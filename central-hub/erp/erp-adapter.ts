@@ -23,6 +23,12 @@ export interface ErpAdapter {
   readonly name: string;
   post(tx: Transaction, ctx: ErpCallContext): Promise<ErpPostResult>;
   lookup(tx: Transaction, ctx: ErpCallContext): Promise<ErpLookupResult>;
+  /**
+   * Called when `lookup` found the document of an earlier attempt, before it counts as posted: does what
+   * `post` does after the document itself (d365-mes: end the order after a final confirmation). Must be
+   * idempotent: the earlier attempt may have done it already. Optional; a throw retries the posting.
+   */
+  completeFound?(tx: Transaction, erpRef: string, ctx: ErpCallContext): Promise<void>;
   healthcheck(): Promise<{ ok: boolean; message?: string }>;
   close?(): Promise<void>;
 }

@@ -161,6 +161,7 @@ export class PostingService {
         // an earlier attempt may have reached the ERP: look before sending again
         const found = await adapter.lookup(job.tx, ctx);
         if (found.found) {
+          await adapter.completeFound?.(job.tx, found.erpRef, ctx);
           outcome = { kind: 'posted', erpRef: found.erpRef, detail: { resolvedBy: 'lookup' } };
           log.info({ erpRef: found.erpRef }, 'In-doubt posting found in the ERP: not sent again');
           done = true;

@@ -1,10 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { parseConfig, type MaterialConsumption, type ProductionConfirmation } from '../../../contracts/index.ts';
+import { testLogger } from '../../../test/helpers/log.ts';
+import { SqliteHubStore } from '../../store/sqlite/sqlite-store.ts';
 import { erpConfigSchema } from '../config.ts';
 import { ErpError } from '../erp-adapter.ts';
+import { PostingService } from '../posting-service.ts';
 import { sampleTransaction } from '../sample-transactions.ts';
 import { toD365Message } from './d365-mes-adapter.ts';
 import { d365TestAdapter } from './d365-test-kit.ts';
@@ -196,5 +201,60 @@ void describe('d365-mes adapter against the simulator', () => {
     } finally {
       await a.close?.();
     }
+  });
+});
+
+void describe('d365-mes: a final confirmation resolved by lookup still ends the order, once', () => {
+  /** A store holding one final confirmation of `order`, a posting service on `sim` with endOrderOnFinal, closed after the test. */
+  async function finalPosting(t: { after: (fn: () => Promise<void>) => void }, sim: D365Simulator, order: string) {
+    const store = new SqliteHubStore(join(mkdtempSync(join(tmpdir(), 'pb-d365-end-')), 'hub.db'));
+    const adapter = d365TestAdapter(sim.url, 500, { endOrderOnFinal: true });
+    const service = new PostingService({ store, adapter, log: testLogger(), idleMs: 10, leaseMs: 600, inDoubtWaitMs: 100, retryMaxDelayMs: 100 });
+    t.after(async () => {
+      await service.stop();
+      await adapter.close?.();
+      await store.close();
+      await sim.stop();
+    });
+    const tx = sampleTransaction('ProductionConfirmation', { order }) as ProductionConfirmation;
+    tx.data.final = 'final';
+    await store.ingest('edge-1', [tx], new Date());
+    return { store, adapter, service, tx };
+  }
+
+  const posted = async (store: SqliteHubStore) => {
+    const deadline = Date.now() + 10_000;
+    while ((await store.counts()).posted !== 1) {
+      if (Date.now() > deadline) throw new Error('timed out waiting for the posting');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+
+  /** The order's messages after the message processor ran (three passes: a failing message is Failed after 3). */
+  const processed = (sim: D365Simulator, order: string) => {
+    for (let i = 0; i < 3; i++) sim.processQueue();
+    return sim.messages().filter((m) => m.ProductionOrderNumber === order).map((m) => `${m.MessageType}:${m.MessageState}`);
+  };
+
+  void it('the confirmation committed but its answer was lost: the lookup finds it and the order is ended', async (t) => {
+    const sim = await startD365Simulator({ processingIntervalMs: 0 });
+    const { store, service } = await finalPosting(t, sim, '7101');
+    sim.setFault({ kind: 'timeout-after-commit', mode: 'destroy' });
+    service.start();
+    await posted(store);
+    assert.deepEqual(processed(sim, '7101'), ['ProdProductionOrderReportFinished:Processed', 'ProdProductionOrderEnd:Processed']);
+  });
+
+  void it('the hub died after it had ended the order: the next owner finds the confirmation and does not end the order again', async (t) => {
+    const sim = await startD365Simulator({ processingIntervalMs: 0 });
+    const { store, adapter, service, tx } = await finalPosting(t, sim, '7102');
+    // a first claim posts (confirmation and End) and dies before recording the outcome: its lease expires
+    const [job] = await store.claimPostings(1, 300, 'dead-hub#1');
+    assert.equal((await adapter.post(tx, { attempt: job.attempt })).status, 'posted');
+    service.start();
+    await posted(store);
+    assert.equal((await store.getTransaction(tx.idempotencyKey))?.attempts, 2, 'resolved by the second claim');
+    // a second End of an ended order would fail in D365's message processor
+    assert.deepEqual(processed(sim, '7102'), ['ProdProductionOrderReportFinished:Processed', 'ProdProductionOrderEnd:Processed']);
   });
 });

@@ -120,6 +120,9 @@ interface MessageRow {
 
 const LIVE_STATES = new Set(['Queued', 'Processing', 'InProcess', 'Processed']);
 
+/** The End message of a final confirmation carries its own reference, so a lookup of the confirmation never finds it. */
+export const endReference = (idempotencyKey: string): string => `${idempotencyKey}#end`;
+
 export function createD365MesAdapter(config: D365MesConfig, deps: { logger?: Logger } = {}): ErpAdapter {
   const log = deps.logger?.child({ component: 'erp', adapter: 'd365-mes' });
   const http = new ErpHttpClient({ maxSockets: config.concurrency });
@@ -167,9 +170,12 @@ export function createD365MesAdapter(config: D365MesConfig, deps: { logger?: Log
       retryAfterMs: retryAfterMs(res.headers),
     });
 
-  /** The key's message: the one with `messageId` when given (none until it is visible), else the newest live one. */
-  const findMessage = async (tx: Transaction, ctx: ErpCallContext, messageId?: string): Promise<MessageRow | undefined> => {
-    const key = tx.idempotencyKey.replace(/'/g, "''");
+  /**
+   * The message with this reference (an idempotency key, or endReference of one): the one with `messageId`
+   * when given (none until it is visible), else the newest live one.
+   */
+  const findMessage = async (reference: string, ctx: ErpCallContext, messageId?: string): Promise<MessageRow | undefined> => {
+    const key = reference.replace(/'/g, "''");
     const q = new URLSearchParams({
       $filter: `Reference eq '${key}' and MessageQueue eq '${config.messageQueue.replace(/'/g, "''")}'`,
       $select: 'MessageId,MessageState,MessageInfolog',
@@ -237,7 +243,7 @@ export function createD365MesAdapter(config: D365MesConfig, deps: { logger?: Log
       let row: MessageRow | undefined;
       try {
         // this send's own message: an earlier Failed one for the same key (a replay) is not its outcome
-        row = await findMessage(tx, ctx, id);
+        row = await findMessage(tx.idempotencyKey, ctx, id);
       } catch (err) {
         log?.debug({ err }, 'polling the message state failed; trying again');
         continue;
@@ -250,6 +256,27 @@ export function createD365MesAdapter(config: D365MesConfig, deps: { logger?: Log
       }
     }
     return { status: 'posted', erpRef: id, detail: { state } };
+  };
+
+  /**
+   * With endOrderOnFinal, ends the order after its final confirmation, once: an attempt after the first looks
+   * for the End an earlier attempt may have sent (a second End of an ended order fails in D365). A failure is
+   * logged; the confirmation stands.
+   */
+  const endOrderAfterFinal = async (tx: Transaction, ctx: ErpCallContext): Promise<void> => {
+    if (!config.endOrderOnFinal || transactionTypeOf(tx) !== 'ProductionConfirmation' || (tx as ProductionConfirmation).data.final !== 'final') return;
+    const order = (tx as ProductionConfirmation).data.order;
+    const reference = endReference(tx.idempotencyKey);
+    try {
+      if (ctx.attempt > 1) {
+        const earlier = await findMessage(reference, ctx);
+        if (earlier && LIVE_STATES.has(earlier.MessageState)) return;
+      }
+      const r = await send('ProdProductionOrderEnd', { ProductionOrderNumber: order, [config.referenceField]: reference }, tx, ctx);
+      if ('status' in r) log?.warn({ order, erpCode: r.status === 'rejected' ? r.code : undefined }, 'the confirmation was queued but D365 refused to end the production order; end it in D365');
+    } catch (err) {
+      log?.warn({ err, order }, 'the confirmation was queued but ending the production order failed; end it in D365');
+    }
   };
 
   async function post(tx: Transaction, ctx: ErpCallContext): Promise<ErpPostResult> {
@@ -274,17 +301,13 @@ export function createD365MesAdapter(config: D365MesConfig, deps: { logger?: Log
       if ('status' in r) return r;
       let id = r.id;
       if (id === '') {
-        const row = await findMessage(tx, ctx).catch(() => undefined);
+        const row = await findMessage(tx.idempotencyKey, ctx).catch(() => undefined);
         if (!row || !LIVE_STATES.has(row.MessageState)) {
           throw new ErpError('ERP_IN_DOUBT', `SendMessage ${msg.type}: an empty answer and the message is not visible yet`, { erpCode: 'BAD_RESPONSE' });
         }
         id = row.MessageId;
       }
-      if (config.endOrderOnFinal && isConfirmation && (tx as ProductionConfirmation).data.final === 'final') {
-        await send('ProdProductionOrderEnd', { ProductionOrderNumber: order }, tx, ctx).catch((err: unknown) => {
-          log?.warn({ err, order }, 'the confirmation was queued but ending the production order failed; end it in D365');
-        });
-      }
+      await endOrderAfterFinal(tx, ctx);
       if (config.waitForProcessing > 0) return waitForOutcome(tx, id, ctx);
       return { status: 'posted', erpRef: id, detail: { state: 'Queued' } };
     });
@@ -294,8 +317,13 @@ export function createD365MesAdapter(config: D365MesConfig, deps: { logger?: Log
     name: 'd365-mes',
     post,
     async lookup(tx, ctx): Promise<ErpLookupResult> {
-      const row = await findMessage(tx, ctx);
+      const row = await findMessage(tx.idempotencyKey, ctx);
       return row && LIVE_STATES.has(row.MessageState) ? { found: true, erpRef: row.MessageId } : { found: false };
+    },
+    async completeFound(tx, _erpRef, ctx) {
+      // the earlier attempt may have died between the confirmation and the End: finish it, in the order's turn
+      const order = (tx.data as { order: string }).order;
+      await perOrder.run(order, () => endOrderAfterFinal(tx, ctx));
     },
     async healthcheck() {
       try {

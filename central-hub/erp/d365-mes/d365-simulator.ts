@@ -94,6 +94,8 @@ export async function startD365Simulator(opts: D365SimulatorOptions = {}): Promi
       }
       m.MessageState = 'Processed';
       m.MessageInfolog = '';
+      // as in D365: an ended order takes no more messages (a second End of it fails too)
+      if (m.MessageType === 'ProdProductionOrderEnd') closed.add(m.ProductionOrderNumber);
     }
   };
   const interval = opts.processingIntervalMs ?? 20;
