@@ -126,7 +126,7 @@ void test('consumption per unit: factors per component and unit, basis, product 
   assert.equal(byMat.STEEL.data.postingDate, pc.data.postingDate);
 });
 
-void test('final confirmation: on the rising edge of a tag, closing the open window; a zero final when nothing is open', () => {
+void test('final confirmation: on the rising edge of a tag, closing the open window; a zero final when nothing is open; a repeated edge sends nothing', () => {
   const r = run(rule({ emitEvery: { parts: 1000 }, final: { source: 'plc', ref: 'done', type: 'final' } }), [
     sig('order', '100', T0),
     sig('done', false, T0),
@@ -140,8 +140,9 @@ void test('final confirmation: on the rising edge of a tag, closing the open win
   const list = pcs(r.transactions);
   assert.deepEqual(list.map((t) => [t.idempotencyKey, t.data.yield.qty, t.data.final]), [
     ['P1010:WC-7:100:0010:plc/good:0-25', 25, 'final'],
-    ['P1010:WC-7:100:0010:plc/good:25-25', 0, 'final'],
   ]);
+  const zero = run(rule({ final: { source: 'plc', ref: 'done' } }), [sig('order', '100', T0), sig('done', false, T0), sig('done', true, T0 + 2000)]);
+  assert.deepEqual(pcs(zero.transactions).map((t) => [t.idempotencyKey, t.data.yield.qty, t.data.final]), [['P1010:WC-7:100:0010:plc/good:0-0', 0, 'final']]);
 });
 
 void test('final on an event naming its order (MQTT "order finished")', () => {
@@ -329,4 +330,24 @@ void test('one reading stamped far in the future (a PLC clock glitch) is quarant
   assert.equal(yieldOf(r), 500);
   assert.deepEqual(r.quarantined.map((q) => q.code), ['SCHEMA_INVALID']);
   assert.match(r.quarantined[0].reason, /more than a day after it was received/);
+});
+
+void test('parts counted after an order\'s final confirmation are never confirmed again for it: reported as a dead letter naming the order and the quantity', () => {
+  const finalRule = () => rule({ emitEvery: { parts: 1000 }, final: { source: 'plc', ref: 'done' } });
+  // after the final, still order 100 on the tag: held, then reported when the window would close (here the tick)
+  const after = run(finalRule(), [sig('order', '100', T0), sig('done', false, T0), sig('good', 0, T0), sig('good', 25, T0 + 1000), sig('done', true, T0 + 2000), sig('good', 30, T0 + 3000), tick(T0 + 86_400_000)]);
+  assert.deepEqual(pcs(after.transactions).map((t) => [t.idempotencyKey, t.data.yield.qty, t.data.final]), [['P1010:WC-7:100:0010:plc/good:0-25', 25, 'final']]);
+  assert.equal(after.quarantined.length, 1);
+  assert.match(after.quarantined[0].reason, /5 good parts .*order 100\/0010 .*after its final confirmation/);
+  // a reading measured before the final but received after it: reported at once, not a second confirmation
+  const late = run(finalRule(), [sig('order', '100', T0), sig('done', false, T0), sig('good', 0, T0), sig('good', 25, T0 + 1000), sig('done', true, T0 + 2000), sig('good', 28, T0 + 1900, { receivedAt: new Date(T0 + 2100).toISOString() }), tick(T0 + 86_400_000)]);
+  assert.equal(pcs(late.transactions).length, 1);
+  assert.match(late.quarantined[0].reason, /3 good parts .*order 100\/0010/);
+  // the next order's tag (stamped after those parts) closes the held window: reported; the next order counts normally
+  const next = run(finalRule(), [sig('order', '100', T0), sig('done', false, T0), sig('good', 0, T0), sig('good', 25, T0 + 1000), sig('done', true, T0 + 2000), sig('good', 27, T0 + 3000), sig('order', '200', T0 + 4000), sig('good', 40, T0 + 5000), tick(T0 + 86_400_000)]);
+  assert.deepEqual(pcs(next.transactions).map((t) => [t.data.order, t.data.yield.qty, t.data.final]), [['100', 25, 'final'], ['200', 13, 'none']]);
+  assert.equal(next.quarantined.length, 1);
+  assert.match(next.quarantined[0].reason, /2 good parts .*order 100\/0010/);
+  // every part is accounted for: confirmed or reported
+  assert.deepEqual(next.quarantined[0].payload, { order: '100', operation: '0010', good: 2, scrap: 0, rework: 0, from: new Date(T0 + 3000).toISOString(), to: new Date(T0 + 3000).toISOString(), finalAt: new Date(T0 + 2000).toISOString(), sourceIds: ['plc/good/' + (T0 + 3000) + '/27'] });
 });

@@ -87,6 +87,11 @@ export interface CountState {
   cum: Record<string, number>;
   /** last value of the final signal (edge detection) */
   finalLast?: boolean;
+  /**
+   * source time (ms) of the final confirmation per `order/operation` (capped like `cum`): parts counted for
+   * such an order later are reported, never confirmed (a second confirmation after the final one)
+   */
+  done?: Record<string, number>;
 }
 
 function normalise(s: Partial<CountState> & { order?: OrderInfo; window?: CountWindow }): CountState {
@@ -182,6 +187,11 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
     const windows = without(state.windows, key);
     const parts = w ? w.good + w.scrap + w.rework : 0;
     if (parts === 0 && !final) return { state: { ...state, windows }, transactions: [] };
+    const doneAt = state.done?.[key];
+    if (doneAt !== undefined && !final) {
+      // parts held after the order's final confirmation: nothing more is confirmed for it, they are reported
+      return { state: { ...state, windows }, transactions: [], quarantined: [afterFinal(w!, doneAt, 'after')] };
+    }
     const o: OrderInfo = w ?? final!.order;
     const from = state.cum[key] ?? 0;
     const to = from + parts;
@@ -259,19 +269,42 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
         transactions.push(mc);
       }
     }
-    return { state: { ...state, windows, cum }, transactions };
+    let done = state.done;
+    if (final) {
+      // nothing more is confirmed for this order: later parts are reported (afterFinal)
+      done = without(state.done ?? {}, key, Object.keys(state.done ?? {}).length + (state.done && Object.hasOwn(state.done, key) ? 0 : 1) - MAX_ORDERS_REMEMBERED);
+      done[key] = instantMs(final.at);
+    }
+    return { state: done ? { ...state, windows, cum, done } : { ...state, windows, cum }, transactions };
+  }
+
+  /** The report (a dead letter) of parts that belong to an order whose final confirmation was already sent. */
+  function afterFinal(w: Pick<CountWindow, 'order' | 'operation' | 'good' | 'scrap' | 'rework' | 'from' | 'to' | 'sourceIds'>, doneAt: number, when: string): Quarantined {
+    const finalAt = new Date(doneAt).toISOString();
+    const parts = (['good', 'scrap', 'rework'] as const).filter((r) => w[r] > 0).map((r) => `${w[r]} ${r}`);
+    return {
+      code: 'SCHEMA_INVALID',
+      reason: `${cfg.id}: ${parts.join(', ')} parts of order ${w.order}/${w.operation} measured ${w.from === w.to ? `at ${w.from}` : `from ${w.from} to ${w.to}`}, ${when} its final confirmation (${finalAt}): not confirmed, as no confirmation follows a final one; post them by hand if they belong to the order`,
+      source: cfg.counter.source,
+      payload: { order: w.order, operation: w.operation, good: w.good, scrap: w.scrap, rework: w.rework, from: w.from, to: w.to, finalAt, sourceIds: w.sourceIds },
+    };
   }
 
   /** Closes every open window that does not belong to the current order. */
-  function closeStale(state: CountState, ctx: RuleContext, out: Transaction[]): CountState {
+  function closeStale(state: CountState, ctx: RuleContext, out: Transaction[], quarantined: Quarantined[]): CountState {
     const cur = currentOrder(state.orders) ?? fixedOrder;
     for (const key of Object.keys(state.windows)) {
       if (cur && key === orderKey(cur)) continue;
-      const r = close(state, key, ctx);
-      state = r.state;
-      out.push(...r.transactions);
+      state = closeInto(state, key, ctx, out, quarantined);
     }
     return state;
+  }
+
+  function closeInto(state: CountState, key: string, ctx: RuleContext, out: Transaction[], quarantined: Quarantined[]): CountState {
+    const r = close(state, key, ctx);
+    out.push(...r.transactions);
+    if (r.quarantined) quarantined.push(...r.quarantined);
+    return r.state;
   }
 
   function addParts(state: CountState, role: Role, d: number, reading: { v?: number | bigint; prev?: string; reset: boolean }, signal: Signal, t: number, ctx: RuleContext, out: Transaction[], quarantined: Quarantined[]): CountState {
@@ -288,11 +321,18 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
       return state;
     }
     const key = windowKey(order);
+    const doneAt = state.done?.[key];
+    if (doneAt !== undefined && (t <= doneAt || !sameOrder(currentOrder(state.orders) ?? fixedOrder, order))) {
+      // measured before the order's final confirmation but received after it, or the order is over: reported
+      const iso = signal.sourceTime;
+      const parts = { good: 0, scrap: 0, rework: 0 };
+      parts[role] = d;
+      quarantined.push(afterFinal({ order: order.order, operation: order.operation, ...parts, from: iso, to: iso, sourceIds: [signal.sourceId] }, doneAt, t <= doneAt ? 'before but received after' : 'after'));
+      return state;
+    }
     let w: CountWindow | undefined = state.windows[key];
     if (w && w.shiftEnd !== undefined && t >= w.shiftEnd) {
-      const r = close(state, key, ctx);
-      state = r.state;
-      out.push(...r.transactions);
+      state = closeInto(state, key, ctx, out, quarantined);
       w = undefined;
     }
     const good = role === 'good' ? reading.v : undefined;
@@ -341,12 +381,11 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
     state = { ...state, windows };
     const cur = currentOrder(state.orders) ?? fixedOrder;
     const late = !sameOrder(cur, order);
-    const full = updated.good + updated.scrap + updated.rework >= cfg.emitEvery.parts && t - updated.firstAt >= cfg.emitEvery.minInterval;
+    // a finally confirmed order's window is held (the order change or the tick reports it), never closed early
+    const full = doneAt === undefined && updated.good + updated.scrap + updated.rework >= cfg.emitEvery.parts && t - updated.firstAt >= cfg.emitEvery.minInterval;
     if (late || full) {
       // a late reading of a finished order is confirmed at once: that order's window was closed by the change
-      const r = close(state, key, ctx);
-      state = r.state;
-      out.push(...r.transactions);
+      state = closeInto(state, key, ctx, out, quarantined);
     }
     return state;
   }
@@ -441,7 +480,7 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
         if (orders !== state.orders) {
           state = { ...state, orders };
           // an order change closes the open window: no part is confirmed against the next order
-          state = closeStale(state, ctx, out);
+          state = closeStale(state, ctx, out, quarantined);
         }
       } else if (orderCfg === orderFromTag && signal.value !== null && signal.value !== '') {
         quarantined.push({ code: 'SCHEMA_INVALID', reason: `${cfg.id}: no order in ${signal.source}/${signal.ref} value ${JSON.stringify(signal.value).slice(0, 200)}`, source: signal.source, payload: signal });
@@ -474,7 +513,8 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
         if (!order && f.orderPath) {
           quarantined.push({ code: 'SCHEMA_INVALID', reason: `${cfg.id}: final signal ${signal.source}/${signal.ref} names no order at ${f.orderPath}`, source: signal.source, payload: signal });
         }
-        if (order) {
+        // a repeated final of an order already finally confirmed (the flag toggled again): nothing more is sent
+        if (order && state.done?.[orderKey(order)] === undefined) {
           const r = close(state, orderKey(order), ctx, { type: cfg.final.type, at: signal.sourceTime, sourceId: signal.sourceId, order });
           state = r.state;
           out.push(...r.transactions);
@@ -493,17 +533,17 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
     tick(input, ctx) {
       let state = normalise(input);
       const out: Transaction[] = [];
+      const quarantined: Quarantined[] = [];
       let changed = false;
       for (const [key, w] of Object.entries(state.windows)) {
         const expired = ctx.now - w.openedAt >= cfg.emitEvery.maxInterval;
         const shiftOver = w.shiftEnd !== undefined && ctx.now >= w.shiftEnd;
         if (!expired && !shiftOver) continue;
-        const r = close(state, key, ctx);
-        state = r.state;
-        out.push(...r.transactions);
+        state = closeInto(state, key, ctx, out, quarantined);
         changed = true;
       }
-      return changed ? { state, transactions: out } : { state: input, transactions: [] };
+      if (!changed) return { state: input, transactions: [] };
+      return quarantined.length ? { state, transactions: out, quarantined } : { state, transactions: out };
     },
   };
 }
