@@ -351,3 +351,32 @@ void test('parts counted after an order\'s final confirmation are never confirme
   // every part is accounted for: confirmed or reported
   assert.deepEqual(next.quarantined[0].payload, { order: '100', operation: '0010', good: 2, scrap: 0, rework: 0, from: new Date(T0 + 3000).toISOString(), to: new Date(T0 + 3000).toISOString(), finalAt: new Date(T0 + 2000).toISOString(), sourceIds: ['plc/good/' + (T0 + 3000) + '/27'] });
 });
+
+void test('a final flag already true in a baseline (birth, retained message, reconnect) fires the final once, also across a crash and a rebirth', () => {
+  const finalRule = () => rule({ emitEvery: { parts: 1000 }, final: { source: 'plc', ref: 'done' } });
+  const birth = { baseline: true };
+  const steps: Step[] = [
+    sig('order', '100', T0),
+    sig('done', false, T0),
+    sig('good', 0, T0),
+    sig('good', 25, T0 + 1000),
+    // the edge node was offline when the job completed: its birth shows the flag true
+    sig('good', 25, T0 + 5000, birth),
+    sig('done', true, T0 + 5000, birth),
+    // a rebirth (or a retained message on the next reconnect) shows it again
+    sig('done', true, T0 + 9000, birth),
+    tick(T0 + 86_400_000),
+  ];
+  const expected = [['P1010:WC-7:100:0010:plc/good:0-25', 25, 'final']];
+  const straight = run(finalRule(), steps);
+  assert.deepEqual(pcs(straight.transactions).map((t) => [t.idempotencyKey, t.data.yield.qty, t.data.final]), expected);
+  // a crash before the final's commit replays the birth: the same confirmation under the same key
+  const crashed = run(finalRule(), steps, { crashes: [{ at: 5, length: 2 }] });
+  assert.deepEqual(crashed.transactions.map(identity), straight.transactions.map(identity));
+  assert.deepEqual(crashed.state, straight.state);
+  // first sight of the flag (a new rule): true fires only for an order this rule has counted
+  const counted = run(finalRule(), [sig('order', '100', T0), sig('good', 0, T0), sig('good', 7, T0 + 1000), sig('done', true, T0 + 2000, birth)]);
+  assert.deepEqual(pcs(counted.transactions).map((t) => [t.idempotencyKey, t.data.final]), [['P1010:WC-7:100:0010:plc/good:0-7', 'final']]);
+  const unknown = run(finalRule(), [sig('order', '100', T0), sig('done', true, T0 + 2000, birth), sig('done', true, T0 + 3000)]);
+  assert.equal(unknown.transactions.length, 0);
+});

@@ -496,11 +496,18 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
     if (cfg.final && matches(signal, cfg.final)) {
       const f = cfg.final;
       let fire: boolean;
+      /** true when the flag is seen true without a known edge: the rule never saw the flag before */
+      let unseen = false;
       if (f.trigger === 'event') {
         fire = !signal.baseline;
       } else {
         const flag = asFlag(f.field ? atPath(signal.value, f.field) : signal.value);
-        fire = flag && state.finalLast === false && !signal.baseline;
+        // A flag last seen false and now true rose, also when this reading is a baseline (a birth or a
+        // reconnect after the job completed offline): the edge is not seen, the final is still due. The
+        // order's `done` mark makes it fire once, and its key comes from committed state, so a replay after
+        // a crash derives the same confirmation.
+        fire = flag && state.finalLast !== true;
+        unseen = state.finalLast === undefined;
         state = { ...state, finalLast: flag };
       }
       if (fire) {
@@ -513,9 +520,12 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
         if (!order && f.orderPath) {
           quarantined.push({ code: 'SCHEMA_INVALID', reason: `${cfg.id}: final signal ${signal.source}/${signal.ref} names no order at ${f.orderPath}`, source: signal.source, payload: signal });
         }
-        // a repeated final of an order already finally confirmed (the flag toggled again): nothing more is sent
-        if (order && state.done?.[orderKey(order)] === undefined) {
-          const r = close(state, orderKey(order), ctx, { type: cfg.final.type, at: signal.sourceTime, sourceId: signal.sourceId, order });
+        const k = order && orderKey(order);
+        // A repeated final of an order already finally confirmed (the flag toggled again): nothing more is
+        // sent. A flag true at first sight (a new rule, a final tag just configured) finishes only an order
+        // this rule has counted, not one that may have ended before the agent knew it.
+        if (order && k && state.done?.[k] === undefined && (!unseen || state.windows[k] !== undefined || state.cum[k] !== undefined)) {
+          const r = close(state, k, ctx, { type: cfg.final.type, at: signal.sourceTime, sourceId: signal.sourceId, order });
           state = r.state;
           out.push(...r.transactions);
         }
