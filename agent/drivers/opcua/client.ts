@@ -33,6 +33,8 @@ export interface ClientOptions {
   requestTimeoutMs?: number;
   /** session timeout requested from the server (ms) */
   sessionTimeoutMs?: number;
+  /** aborts a connect in progress (the driver's stop()): a server that does not answer would hold it for the transport timeout */
+  signal?: AbortSignal;
 }
 
 export const APPLICATION_NAME = 'PlantBridge Agent';
@@ -90,12 +92,18 @@ export async function connectClient(o: ClientOptions): Promise<OpenClient> {
     defaultTransactionTimeout: timeout,
     transportTimeout: timeout,
   } as any);
+  const abort = () => void client.disconnect().catch(() => {});
+  o.signal?.addEventListener('abort', abort, { once: true });
   try {
+    if (o.signal?.aborted) throw new Error('connect aborted');
     await client.connect(o.endpoint);
+    if (o.signal?.aborted) throw new Error('connect aborted');
   } catch (err) {
     await client.disconnect().catch(() => {});
     await certificateManager.dispose().catch(() => {});
     throw classifyConnectError(err, o);
+  } finally {
+    o.signal?.removeEventListener('abort', abort);
   }
   return {
     client,

@@ -58,6 +58,8 @@ const BASE_RETRY_MS = 100;
 const PUBLISH_PIPELINE = 5;
 const MAX_EMIT_BATCH = 5000;
 const WATCHDOG_FLOOR_MS = 3000;
+/** how long stop() lets a connection attempt that has a channel finish its requests (then the session it made can be closed) before cutting it off */
+const STOP_GRACE_MS = 1000;
 /** a sequence number jump larger than this is not a few lost responses: only what the server lists as available is asked for */
 const MAX_REPUBLISH_GAP = 100;
 
@@ -168,6 +170,8 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
   let loop: Promise<void> | undefined;
   let wake: (() => void) | undefined;
   let open: OpenClient | undefined;
+  /** the connection attempt under way: stop() aborts it (a connect to a server that does not answer would hold stop() for the transport timeout) */
+  let attempt: AbortController | undefined;
   let session: ClientSession | undefined;
   let subscriptionId: number | undefined;
   /** false while a CreateMonitoredItems run has not finished: a subscription kept across a reconnect then
@@ -301,16 +305,18 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
   let loggedUntrusted: string | undefined;
   let loggedLogin: string | undefined;
   const run = async () => {
-    let attempt = 0;
+    let retries = 0;
     while (!stopping) {
       const myGen = ++gen;
       let lossReason: string;
+      attempt = new AbortController();
       try {
-        lossReason = await connectAndServe(myGen, () => {
-          attempt = 0;
+        lossReason = await connectAndServe(myGen, attempt.signal, () => {
+          retries = 0;
           loggedLogin = undefined;
         });
       } catch (err) {
+        if (stopping) break; // stop() cut the attempt off: not a failure to report
         stats.connectFailures++;
         lossReason = err instanceof Error ? err.message : String(err);
         if (err instanceof ConnectError && err.untrusted) {
@@ -321,14 +327,14 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
           // a refused login does not heal by retrying: error, once per distinct refusal
           if (loggedLogin !== lossReason) log.error({ status: err.status }, lossReason);
           loggedLogin = lossReason;
-        } else if (attempt === 0 || attempt % 20 === 0) {
-          log.warn({ attempt }, `OPC UA connection failed: ${lossReason}`);
+        } else if (retries === 0 || retries % 20 === 0) {
+          log.warn({ attempt: retries }, `OPC UA connection failed: ${lossReason}`);
         }
       }
       if (stopping) break; // stop() closes the session first, then the channel
       markStale('BadNoCommunication');
       await closeChannel();
-      const delay = backoffDelay(attempt++, BASE_RETRY_MS, Math.max(BASE_RETRY_MS, config.reconnectMaxDelay));
+      const delay = backoffDelay(retries++, BASE_RETRY_MS, Math.max(BASE_RETRY_MS, config.reconnectMaxDelay));
       connState = everUp ? 'down' : 'connecting';
       // a stable message: health logs each change, and an outage must not log every attempt
       downReason = `${lossReason.split('\n')[0]}; retrying`;
@@ -368,7 +374,7 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
   };
 
   /** One connection: resolves with the reason it ended, rejects when it could not be set up. */
-  const connectAndServe = async (myGen: number, connectedOk: () => void): Promise<string> => {
+  const connectAndServe = async (myGen: number, signal: AbortSignal, connectedOk: () => void): Promise<string> => {
     const o = await connectClient({
       endpoint: config.endpoint,
       securityMode: config.securityMode,
@@ -377,6 +383,7 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
       trustOnFirstUse: config.trustOnFirstUse,
       log,
       requestTimeoutMs: 10_000,
+      signal,
     });
     open = o;
     if (stopping || myGen !== gen) return 'stopping';
@@ -839,8 +846,19 @@ export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
       stopping = true;
       stopConnection?.();
       wake?.();
+      // Whatever the state: in the backoff the loop ends at once; a connect in progress (a server that
+      // accepts TCP but does not answer holds it for the 10 s transport timeout) is cut off at once; an
+      // attempt with a channel gets STOP_GRACE_MS to finish its requests, so that a session it created is
+      // closed on the server below rather than left there for its timeout, and is then cut off too.
+      if (!open) attempt?.abort();
+      if (loop && !(await settlesWithin(loop, STOP_GRACE_MS))) {
+        log.info('Stopping: cutting off the connection attempt under way');
+        attempt?.abort();
+        void open?.client.disconnect().catch(() => {}); // its requests in flight fail at once
+      }
       await loop;
       loop = undefined;
+      attempt = undefined;
       // drain: what was received is committed if the outbox takes it
       await pumping;
       if (queue.length > 0) {
@@ -902,6 +920,17 @@ function tcpReachable(host: string, port: number, timeoutMs: number): Promise<bo
 
 function statusIn(message: string): string {
   return /Bad[A-Za-z]+/.exec(message)?.[0] ?? message.split('\n')[0];
+}
+
+/** true when p settled (either way) within ms */
+function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  return withTimeout(
+    p.then(
+      () => true,
+      () => true,
+    ),
+    ms,
+  ).catch(() => false);
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
