@@ -12,7 +12,7 @@ export function createHubMetrics() {
     erpPosted: new Counter({ name: HubMetrics.erpPosted, help: 'Transactions posted to the ERP', labelNames: ['adapter'], registers: [registry] }),
     erpFailed: new Counter({
       name: HubMetrics.erpFailed,
-      help: 'Failed ERP posting attempts by class (business, transient, in_doubt, exhausted)',
+      help: 'Failed ERP posting attempts by class (business, transient, in_doubt, internal), and dead letters after the last attempt (exhausted; in_doubt_unresolved: the ERP may hold the document)',
       labelNames: ['adapter', 'class'],
       registers: [registry],
     }),

@@ -42,7 +42,8 @@ export function renderDashboard(
   const deadRows = data.deadLetters
     .map(
       (t) => `<tr data-key="${esc(t.idempotencyKey)}"><td><a href="/tx/${encodeURIComponent(t.idempotencyKey)}">${esc(t.seq)}</a></td><td>${esc(t.plant)}</td>
-  <td>${esc(t.order)}</td><td class="num">${esc(t.quantity ?? '')} ${esc(t.uom ?? '')}</td><td>${esc(t.errorCode)}</td><td>${esc(t.errorMessage)}</td><td>${esc(t.attempts)}</td></tr>`,
+  <td>${esc(t.order)}</td><td class="num">${esc(t.quantity ?? '')} ${esc(t.uom ?? '')}</td>
+  <td>${esc(t.errorCode)}${t.errorCode === 'ERP_IN_DOUBT' ? ' <span class="badge degraded">outcome unknown</span>' : ''}</td><td>${esc(t.errorMessage)}</td><td>${esc(t.attempts)}</td></tr>`,
     )
     .join('\n');
   const c = data.counts;
@@ -74,7 +75,7 @@ th{background:#eef1f5;font-weight:600} td.num{text-align:right;font-variant-nume
 <table id="agents"><thead><tr><th>agent</th><th>plants</th><th>status</th><th>last heartbeat</th><th>backlog</th><th>oldest</th><th>dead letters</th><th>drivers</th><th>version</th></tr></thead>
 <tbody>${agentRows || '<tr><td colspan="9" class="muted">no agents configured</td></tr>'}</tbody></table>
 <h2>Dead letters</h2>
-<p class="muted">Refused by the ERP or failed too often. Each holds back the later postings of its order. Fix the cause, then <code>plantbridge-hub dead-letters replay &lt;seq&gt;</code> (the ERP is checked first, so nothing posts twice), or <code>discard &lt;seq&gt; --reason "…"</code> to let the order go on without it.</p>
+<p class="muted">Refused by the ERP, failed too often, or still in doubt after the last attempt (<code>ERP_IN_DOUBT</code>: the ERP may hold the document; look for it there first and never post it by hand). Each holds back the later postings of its order. Fix the cause, then <code>plantbridge-hub dead-letters replay &lt;seq&gt;</code> (the ERP is checked first, so nothing posts twice), or <code>discard &lt;seq&gt; --reason "…"</code> to let the order go on without it.</p>
 <table id="dead-letters"><thead><tr><th>seq</th><th>plant</th><th>order</th><th>quantity</th><th>code</th><th>reason</th><th>attempts</th></tr></thead>
 <tbody>${deadRows || '<tr><td colspan="7" class="muted">none</td></tr>'}</tbody></table>
 <h2>Recent transactions</h2>
@@ -94,7 +95,7 @@ export function renderTransaction(tx: TransactionRow & { body: { data: Record<st
     ['machine events', lineage ? `${lineage.events} event(s) from ${esc(lineage.firstEventTime)} to ${esc(lineage.lastEventTime)}<br><code>${lineage.sourceIds.map(esc).join('<br>')}</code>${lineage.sourceIds.length < lineage.events ? '<br>(list capped)' : ''}` : '–'],
     ['source', `<code>${esc(JSON.stringify(tx.body.source))}</code>`],
     ['agent', `${esc(tx.agentId)} derived it at ${esc(tx.body.observedTime)}`],
-    ['hub', `accepted at ${esc(tx.receivedAt)}; ${esc(tx.attempts)} posting attempt(s)${tx.inDoubt ? ', in doubt once (resolved by lookup)' : ''}`],
+    ['hub', `accepted at ${esc(tx.receivedAt)}; ${esc(tx.attempts)} posting attempt(s)${tx.inDoubt ? (tx.state === 'queued' ? ', in doubt (the next attempt looks the key up first)' : ', in doubt: the ERP may hold it, check there before acting') : ''}`],
     ['ERP', tx.erpRef ? `document <b class="erp">${esc(tx.erpRef)}</b> at ${esc(tx.postedAt)}` : tx.errorCode ? `${esc(tx.errorCode)}: ${esc(tx.errorMessage)}` : 'not yet posted'],
   ];
   return `<!doctype html>

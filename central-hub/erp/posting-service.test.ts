@@ -4,8 +4,10 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Secret } from '../../contracts/index.ts';
+import { Secret, outcomesResponseSchema, schemaId, validate } from '../../contracts/index.ts';
 import { testLogger } from '../../test/helpers/log.ts';
+import { renderDashboard } from '../dashboard/page.ts';
+import { createHubMetrics } from '../metrics.ts';
 import { SqliteHubStore } from '../store/sqlite/sqlite-store.ts';
 import { ErpError, type ErpAdapter } from './erp-adapter.ts';
 import { PostingService } from './posting-service.ts';
@@ -223,4 +225,100 @@ test('a slow ERP still processing a timed-out post: the lookup waits inDoubtWait
   const row = (await store.lineage(tx.idempotencyKey))!;
   assert.equal(row.transaction.erpRef, 'DOC-1');
   assert.ok(row.events.some((e) => e.kind === 'posting.retry'), 'the first attempt ended in doubt');
+});
+
+/** One confirmation posted on `erp` with 3 attempts at most, until it is a dead letter; its row, outcome and failure counts. */
+async function deadLetterOf(t: { after: (fn: () => Promise<void>) => void }, erp: ErpAdapter, order: string) {
+  const store = new SqliteHubStore(join(mkdtempSync(join(tmpdir(), 'pb-posting-dead-')), 'hub.db'));
+  const metrics = createHubMetrics();
+  const service = new PostingService({ store, adapter: erp, log: testLogger(), metrics, idleMs: 10, maxAttempts: 3, inDoubtWaitMs: 20, retryMaxDelayMs: 20 });
+  t.after(async () => {
+    await service.stop();
+    await store.close();
+  });
+  const tx = confirmation(order, 0);
+  await store.ingest('test-agent', [tx], new Date());
+  service.start();
+  await until('dead letter', async () => (await store.counts()).failed === 1);
+  const failed = new Map((await metrics.erpFailed.get()).values.map((v) => [v.labels.class, v.value]));
+  return { row: (await store.getTransaction(tx.idempotencyKey))!, outcome: (await store.outcomeOf(tx.idempotencyKey))!, failed };
+}
+
+const unreachable = () => new ErpError('UPSTREAM_UNAVAILABLE', 'connect ECONNREFUSED');
+
+test('in doubt to the last attempt: a dead letter ERP_IN_DOUBT that tells the operator to check the ERP first, apart from plain failures', async (t) => {
+  // every post times out after it was sent; the ERP may or may not hold the document
+  let posts = 0;
+  const { row, outcome, failed } = await deadLetterOf(
+    t,
+    {
+      name: 'doubtful',
+      post: async () => {
+        posts++;
+        throw new ErpError('ERP_IN_DOUBT', 'no answer within 30 s (request sent)');
+      },
+      lookup: async () => ({ found: false }),
+      healthcheck: async () => ({ ok: true }),
+    },
+    '6000001',
+  );
+  assert.equal(posts, 3);
+  assert.equal(row.state, 'failed');
+  assert.equal(row.errorCode, 'ERP_IN_DOUBT');
+  assert.match(row.errorMessage ?? '', /outcome unknown after 3 attempts/);
+  assert.match(row.errorMessage ?? '', /check the ERP/i);
+  assert.ok(row.errorMessage?.includes(row.idempotencyKey), 'names the reference to look for');
+  assert.deepEqual([outcome.state, outcome.code], ['failed', 'ERP_IN_DOUBT'], 'the agent learns it is in doubt, not refused');
+  assert.match(outcome.message ?? '', /check the ERP/i);
+  const wire = { schema: schemaId('agent-outcomes', 1, 0), cursor: '1', more: false, items: [{ idempotencyKey: row.idempotencyKey, outcome }] };
+  assert.equal(validate(outcomesResponseSchema, wire).ok, true, 'agents read it with the v1 outcomes contract');
+  assert.equal(failed.get('in_doubt_unresolved'), 1);
+  assert.equal(failed.get('exhausted'), undefined, 'not counted as a plain exhausted posting');
+  assert.equal(row.inDoubt, true);
+  const page = renderDashboard({ agents: [], counts: { queued: 0, posted: 0, failed: 1, discarded: 0 }, transactions: [], deadLetters: [row], version: 'test' });
+  assert.match(page, /ERP_IN_DOUBT <span class="badge degraded">outcome unknown<\/span>/);
+});
+
+test('in doubt once, then the ERP unreachable until the attempts run out: still ERP_IN_DOUBT (nothing looked it up since)', async (t) => {
+  let calls = 0;
+  const { row, outcome, failed } = await deadLetterOf(
+    t,
+    {
+      name: 'doubtful-then-down',
+      post: async () => {
+        calls++;
+        throw calls === 1 ? new ErpError('ERP_IN_DOUBT', 'socket reset after the request was sent') : unreachable();
+      },
+      lookup: async () => {
+        throw unreachable();
+      },
+      healthcheck: async () => ({ ok: false }),
+    },
+    '6000002',
+  );
+  assert.equal(row.errorCode, 'ERP_IN_DOUBT');
+  assert.equal(outcome.code, 'ERP_IN_DOUBT');
+  assert.match(row.errorMessage ?? '', /ECONNREFUSED/, 'the last error is kept');
+  assert.equal(failed.get('in_doubt_unresolved'), 1);
+});
+
+test('never sent (the ERP refused connections to the last attempt): a plain UPSTREAM_UNAVAILABLE dead letter, not in doubt', async (t) => {
+  const { row, outcome, failed } = await deadLetterOf(
+    t,
+    {
+      name: 'down',
+      post: async () => {
+        throw unreachable();
+      },
+      lookup: async () => {
+        throw unreachable();
+      },
+      healthcheck: async () => ({ ok: false }),
+    },
+    '6000003',
+  );
+  assert.equal(row.errorCode, 'UPSTREAM_UNAVAILABLE');
+  assert.equal(outcome.code, 'UPSTREAM_UNAVAILABLE');
+  assert.equal(failed.get('exhausted'), 1);
+  assert.equal(failed.get('in_doubt_unresolved'), undefined);
 });

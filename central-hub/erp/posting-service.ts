@@ -14,6 +14,8 @@ import { ErpError, type ErpAdapter } from './erp-adapter.ts';
  *   hub dying mid-call with its lease expiring), so it looks the key up in the ERP before sending again.
  * - Business refusals become dead letters at once; transient failures retry with backoff up to
  *   maxAttempts, then become dead letters too. A replay after a fix looks up first as well.
+ * - A posting whose ERP outcome is still unknown after the last attempt (in doubt, not looked up since)
+ *   becomes a dead letter with code ERP_IN_DOUBT, not a failure: the ERP may hold the document.
  */
 export interface PostingServiceOptions {
   store: HubStore;
@@ -154,12 +156,15 @@ export class PostingService {
     );
     const started = performance.now();
     let outcome: PostingOutcome;
+    /** the ERP answered this attempt's lookup: whatever earlier attempts did is known */
+    let lookedUp = false;
     try {
       let done = false;
-      outcome = { kind: 'retry', delayMs: 0, code: 'INTERNAL', message: 'not attempted', inDoubt: false };
+      outcome = { kind: 'retry', delayMs: 0, code: 'INTERNAL', message: 'not attempted', inDoubt: job.inDoubt };
       if (job.attempt > 1) {
         // an earlier attempt may have reached the ERP: look before sending again
         const found = await adapter.lookup(job.tx, ctx);
+        lookedUp = true;
         if (found.found) {
           await adapter.completeFound?.(job.tx, found.erpRef, ctx);
           outcome = { kind: 'posted', erpRef: found.erpRef, detail: { resolvedBy: 'lookup' } };
@@ -178,6 +183,8 @@ export class PostingService {
       }
     } catch (err) {
       const inDoubt = isPlantBridgeError(err, 'ERP_IN_DOUBT');
+      // the ERP may hold the posting: this call may have been applied, or an earlier one nobody has looked up since
+      const unresolved = inDoubt || (job.inDoubt && !lookedUp);
       const cls = inDoubt ? 'in_doubt' : err instanceof ErpError ? 'transient' : 'internal';
       metrics?.erpFailed.inc({ adapter: adapter.name, class: cls });
       const message = err instanceof Error ? err.message : String(err);
@@ -185,7 +192,18 @@ export class PostingService {
       // the hub's own credentials failing is an operator problem, not the transaction's: never exhaust on it
       const authProblem = err instanceof ErpError && err.erpCode === 'AUTH';
       if (authProblem) log.error({ err: message }, 'The ERP refuses the hub\'s credentials: postings wait until they are fixed');
-      if (job.attempt >= this.o.maxAttempts && !authProblem) {
+      if (job.attempt >= this.o.maxAttempts && !authProblem && unresolved) {
+        // not a refusal: the ERP may hold the document, and posting it again by hand would double it
+        outcome = {
+          kind: 'failed',
+          code: 'ERP_IN_DOUBT',
+          message:
+            `ERP outcome unknown after ${job.attempt} attempts: the ERP may hold this posting. Check the ERP for reference ` +
+            `${job.tx.idempotencyKey} before acting; never post it by hand. A replay looks it up first and posts only if it is not there. Last error: ${message}`,
+        };
+        metrics?.erpFailed.inc({ adapter: adapter.name, class: 'in_doubt_unresolved' });
+        log.error({ err: message }, 'ERP outcome still unknown after the last attempt: dead letter ERP_IN_DOUBT, check the ERP before replaying');
+      } else if (job.attempt >= this.o.maxAttempts && !authProblem) {
         outcome = { kind: 'failed', code, message: `gave up after ${job.attempt} attempts: ${message}` };
         metrics?.erpFailed.inc({ adapter: adapter.name, class: 'exhausted' });
         log.error({ err: message }, 'ERP posting failed too often: dead letter');
@@ -193,7 +211,7 @@ export class PostingService {
         const backoff = Math.min(this.o.retryMaxDelayMs, 1000 * 2 ** Math.min(job.attempt - 1, 20));
         const retryAfter = err instanceof ErpError ? (err.retryAfterMs ?? 0) : 0;
         const delayMs = Math.round(Math.max(retryAfter, inDoubt ? this.o.inDoubtWaitMs : 0, backoff / 2 + (Math.random() * backoff) / 2));
-        outcome = { kind: 'retry', delayMs, code, message, inDoubt };
+        outcome = { kind: 'retry', delayMs, code, message, inDoubt: unresolved };
         log.warn({ err: message, code, retryInMs: delayMs }, inDoubt ? 'ERP outcome unknown: will look the key up before any re-send' : 'ERP not available: will retry');
       }
     } finally {

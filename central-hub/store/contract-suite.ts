@@ -234,6 +234,38 @@ export function hubStoreContract(name: string, factory: StoreFactory): void {
       assert.equal(await s.completePosting(c.seq, 'claim-4', { kind: 'posted', erpRef: 'DOC-R1' }, at(10_100)), true);
     });
 
+    void test('a job says whether the ERP may hold it: after an in-doubt attempt or a claim that expired, until an attempt resolves it', async () => {
+      const s = store;
+      const u1 = testTx({ order: 'U-1', agentId: 'edge-u' });
+      await s.ingest('edge-u', [u1], new Date());
+      const mine = <J extends { tx: { idempotencyKey: string } }>(jobs: J[]) => jobs.filter((j) => j.tx.idempotencyKey === u1.idempotencyKey);
+      const t0 = Date.now() + 50_000;
+      const at = (ms: number) => new Date(t0 + ms);
+      const [a] = mine(await s.claimPostings(100, 5000, 'u-1', at(0)));
+      assert.equal(a.inDoubt, false, 'never tried');
+      // the claim dies mid-call: whoever takes the posting over cannot know whether its call reached the ERP
+      const [b] = mine(await s.claimPostings(100, 5000, 'u-2', at(6000)));
+      assert.equal(b.inDoubt, true, 'taken over from an expired claim');
+      // that attempt resolved it (looked up: not there) and failed before sending: no longer in doubt
+      assert.equal(await s.completePosting(b.seq, 'u-2', { kind: 'retry', delayMs: 0, code: 'UPSTREAM_UNAVAILABLE', message: 'refused', inDoubt: false }, at(6100)), true);
+      const [c] = mine(await s.claimPostings(100, 5000, 'u-3', at(6200)));
+      assert.equal(c.inDoubt, false);
+      assert.equal(await s.completePosting(c.seq, 'u-3', { kind: 'retry', delayMs: 0, code: 'ERP_IN_DOUBT', message: 'timeout', inDoubt: true }, at(6300)), true);
+      const [d] = mine(await s.claimPostings(100, 5000, 'u-4', at(6400)));
+      assert.equal(d.inDoubt, true, 'the last attempt ended in doubt');
+      // still unknown after the last attempt: an in-doubt dead letter, shown as such
+      assert.equal(await s.completePosting(d.seq, 'u-4', { kind: 'failed', code: 'ERP_IN_DOUBT', message: 'ERP outcome unknown after 4 attempts' }, at(6500)), true);
+      const row = await s.getTransaction(u1.idempotencyKey);
+      assert.deepEqual([row?.state, row?.inDoubt, row?.errorCode], ['failed', true, 'ERP_IN_DOUBT']);
+      assert.deepEqual(await s.outcomeOf(u1.idempotencyKey), { state: 'failed', code: 'ERP_IN_DOUBT', message: 'ERP outcome unknown after 4 attempts' });
+      // a replay keeps the doubt: its first attempt looks the key up before anything is sent
+      assert.equal(await s.replay(d.seq, 'admin'), true);
+      const [e] = mine(await s.claimPostings(100, 5000, 'u-5', at(6600)));
+      assert.deepEqual([e.attempt, e.inDoubt], [2, true]);
+      assert.equal(await s.completePosting(e.seq, 'u-5', { kind: 'posted', erpRef: 'DOC-U1' }, at(6700)), true);
+      assert.equal((await s.getTransaction(u1.idempotencyKey))?.inDoubt, false);
+    });
+
     void test('a dead letter holds back the later transactions of its order until it is replayed and posted, or discarded', async () => {
       const s = store;
       const [d1, d2, d3] = [0, 1, 2].map(() => testTx({ order: 'D-1', agentId: 'edge-d' }));

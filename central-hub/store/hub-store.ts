@@ -23,12 +23,21 @@ export interface PostingJob {
   /** attempts started so far, including this one: > 1 means an earlier attempt may have reached the ERP */
   attempt: number;
   orderKey: string;
+  /**
+   * The ERP may hold this posting already, unknown to the hub: an earlier attempt ended in doubt, or its claim
+   * expired without an outcome, and no attempt has looked the key up since.
+   */
+  inDoubt: boolean;
 }
 
 export type PostingOutcome =
   | { kind: 'posted'; erpRef: string; detail?: unknown }
-  /** a business refusal, or transient failures past maxAttempts: a dead letter a person resolves */
+  /**
+   * A business refusal, or failures past maxAttempts: a dead letter a person resolves. Code ERP_IN_DOUBT when
+   * the ERP's outcome is still unknown (the ERP may hold the document: check before acting).
+   */
   | { kind: 'failed'; code: string; message: string; erpCode?: string }
+  /** inDoubt: after this attempt the ERP may hold the posting (the next attempt's job.inDoubt) */
   | { kind: 'retry'; delayMs: number; code: string; message: string; inDoubt: boolean };
 
 export interface TransactionRow {

@@ -339,7 +339,7 @@ export class PostgresHubStore implements HubStore {
            SELECT nx.order_key, nx.seq FROM heads h, LATERAL (
              SELECT order_key, seq FROM transactions WHERE state = 'queued' AND order_key > h.order_key ORDER BY order_key, seq LIMIT 1) nx
          )
-         SELECT t.seq, t.body, t.attempts, t.order_key FROM transactions t
+         SELECT t.seq, t.body, t.attempts, t.order_key, t.in_doubt, t.lease_owner FROM transactions t
          WHERE t.seq IN (SELECT seq FROM heads) AND t.state = 'queued' AND t.next_attempt_at <= $1
            AND (t.lease_until IS NULL OR t.lease_until < $1)
            AND NOT EXISTS (SELECT 1 FROM transactions f WHERE f.state = 'failed' AND f.order_key = t.order_key AND f.seq < t.seq)
@@ -349,8 +349,19 @@ export class PostgresHubStore implements HubStore {
       );
       if (rows.length === 0) return [];
       const seqs = rows.map((r) => r.seq as string);
-      await c.query('UPDATE transactions SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE seq = ANY($3::bigint[])', [owner, t + leaseMs, seqs]);
-      return rows.map((r) => ({ seq: Number(r.seq), tx: JSON.parse(r.body) as Transaction, attempt: r.attempts + 1, orderKey: r.order_key }));
+      // a lease still set is an expired claim that left no outcome: its call may have reached the ERP
+      await c.query('UPDATE transactions SET lease_owner = $1, lease_until = $2, attempts = attempts + 1, in_doubt = in_doubt OR lease_owner IS NOT NULL WHERE seq = ANY($3::bigint[])', [
+        owner,
+        t + leaseMs,
+        seqs,
+      ]);
+      return rows.map((r) => ({
+        seq: Number(r.seq),
+        tx: JSON.parse(r.body) as Transaction,
+        attempt: r.attempts + 1,
+        orderKey: r.order_key,
+        inDoubt: r.in_doubt === true || r.lease_owner !== null,
+      }));
     });
   }
 
@@ -372,13 +383,13 @@ export class PostgresHubStore implements HubStore {
         );
       } else if (o.kind === 'failed') {
         r = await c.query(
-          `UPDATE transactions SET state = 'failed', error_code = $1, error_message = $2, lease_owner = NULL, lease_until = NULL
+          `UPDATE transactions SET state = 'failed', error_code = $1, error_message = $2, in_doubt = $5, lease_owner = NULL, lease_until = NULL
            WHERE seq = $3 AND state = 'queued' AND lease_owner = $4`,
-          [o.code, o.erpCode ? `${o.erpCode}: ${o.message}` : o.message, seq, owner],
+          [o.code, o.erpCode ? `${o.erpCode}: ${o.message}` : o.message, seq, owner, o.code === 'ERP_IN_DOUBT'],
         );
       } else {
         r = await c.query(
-          `UPDATE transactions SET next_attempt_at = $1, in_doubt = in_doubt OR $2, error_code = $3, error_message = $4, lease_owner = NULL, lease_until = NULL
+          `UPDATE transactions SET next_attempt_at = $1, in_doubt = $2, error_code = $3, error_message = $4, lease_owner = NULL, lease_until = NULL
            WHERE seq = $5 AND state = 'queued' AND lease_owner = $6`,
           [now.getTime() + o.delayMs, o.inDoubt, o.code, o.message, seq, owner],
         );

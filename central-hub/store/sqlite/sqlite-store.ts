@@ -220,19 +220,20 @@ export class SqliteHubStore implements HubStore {
       byKey: db.prepare('SELECT * FROM transactions WHERE idempotency_key = ?'),
       // a duplicate's answer needs its outcome only, not the row with its body
       outcomeByKey: db.prepare('SELECT plant, state, erp_ref, posted_at, error_code, error_message FROM transactions WHERE idempotency_key = ?'),
-      claim: db.prepare(`SELECT t.seq, t.body, t.attempts, t.order_key FROM transactions t
+      claim: db.prepare(`SELECT t.seq, t.body, t.attempts, t.order_key, t.in_doubt, t.lease_owner FROM transactions t
         WHERE t.state = 'queued' AND t.next_attempt_at <= @now AND (t.lease_until IS NULL OR t.lease_until < @now)
           AND NOT EXISTS (SELECT 1 FROM transactions e WHERE e.state = 'queued' AND e.order_key = t.order_key AND e.seq < t.seq)
           AND NOT EXISTS (SELECT 1 FROM transactions f WHERE f.state = 'failed' AND f.order_key = t.order_key AND f.seq < t.seq)
         ORDER BY t.seq LIMIT @limit`),
-      lease: db.prepare('UPDATE transactions SET lease_owner = ?, lease_until = ?, attempts = attempts + 1 WHERE seq = ?'),
+      // a lease still set is an expired claim that left no outcome: its call may have reached the ERP
+      lease: db.prepare('UPDATE transactions SET lease_owner = ?, lease_until = ?, attempts = attempts + 1, in_doubt = MAX(in_doubt, lease_owner IS NOT NULL) WHERE seq = ?'),
       // still ours (even past its end: a claim that took it over would have set its own owner)
       renew: db.prepare("UPDATE transactions SET lease_until = ? WHERE seq = ? AND state = 'queued' AND lease_owner = ?"),
       posted: db.prepare(`UPDATE transactions SET state = 'posted', erp_ref = ?, posted_at = ?, in_doubt = 0, lease_owner = NULL, lease_until = NULL,
         error_code = NULL, error_message = NULL WHERE seq = ? AND state = 'queued' AND lease_owner = ?`),
-      failed: db.prepare(`UPDATE transactions SET state = 'failed', error_code = ?, error_message = ?, lease_owner = NULL, lease_until = NULL
+      failed: db.prepare(`UPDATE transactions SET state = 'failed', error_code = ?, error_message = ?, in_doubt = ?, lease_owner = NULL, lease_until = NULL
         WHERE seq = ? AND state = 'queued' AND lease_owner = ?`),
-      retry: db.prepare(`UPDATE transactions SET next_attempt_at = ?, in_doubt = MAX(in_doubt, ?), error_code = ?, error_message = ?, lease_owner = NULL, lease_until = NULL
+      retry: db.prepare(`UPDATE transactions SET next_attempt_at = ?, in_doubt = ?, error_code = ?, error_message = ?, lease_owner = NULL, lease_until = NULL
         WHERE seq = ? AND state = 'queued' AND lease_owner = ?`),
       logOutcome: db.prepare(`INSERT INTO outcome_log(agent_id, idempotency_key, state, erp_ref, posted_at, error_code, error_message)
         SELECT agent_id, idempotency_key, state, erp_ref, posted_at, error_code, error_message FROM transactions WHERE seq = ?`),
@@ -364,7 +365,7 @@ export class SqliteHubStore implements HubStore {
         const rows = this.s.claim.all({ now: t, limit }) as Row[];
         return rows.map((r) => {
           this.s.lease.run(owner, t + leaseMs, r.seq);
-          return { seq: r.seq, tx: JSON.parse(r.body) as Transaction, attempt: r.attempts + 1, orderKey: r.order_key };
+          return { seq: r.seq, tx: JSON.parse(r.body) as Transaction, attempt: r.attempts + 1, orderKey: r.order_key, inDoubt: r.in_doubt === 1 || r.lease_owner !== null };
         });
       })
       .immediate();
@@ -379,7 +380,7 @@ export class SqliteHubStore implements HubStore {
     return this.group(() => {
         let r;
         if (o.kind === 'posted') r = this.s.posted.run(o.erpRef, now.toISOString(), seq, owner);
-        else if (o.kind === 'failed') r = this.s.failed.run(o.code, o.erpCode ? `${o.erpCode}: ${o.message}` : o.message, seq, owner);
+        else if (o.kind === 'failed') r = this.s.failed.run(o.code, o.erpCode ? `${o.erpCode}: ${o.message}` : o.message, o.code === 'ERP_IN_DOUBT' ? 1 : 0, seq, owner);
         else r = this.s.retry.run(now.getTime() + o.delayMs, o.inDoubt ? 1 : 0, o.code, o.message, seq, owner);
         if (r.changes !== 1) return false;
         if (o.kind !== 'retry') this.s.logOutcome.run(seq);
