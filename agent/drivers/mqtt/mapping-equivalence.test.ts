@@ -68,6 +68,13 @@ const payloadArb = fc.oneof(
   { weight: 8, arbitrary: docArb.map((d) => Buffer.from(JSON.stringify(d))) },
   { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 2 }).map((d) => Buffer.from(JSON.stringify(d) ?? 'null')) },
   { weight: 1, arbitrary: fc.uint8Array({ maxLength: 40 }).map((b) => Buffer.from(b)) },
+  // JSON text no JSON.stringify writes: numbers beyond a double, escapes of unpaired surrogates (and a pair)
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(docArb, fc.constantFrom('eventId', 'ts', 'seq', 'v', 'order', 'items'), fc.constantFrom('1e400', '-1E+999', '"\\ud800"', '"a\\udfffb"', '{"\\udbff":1}', '[1,{"x":1e309}]', '"\\ud83d\\ude00"'))
+      .map(([d, k, token]) => Buffer.from(JSON.stringify({ ...d, [k]: '__hostile__' }).replace('"__hostile__"', token))),
+  },
 );
 
 const jsonPick = fc.record({

@@ -2,7 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { Signal } from '../../../contracts/index.ts';
 import type { FieldPick, MqttConfig, MqttSubscription } from './config.ts';
-import { keyKindOf, type KeyKind, type MappingResult } from './mapping.ts';
+import { keyKindOf, unstorable, type KeyKind, type MappingResult } from './mapping.ts';
 import { expandTemplate, matchTopic, parseFilter, type ParsedFilter } from './topic-filter.ts';
 
 /**
@@ -147,8 +147,11 @@ export class ReferenceMapper {
 
     let id: string | undefined;
     if (idRaw !== undefined) {
-      if ((typeof idRaw === 'string' && idRaw.length > 0 && idRaw.length <= MAX_ID) || (typeof idRaw === 'number' && Number.isFinite(idRaw))) id = String(idRaw);
-      else problems.push(`id: expected a string of 1-${MAX_ID} characters or a number, got ${describe(idRaw)}`);
+      if ((typeof idRaw === 'string' && idRaw.length > 0 && idRaw.length <= MAX_ID) || (typeof idRaw === 'number' && Number.isFinite(idRaw))) {
+        const bad = unstorable(idRaw, 'id', sub.id!.describe);
+        if (bad) problems.push(bad);
+        else id = String(idRaw);
+      } else problems.push(`id: expected a string of 1-${MAX_ID} characters or a number, got ${describe(idRaw)}`);
     }
     let timeMs: number | undefined;
     if (timeRaw !== undefined) {
@@ -162,13 +165,22 @@ export class ReferenceMapper {
       else problems.push(`sequence: expected a non-negative integer, got ${describe(seqRaw)}`);
     }
     let value: Signal['value'];
+    // numbers beyond a double's range and strings that are not Unicode are refused where a field uses them
+    const check = (v: unknown, field: string, where: string) => {
+      const bad = unstorable(v, field, where);
+      if (bad) problems.push(bad);
+    };
     if (sub.extras.length > 0) {
       value = { ...(valueRaw !== undefined ? { value: valueRaw } : {}), ...extras };
+      if (valueRaw !== undefined) check(valueRaw, 'value', sub.value!.describe);
+      for (const [k, p] of sub.extras) if (k in extras) check(extras[k], k, p.describe);
     } else if (sub.value) {
       if (valueRaw !== undefined && !isSignalValue(valueRaw)) problems.push(`value: expected a number, string, boolean, null or object, got ${describe(valueRaw)}`);
+      else if (valueRaw !== undefined) check(valueRaw, 'value', sub.value.describe);
       value = (valueRaw ?? null) as Signal['value'];
     } else {
       value = Array.isArray(doc) ? { payload: doc } : (doc as Signal['value']);
+      check(doc, 'value', '$');
     }
     if (problems.length > 0) return { kind: 'dead', code: 'SCHEMA_INVALID', reason: `topic ${topic}: ${problems.join('; ')}`.slice(0, 1000) };
 
@@ -239,6 +251,7 @@ function isSignalValue(v: unknown): boolean {
 function describe(v: unknown): string {
   if (Array.isArray(v)) return 'an array';
   if (v === null) return 'null';
+  if (typeof v === 'number' && !Number.isFinite(v)) return `number ${v} (beyond the range of a double)`;
   const s = JSON.stringify(v) ?? String(v);
   return `${typeof v} ${s.length > 40 ? `${s.slice(0, 40)}…` : s}`;
 }

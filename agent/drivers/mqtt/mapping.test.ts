@@ -127,6 +127,43 @@ void describe('mapping a message to a signal', () => {
       }
     }
   });
+  void it('dead-letters a number beyond the range of a double (1e400 parses to Infinity, stored as null) and names the field', () => {
+    const cases: Array<[string, string, RegExp]> = [
+      ['plant/L7/temp', '{"t":1772352000000,"v":1e400}', /value: \$\.v is a number beyond the range of a double \(it parses to Infinity\)/],
+      ['plant/L7/temp', '{"t":1772352000000,"v":{"a":[1,-1e400]}}', /value: \$\.v\.a\[1\] is a number beyond the range of a double \(it parses to -Infinity\)/],
+      ['plant/L7/M3/events', '{"eventId":"E-1","ts":"2026-03-01T07:59:00Z","order":{"number":"4711"},"qty":1E+999}', /quantity: \$\.qty is a number beyond/],
+      ['plant/L7/M3/events', '{"eventId":1e400,"ts":"2026-03-01T07:59:00Z","order":{"number":"4711"},"qty":1}', /id: expected a string of 1-200 characters or a number, got number Infinity/],
+    ];
+    for (const [topic, payload, reason] of cases) {
+      const r = m.map(topic, Buffer.from(payload), false, T0);
+      assert.equal(r.kind, 'dead', payload);
+      if (r.kind === 'dead') {
+        assert.equal(r.code, 'SCHEMA_INVALID');
+        assert.match(r.reason, reason);
+      }
+    }
+    // a payload that is the value: the whole document is looked at
+    const whole = new Mapper(mqttConfig({ ...base, subscriptions: [{ filter: 'raw', ref: 'raw', fields: { time: { json: '$.t' } } }] }));
+    const r = whole.map('raw', Buffer.from('{"t":1772352000000,"x":{"y":1e999}}'), false, T0);
+    assert.equal(r.kind === 'dead' && r.reason, 'topic raw: value: $.x.y is a number beyond the range of a double (it parses to Infinity)');
+    // a part of the payload no field uses is not stored: it is not looked at
+    const unused = m.map('plant/L7/temp', Buffer.from('{"t":1772352000000,"v":1,"other":1e400}'), false, T0);
+    assert.equal(unused.kind === 'signal' && unused.signal.value, 1);
+  });
+  void it('dead-letters strings that are not Unicode (an unpaired surrogate escape): two such ids were one key', () => {
+    const ids = ['\\ud800', '\\udbff', 'x\\udc00'];
+    const results = ids.map((id) => m.map('plant/L7/M3/events', Buffer.from(`{"eventId":"${id}","ts":"2026-03-01T07:59:00Z","order":{"number":"4711"},"qty":1}`), false, T0));
+    for (const r of results) assert.equal(r.kind, 'dead');
+    assert.match(results[0].kind === 'dead' ? results[0].reason : '', /id: \$\.eventId is a string with an unpaired surrogate \(\\ud800 at character 0\): not Unicode/);
+    assert.match(results[2].kind === 'dead' ? results[2].reason : '', /\\udc00 at character 1/);
+    const v = m.map('plant/L7/temp', Buffer.from('{"t":1772352000000,"v":{"name":"a\\ud800b"}}'), false, T0);
+    assert.match(v.kind === 'dead' ? v.reason : '', /value: \$\.v\.name is a string with an unpaired surrogate/);
+    const key = m.map('plant/L7/temp', Buffer.from('{"t":1772352000000,"v":{"\\udfff":1}}'), false, T0);
+    assert.match(key.kind === 'dead' ? key.reason : '', /value: \$\.v has a key with an unpaired surrogate \(\\udfff at character 0\)/);
+    // a pair (an escaped emoji) is Unicode: kept
+    const pair = m.map('plant/L7/M3/events', Buffer.from('{"eventId":"\\ud83d\\ude00","ts":"2026-03-01T07:59:00Z","order":{"number":"4711"},"qty":1}'), false, T0);
+    assert.equal(pair.kind === 'signal' && pair.signal.sourceId, 'cells/L7/M3/events@id=\u{1F600}');
+  });
   void it('ignores topics no mapping claims', () => {
     assert.equal(m.map('other/topic', Buffer.from('{}'), false, T0).kind, 'ignore');
   });

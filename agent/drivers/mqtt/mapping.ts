@@ -190,8 +190,11 @@ export class Mapper {
 
     let id: string | undefined;
     if (idRaw !== undefined) {
-      if ((typeof idRaw === 'string' && idRaw.length > 0 && idRaw.length <= MAX_ID) || (typeof idRaw === 'number' && Number.isFinite(idRaw))) id = String(idRaw);
-      else (problems ??= []).push(`id: expected a string of 1-${MAX_ID} characters or a number, got ${describe(idRaw)}`);
+      if ((typeof idRaw === 'string' && idRaw.length > 0 && idRaw.length <= MAX_ID) || (typeof idRaw === 'number' && Number.isFinite(idRaw))) {
+        const bad = unstorable(idRaw, 'id', sub.id!.describe);
+        if (bad) (problems ??= []).push(bad);
+        else id = String(idRaw);
+      } else (problems ??= []).push(`id: expected a string of 1-${MAX_ID} characters or a number, got ${describe(idRaw)}`);
     }
     let sourceTime: string | undefined;
     if (timeRaw !== undefined) {
@@ -205,13 +208,18 @@ export class Mapper {
       else (problems ??= []).push(`sequence: expected a non-negative integer, got ${describe(seqRaw)}`);
     }
     let value: Signal['value'];
+    let bad: string | undefined;
     if (extras) {
       value = valueRaw !== undefined ? { value: valueRaw, ...extras } : (extras as Signal['value']);
+      if (valueRaw !== undefined && (bad = unstorable(valueRaw, 'value', sub.value!.describe))) (problems ??= []).push(bad);
+      for (const [k, p] of sub.extras) if (k in extras && (bad = unstorable(extras[k], k, p.describe))) (problems ??= []).push(bad);
     } else if (sub.value) {
       if (valueRaw !== undefined && !isSignalValue(valueRaw)) (problems ??= []).push(`value: expected a number, string, boolean, null or object, got ${describe(valueRaw)}`);
+      else if (valueRaw !== undefined && (bad = unstorable(valueRaw, 'value', sub.value.describe))) (problems ??= []).push(bad);
       value = (valueRaw ?? null) as Signal['value'];
     } else {
       value = Array.isArray(doc) ? { payload: doc } : (doc as Signal['value']);
+      if ((bad = unstorable(doc, 'value', '$'))) (problems ??= []).push(bad);
     }
     if (problems) return { kind: 'dead', code: 'SCHEMA_INVALID', reason: `topic ${topic}: ${problems.join('; ')}`.slice(0, 1000) };
 
@@ -294,6 +302,60 @@ export function parseTime(v: unknown): number | undefined {
   return undefined;
 }
 
+/**
+ * What in a value taken from the payload cannot be stored as it is, or undefined. A JSON number beyond a
+ * double's range (1e400, -1e400) parses to ±Infinity, which JSON stores as null; a string escape of an
+ * unpaired surrogate (\ud800) makes a string that is not Unicode, which is stored with U+FFFD in its
+ * place, so that different ids or values became one. Both are refused (SCHEMA_INVALID), naming the field
+ * and where in it. `where` is the pick's JSON path (or what it picks). Parts of the payload no field uses
+ * are not looked at: nothing of them is stored but the raw bytes' digest.
+ */
+export function unstorable(v: unknown, field: string, where: string): string | undefined {
+  const found = firstUnstorable(v, 0);
+  if (!found) return undefined;
+  const inner = found.path.join('');
+  const at = !inner ? where : where.startsWith('$') ? `${where}${inner}` : `${where} at $${inner}`;
+  return `${field}: ${at} ${found.what}`;
+}
+
+/** deeper than this the outbox refuses the value anyway (it dead-letters what it cannot store) */
+const MAX_CHECK_DEPTH = 256;
+
+function firstUnstorable(v: unknown, depth: number): { path: string[]; what: string } | undefined {
+  if (typeof v === 'number') return Number.isFinite(v) ? undefined : { path: [], what: `is a number beyond the range of a double (it parses to ${v})` };
+  if (typeof v === 'string') return isWellFormed(v) ? undefined : { path: [], what: `is a string with an unpaired surrogate (${loneSurrogate(v)}): not Unicode` };
+  if (v === null || typeof v !== 'object' || depth >= MAX_CHECK_DEPTH) return undefined;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const f = firstUnstorable(v[i], depth + 1);
+      if (f) return (f.path.unshift(`[${i}]`), f);
+    }
+    return undefined;
+  }
+  for (const k in v) {
+    if (!isWellFormed(k)) return { path: [], what: `has a key with an unpaired surrogate (${loneSurrogate(k)}): not Unicode` };
+    const f = firstUnstorable((v as Record<string, unknown>)[k], depth + 1);
+    if (f) return (f.path.unshift(/^[A-Za-z0-9_-]+$/.test(k) ? `.${k}` : `[${JSON.stringify(k).slice(0, 40)}]`), f);
+  }
+  return undefined;
+}
+
+/** String#isWellFormed (Node 20+; the project's TypeScript lib predates it) */
+const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
+
+/** the first unpaired surrogate as its JSON escape, with its position */
+function loneSurrogate(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      i++;
+      continue;
+    }
+    if (c >= 0xd800 && c <= 0xdfff) return `\\u${c.toString(16)} at character ${i}`;
+  }
+  return '?';
+}
+
 function isSignalValue(v: unknown): boolean {
   return v === null || ['number', 'string', 'boolean'].includes(typeof v) || (typeof v === 'object' && !Array.isArray(v));
 }
@@ -301,6 +363,7 @@ function isSignalValue(v: unknown): boolean {
 function describe(v: unknown): string {
   if (Array.isArray(v)) return 'an array';
   if (v === null) return 'null';
+  if (typeof v === 'number' && !Number.isFinite(v)) return `number ${v} (beyond the range of a double)`;
   const s = JSON.stringify(v) ?? String(v);
   return `${typeof v} ${s.length > 40 ? `${s.slice(0, 40)}…` : s}`;
 }

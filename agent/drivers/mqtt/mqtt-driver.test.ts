@@ -110,6 +110,38 @@ void describe('mqtt driver', () => {
     await pub.endAsync();
   });
 
+  void it('dead-letters a number beyond a double and a string that is not Unicode, naming the field; two such ids are not one event', async (t) => {
+    const prefix = uniq('t2b');
+    const h = outboxHarness('cells');
+    t.after(() => h.close());
+    const d = create(mqttConfig({ name: 'cells', url: broker.url, clientId: uniq('agent'), subscriptions: [eventsSub(prefix)] }), h.ctx);
+    t.after(() => d.stop());
+    await d.start();
+    await waitFor(() => d.health().state === 'up', 5000, 'driver up');
+    const topic = `${prefix}/L1/M1/events`;
+    // JSON text as a producer writes it: the escapes and the exponent are in the bytes
+    const payloads = [
+      '{"id":"\\ud800","ts":"2026-01-01T00:00:00.000Z","order":"O1","qty":1}',
+      '{"id":"\\udbff","ts":"2026-01-01T00:00:00.001Z","order":"O1","qty":2}',
+      '{"id":"E-big","ts":"2026-01-01T00:00:00.002Z","order":"O1","qty":1e400}',
+    ];
+    const pub = await publisher(broker.url);
+    t.after(() => pub.end(true));
+    await publishAll(pub, [...payloads.map((payload) => ({ topic, payload })), event(prefix, 1, 'M1')]);
+    await waitFor(() => countEvents(h.outbox, 'cells') >= 1 && h.outbox.stats().deadLetters >= 3, 5000, 'one event and three dead letters');
+    await new Promise((r) => setTimeout(r, 200));
+    const events = h.outbox.query<{ source_id: string }>('SELECT source_id FROM events');
+    assert.deepEqual(events.map((e) => e.source_id), ['cells/L1/M1/events@id=E1'], 'nothing stored with a replaced character or a null quantity');
+    const dl = h.outbox.query<{ code: string; reason: string; payload: Buffer }>("SELECT code, reason, payload FROM dead_letters WHERE kind = 'signal' ORDER BY id");
+    assert.deepEqual(dl.map((r) => r.code), ['SCHEMA_INVALID', 'SCHEMA_INVALID', 'SCHEMA_INVALID']);
+    assert.match(dl[0].reason, /id: \$\.id is a string with an unpaired surrogate \(\\ud800 at character 0\)/);
+    assert.match(dl[1].reason, /\\udbff/);
+    assert.match(dl[2].reason, /quantity: \$\.qty is a number beyond the range of a double/);
+    assert.deepEqual(dl.map((r) => Buffer.from(r.payload).toString()), payloads, 'the raw bytes are kept for a replay');
+    await d.stop();
+    await pub.endAsync();
+  });
+
   void it('loses nothing when the broker restarts mid-stream', async (t) => {
     const prefix = uniq('t3');
     const h = outboxHarness('cells');
