@@ -302,3 +302,81 @@ void test('consumption per unit: the consumed total is the factor times the coun
     { numRuns: 60 },
   );
 });
+
+void test('late order tags: parts measured after a tag arrived late go to its order; parts already confirmed are reported with their quantity', () => {
+  type Ev = { t: number; kind: 'count'; n: number } | { t: number; kind: 'order'; order: string };
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.oneof(
+          { weight: 6, arbitrary: fc.integer({ min: 1, max: 40 }).map((n) => ({ kind: 'count' as const, n })) },
+          { weight: 1, arbitrary: fc.constantFrom('2000001', '2000002', '2000003').map((order) => ({ kind: 'order' as const, order })) },
+        ),
+        { minLength: 1, maxLength: 100 },
+      ),
+      fc.array(fc.integer({ min: 0, max: 5 }), { minLength: 100, maxLength: 100 }),
+      fc.integer({ min: 1, max: 400 }),
+      fc.boolean(),
+      (raw, lags, parts, withScrap) => {
+        const rule = countProduction(
+          countProductionConfigSchema.parse({
+            type: 'count-production',
+            id: 'p',
+            workCenter: 'WC-1',
+            counter: { source: 'plc', ref: 'good' },
+            ...(withScrap ? { scrapCounter: { source: 'plc', ref: 'scrap' } } : {}),
+            activeOrder: { source: 'plc', ref: 'order', operation: '0010' },
+            emitEvery: { parts },
+          }),
+          'live',
+        );
+        const evs: Ev[] = [{ t: T0, kind: 'order', order: '2000000' }, ...raw.map((e, i) => ({ ...e, t: T0 + (i + 1) * 1000 }))];
+        const expected = new Map<string, number>();
+        let active = '2000000';
+        let good = 0;
+        let scrap = 0;
+        const sigs: Array<{ at: number; step: Step }> = [];
+        sigs.push({ at: T0 - 1, step: { kind: 'signal', signal: signal('plc', 'good', 0, T0) } });
+        if (withScrap) sigs.push({ at: T0 - 1, step: { kind: 'signal', signal: signal('plc', 'scrap', 0, T0) } });
+        evs.forEach((e, i) => {
+          if (e.kind === 'order') {
+            active = e.order;
+            // the order tag arrives up to 5 readings after it was written (the first one is known at the start)
+            const lag = i === 0 ? 0 : lags[i % lags.length];
+            sigs.push({ at: e.t + lag * 1000 + 1, step: { kind: 'signal', signal: signal('plc', 'order', `${e.order}/0010`, e.t) } });
+          } else {
+            const isScrap = withScrap && e.n % 5 === 0;
+            if (isScrap) scrap += e.n;
+            else good += e.n;
+            expected.set(active, (expected.get(active) ?? 0) + e.n);
+            sigs.push({ at: e.t, step: { kind: 'signal', signal: isScrap ? signal('plc', 'scrap', scrap, e.t) : signal('plc', 'good', good, e.t) } });
+          }
+        });
+        sigs.sort((a, b) => a.at - b.at);
+        const steps = sigs.map((s) => s.step);
+        steps.push({ kind: 'tick', now: T0 + 86_400_000 });
+        const r = run(rule, steps);
+        const totals = assertKeysTile(confirmations(r.transactions));
+        const got = new Map([...totals].map(([k, v]) => [k.replace('/0010', ''), v]));
+        // a report moves its parts (on paper) from the order they were confirmed to, to the one they belong to
+        for (const q of r.quarantined) {
+          const p = q.payload as { confirmedTo: string; previouslyReportedFor?: string; belongsTo: { order: string }; good: number; scrap: number; rework: number };
+          assert.ok(p.confirmedTo, q.reason);
+          const n = p.good + p.scrap + p.rework;
+          // a later report replaces an earlier one for the same parts
+          const from = (p.previouslyReportedFor ?? p.confirmedTo).replace('/0010', '');
+          got.set(from, (got.get(from) ?? 0) - n);
+          got.set(p.belongsTo.order, (got.get(p.belongsTo.order) ?? 0) + n);
+        }
+        for (const [o, n] of expected) assert.equal(got.get(o) ?? 0, n, `order ${o}`);
+        for (const [o, n] of got) assert.equal(expected.get(o) ?? 0, n, `order ${o}`);
+        // tags arriving in the order they were written, and no window closing on its size: nothing to report
+        // (a later tag arriving first closes the window of the order before it)
+        const tagArrivals = sigs.filter((x) => x.step.kind === 'signal' && x.step.signal.ref === 'order').map((x) => (x.step.kind === 'signal' ? Date.parse(x.step.signal.sourceTime) : 0));
+        const inOrder = tagArrivals.every((t, i) => i === 0 || t >= tagArrivals[i - 1]);
+        if (inOrder && parts > good + scrap) assert.deepEqual(r.quarantined, [], 'nothing was confirmed before its order tag arrived: nothing to report');
+      },
+    ),
+    { numRuns: RUNS },
+  );
+});

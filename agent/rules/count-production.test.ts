@@ -380,3 +380,47 @@ void test('a final flag already true in a baseline (birth, retained message, rec
   const unknown = run(finalRule(), [sig('order', '100', T0), sig('done', true, T0 + 2000, birth), sig('done', true, T0 + 3000)]);
   assert.equal(unknown.transactions.length, 0);
 });
+
+void test('an order tag that arrives late: parts measured after its source time go to the new order, not the old one', () => {
+  const totals = (r: { transactions: Transaction[] }) => {
+    const m: Record<string, number> = {};
+    for (const t of pcs(r.transactions)) m[t.data.order] = (m[t.data.order] ?? 0) + t.data.yield.qty + (t.data.scrap?.qty ?? 0);
+    return m;
+  };
+  // order 200 starts at T0+1500, its tag arrives after the readings of T0+2000 and T0+3000
+  const late = run(rule({ scrapCounter: { source: 'plc', ref: 'scrap' }, emitEvery: { parts: 1000 } }), [
+    sig('order', '100', T0),
+    sig('good', 0, T0),
+    sig('scrap', 0, T0),
+    sig('good', 10, T0 + 1000),
+    sig('good', 20, T0 + 2000),
+    sig('scrap', 2, T0 + 2500),
+    sig('good', 30, T0 + 3000),
+    sig('order', '200', T0 + 1500),
+    sig('good', 35, T0 + 4000),
+    tick(T0 + 86_400_000),
+  ]);
+  assert.deepEqual(totals(late), { '100': 10, '200': 27 });
+  assert.deepEqual(late.quarantined, []);
+  const [a, b] = pcs(late.transactions);
+  assert.deepEqual([a.idempotencyKey, a.data.window.to, a.data.window.counterEnd], ['P1010:WC-7:100:0010:plc/good:0-10', new Date(T0 + 1000).toISOString(), 10]);
+  assert.deepEqual([b.idempotencyKey, b.data.yield.qty, b.data.scrap?.qty, b.data.window.from, b.data.window.counterStart, b.data.window.counterEnd], ['P1010:WC-7:200:0010:plc/good:0-27', 25, 2, new Date(T0 + 2000).toISOString(), 10, 35]);
+  assert.deepEqual(b.data.derivedFrom.sourceIds.length, 4);
+
+  // the old order's window already closed (parts threshold) with parts of the new order in it: they stay
+  // posted, and a dead letter says how many, where and which confirmation holds them
+  const closed = run(rule({ emitEvery: { parts: 15 } }), [sig('order', '100', T0), sig('good', 0, T0), sig('good', 10, T0 + 1000), sig('good', 20, T0 + 2000), sig('order', '200', T0 + 1500), sig('good', 25, T0 + 3000), tick(T0 + 86_400_000)]);
+  assert.deepEqual(totals(closed), { '100': 20, '200': 5 });
+  assert.equal(closed.quarantined.length, 1);
+  assert.match(closed.quarantined[0].reason, /10 good parts measured at .*08:00:02.000Z.* confirmed to order 100\/0010 \(P1010:WC-7:100:0010:plc\/good:0-20\).*order 200\/0010/);
+
+  // bounded: only the last 16 counted readings are re-attributed; the rest stay with the old order, and a
+  // dead letter says so
+  const steps: Step[] = [sig('order', '100', T0), sig('good', 0, T0), sig('good', 10, T0 + 1000)];
+  for (let i = 1; i <= 20; i++) steps.push(sig('good', 10 + i, T0 + 1000 + i * 100));
+  steps.push(sig('order', '200', T0 + 1050), tick(T0 + 86_400_000));
+  const long = run(rule({ emitEvery: { parts: 1000 } }), steps);
+  assert.deepEqual(totals(long), { '100': 14, '200': 16 });
+  assert.equal(long.quarantined.length, 1);
+  assert.match(long.quarantined[0].reason, /only the last 16 counted readings/);
+});

@@ -73,7 +73,44 @@ export interface CountWindow {
   shiftDate?: string;
   events: number;
   sourceIds: string[];
+  /** source time (ms) of the newest of its readings no longer in `recent` */
+  untrackedTo?: number;
 }
+
+/** One reading's parts, as counted for an order. */
+interface Part {
+  role: Role;
+  d: number;
+  /** source time, ms and as received */
+  t: number;
+  at: string;
+  id: string;
+  reset: boolean;
+  /** the good counter's reading and the one before it (a window's counterStart/End, for people) */
+  v?: number;
+  prev?: number;
+}
+
+/** A counted reading kept for a late order tag (`recent`). */
+interface Counted {
+  /** source time (ms) */
+  t: number;
+  role: Role;
+  d: number;
+  id: string;
+  /** the `order/operation` it was counted for */
+  key: string;
+  /** the confirmation holding it, once that order's window closed */
+  in?: string;
+  /** confirmed to `key`, then reported as belonging to this order (a late tag) */
+  said?: string;
+  v?: number;
+  prev?: number;
+  reset?: true;
+}
+
+/** counted readings kept for re-attribution when an order tag arrives after them (a bound, not a buffer) */
+export const MAX_RECENT = 16;
 
 export interface CountState {
   good?: CounterState;
@@ -92,6 +129,10 @@ export interface CountState {
    * such an order later are reported, never confirmed (a second confirmation after the final one)
    */
   done?: Record<string, number>;
+  /** the last MAX_RECENT counted readings (orders from a tag only), oldest first */
+  recent?: Counted[];
+  /** source time (ms) of the newest reading dropped from `recent` */
+  forgotten?: number;
 }
 
 function normalise(s: Partial<CountState> & { order?: OrderInfo; window?: CountWindow }): CountState {
@@ -190,7 +231,7 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
     const doneAt = state.done?.[key];
     if (doneAt !== undefined && !final) {
       // parts held after the order's final confirmation: nothing more is confirmed for it, they are reported
-      return { state: { ...state, windows }, transactions: [], quarantined: [afterFinal(w!, doneAt, 'after')] };
+      return { state: { ...state, windows, ...settled(state.recent, key, undefined) }, transactions: [], quarantined: [afterFinal(w!, doneAt, 'after')] };
     }
     const o: OrderInfo = w ?? final!.order;
     const from = state.cum[key] ?? 0;
@@ -275,7 +316,15 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
       done = without(state.done ?? {}, key, Object.keys(state.done ?? {}).length + (state.done && Object.hasOwn(state.done, key) ? 0 : 1) - MAX_ORDERS_REMEMBERED);
       done[key] = instantMs(final.at);
     }
-    return { state: done ? { ...state, windows, cum, done } : { ...state, windows, cum }, transactions };
+    const next = done ? { ...state, windows, cum, done } : { ...state, windows, cum };
+    return { state: w && state.recent ? { ...next, ...settled(state.recent, key, idempotencyKey) } : next, transactions };
+  }
+
+  /** The readings of a closed window in `recent`: marked with the confirmation holding them, or gone (reported). */
+  function settled(recent: Counted[] | undefined, key: string, confirmation: string | undefined): { recent?: Counted[] } {
+    if (!recent || !recent.some((c) => c.key === key && c.in === undefined)) return {};
+    const open = (c: Counted) => c.key === key && c.in === undefined;
+    return { recent: confirmation === undefined ? recent.filter((c) => !open(c)) : recent.map((c) => (open(c) ? { ...c, in: confirmation } : c)) };
   }
 
   /** The report (a dead letter) of parts that belong to an order whose final confirmation was already sent. */
@@ -320,14 +369,24 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
       });
       return state;
     }
+    const part: Part = { role, d, t, at: signal.sourceTime, id: signal.sourceId, reset: reading.reset };
+    if (role === 'good' && reading.v !== undefined) {
+      part.v = Number(reading.v);
+      if (reading.prev !== undefined) part.prev = Number(reading.prev);
+    }
+    return place(state, order, part, ctx, out, quarantined);
+  }
+
+  /** Counts one reading's parts for an order: in its open window, or reported when the order is done. */
+  function place(state: CountState, order: OrderInfo, p: Part, ctx: RuleContext, out: Transaction[], quarantined: Quarantined[]): CountState {
+    const { role, d, t } = p;
     const key = windowKey(order);
     const doneAt = state.done?.[key];
     if (doneAt !== undefined && (t <= doneAt || !sameOrder(currentOrder(state.orders) ?? fixedOrder, order))) {
       // measured before the order's final confirmation but received after it, or the order is over: reported
-      const iso = signal.sourceTime;
       const parts = { good: 0, scrap: 0, rework: 0 };
       parts[role] = d;
-      quarantined.push(afterFinal({ order: order.order, operation: order.operation, ...parts, from: iso, to: iso, sourceIds: [signal.sourceId] }, doneAt, t <= doneAt ? 'before but received after' : 'after'));
+      quarantined.push(afterFinal({ order: order.order, operation: order.operation, ...parts, from: p.at, to: p.at, sourceIds: [p.id] }, doneAt, t <= doneAt ? 'before but received after' : 'after'));
       return state;
     }
     let w: CountWindow | undefined = state.windows[key];
@@ -335,7 +394,7 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
       state = closeInto(state, key, ctx, out, quarantined);
       w = undefined;
     }
-    const good = role === 'good' ? reading.v : undefined;
+    const good = p.v;
     if (!w) {
       const span = cfg.shifts?.length && cfg.emitEvery.onShiftEnd ? shiftAt(t, cfg.shifts, ctx.timeZone) : undefined;
       const shiftDate = cfg.shifts?.length ? (span ?? shiftAt(t, cfg.shifts, ctx.timeZone)).date : undefined;
@@ -348,11 +407,11 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
         good: 0,
         scrap: 0,
         rework: 0,
-        counterStart: good !== undefined ? Number(reading.prev ?? good) : lastGood,
-        counterEnd: good !== undefined ? Number(good) : lastGood,
+        counterStart: good !== undefined ? (p.prev ?? good) : lastGood,
+        counterEnd: good !== undefined ? good : lastGood,
         resetDetected: false,
-        from: signal.sourceTime,
-        to: signal.sourceTime,
+        from: p.at,
+        to: p.at,
         firstAt: t,
         openedAt: ctx.now,
         ...(span ? { shiftEnd: span.end } : {}),
@@ -366,19 +425,42 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
     if (role === 'good') updated.good = w.good + d;
     else if (role === 'scrap') updated.scrap = w.scrap + d;
     else updated.rework = w.rework + d;
-    if (good !== undefined) updated.counterEnd = Number(good);
-    if (reading.reset) updated.resetDetected = true;
-    if (t < windowStartMs(w.from)) updated.from = signal.sourceTime;
-    if (t > (w.to === lastIso ? lastMs : instantMs(w.to))) updated.to = signal.sourceTime;
+    if (good !== undefined) updated.counterEnd = good;
+    if (p.reset) updated.resetDetected = true;
+    if (t < windowStartMs(w.from)) updated.from = p.at;
+    if (t > (w.to === lastIso ? lastMs : instantMs(w.to))) updated.to = p.at;
     updated.events = w.events + 1;
-    if (w.sourceIds.length < MAX_SOURCE_IDS && !listed(w.sourceIds, signal.sourceId)) {
+    if (w.sourceIds.length < MAX_SOURCE_IDS && !listed(w.sourceIds, p.id)) {
       const ids = w.sourceIds.slice();
-      ids.push(signal.sourceId);
+      ids.push(p.id);
       updated.sourceIds = ids;
     }
-    const windows = { ...state.windows };
+    let windows = { ...state.windows };
     windows[key] = updated;
-    state = { ...state, windows };
+    if (orderFromTag) {
+      // kept for a late order tag (reattribute); the oldest counted reading beyond the bound is forgotten
+      const before = state.recent ?? [];
+      const over = before.length + 1 - MAX_RECENT;
+      const recent = over > 0 ? before.slice(over) : before.slice();
+      const c: Counted = { t, role, d, id: p.id, key };
+      if (p.v !== undefined) c.v = p.v;
+      if (p.prev !== undefined) c.prev = p.prev;
+      if (p.reset) c.reset = true;
+      recent.push(c);
+      let forgotten = state.forgotten;
+      for (let i = 0; i < over; i++) {
+        const gone = before[i];
+        if (forgotten === undefined || gone.t > forgotten) forgotten = gone.t;
+        const gw = gone.in === undefined ? windows[gone.key] : undefined;
+        if (gw && (gw.untrackedTo === undefined || gone.t > gw.untrackedTo)) {
+          if (gw === updated) updated.untrackedTo = gone.t;
+          else windows = { ...windows, [gone.key]: { ...gw, untrackedTo: gone.t } };
+        }
+      }
+      state = forgotten === undefined ? { ...state, windows, recent } : { ...state, windows, recent, forgotten };
+    } else {
+      state = { ...state, windows };
+    }
     const cur = currentOrder(state.orders) ?? fixedOrder;
     const late = !sameOrder(cur, order);
     // a finally confirmed order's window is held (the order change or the tick reports it), never closed early
@@ -386,6 +468,94 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
     if (late || full) {
       // a late reading of a finished order is confirmed at once: that order's window was closed by the change
       state = closeInto(state, key, ctx, out, quarantined);
+    }
+    return state;
+  }
+
+  /**
+   * An order announcement changed the history (`before` -> `state.orders`): the counted readings still
+   * known (`recent`) that now belong to another order move there — an order tag often arrives after counter
+   * readings measured after it was written. Readings already confirmed cannot move (a confirmation is not
+   * taken back) and readings beyond `recent` are not known: both are reported.
+   */
+  function reattribute(state: CountState, before: readonly OrderEntry[], ctx: RuleContext, out: Transaction[], quarantined: Quarantined[]): CountState {
+    const iso = (ms: number) => new Date(ms).toISOString();
+    const moved: Array<[Counted, OrderEntry]> = [];
+    const posted = new Map<string, { from: Counted[]; to: OrderEntry }>();
+    const keep: Counted[] = [];
+    for (const c of state.recent ?? []) {
+      const o = orderAt(state.orders, c.t);
+      if (!o || orderKey(o) === (c.said ?? c.key)) keep.push(c);
+      else if (c.in === undefined) moved.push([c, o]);
+      else {
+        // already confirmed to the order it was counted for: reported, and again if another tag changes it
+        const k = `${c.in}\u0000${c.said ?? ''}\u0000${orderKey(o)}`;
+        const g = posted.get(k) ?? { from: [], to: o };
+        g.from.push(c);
+        posted.set(k, g);
+        const { said: _said, ...rest } = c;
+        keep.push(orderKey(o) === c.key ? rest : { ...c, said: orderKey(o) });
+      }
+    }
+    if (state.forgotten !== undefined) {
+      const was = orderAt(before, state.forgotten);
+      const now = orderAt(state.orders, state.forgotten);
+      if (was && now && !sameOrder(was, now)) {
+        quarantined.push({
+          code: 'SCHEMA_INVALID',
+          reason: `${cfg.id}: order ${orderKey(now)} is active from ${iso(now.since)} by its tag, which arrived after more than ${MAX_RECENT} counted readings measured since then; only the last ${MAX_RECENT} counted readings are re-attributed, parts of older ones (up to ${iso(state.forgotten)}) stay with order ${orderKey(was)}; correct the two orders in the ERP if needed`,
+          source: cfg.counter.source,
+          payload: { order: now.order, operation: now.operation, since: iso(now.since), stayWith: { order: was.order, operation: was.operation }, upTo: iso(state.forgotten) },
+        });
+      }
+    }
+    for (const { from, to } of posted.values()) {
+      const sum = { good: 0, scrap: 0, rework: 0 };
+      for (const c of from) sum[c.role] += c.d;
+      const first = iso(Math.min(...from.map((c) => c.t)));
+      const last = iso(Math.max(...from.map((c) => c.t)));
+      const parts = (['good', 'scrap', 'rework'] as const).filter((r) => sum[r] > 0).map((r) => `${sum[r]} ${r}`);
+      const said = from[0].said;
+      quarantined.push({
+        code: 'SCHEMA_INVALID',
+        reason: `${cfg.id}: ${parts.join(', ')} parts measured ${first === last ? `at ${first}` : `from ${first} to ${last}`} were already confirmed to order ${from[0].key} (${from[0].in}) when the tag of order ${orderKey(to)}, active from ${iso(to.since)}, arrived${said ? ` (this replaces the report that they belong to order ${said})` : ''}; a confirmation is not taken back: correct the orders in the ERP if needed`,
+        source: cfg.counter.source,
+        payload: { confirmedTo: from[0].key, idempotencyKey: from[0].in, belongsTo: { order: to.order, operation: to.operation }, ...(said ? { previouslyReportedFor: said } : {}), ...sum, from: first, to: last, sourceIds: from.map((c) => c.id) },
+      });
+    }
+    if (moved.length === 0 && posted.size === 0) return state;
+    // take the moved readings out of their windows
+    let windows = state.windows;
+    for (const key of new Set(moved.map(([c]) => c.key))) {
+      const w = windows[key];
+      if (!w) continue;
+      const gone = moved.filter(([c]) => c.key === key).map(([c]) => c);
+      const stay = keep.filter((c) => c.key === key && c.in === undefined);
+      const u: CountWindow = { ...w, events: w.events - gone.length, sourceIds: w.sourceIds.filter((id) => !gone.some((c) => c.id === id)) };
+      for (const c of gone) u[c.role] -= c.d;
+      if (u.good + u.scrap + u.rework <= 0) {
+        windows = without(windows, key);
+        continue;
+      }
+      const times = stay.map((c) => c.t);
+      if (u.untrackedTo !== undefined) times.push(u.untrackedTo);
+      if (times.length > 0) u.to = iso(Math.max(...times));
+      if (u.untrackedTo === undefined && stay.length > 0) {
+        u.firstAt = Math.min(...stay.map((c) => c.t));
+        u.from = iso(u.firstAt);
+      }
+      const firstGood = gone.filter((c) => c.role === 'good').sort((a, b) => a.t - b.t)[0];
+      if (firstGood?.prev !== undefined) u.counterEnd = firstGood.prev;
+      windows = { ...windows, [key]: u };
+    }
+    state = { ...state, windows, recent: keep };
+    // and count them again for the order active at their source time, oldest first
+    moved.sort((a, b) => a[0].t - b[0].t);
+    for (const [c, o] of moved) {
+      const p: Part = { role: c.role, d: c.d, t: c.t, at: iso(c.t), id: c.id, reset: c.reset === true };
+      if (c.v !== undefined) p.v = c.v;
+      if (c.prev !== undefined) p.prev = c.prev;
+      state = place(state, o, p, ctx, out, quarantined);
     }
     return state;
   }
@@ -476,9 +646,12 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
     if (orderCfg) {
       const info = parseOrder(signal.value, orderCfg);
       if (info) {
-        const orders = recordOrder(state.orders, info, t);
-        if (orders !== state.orders) {
+        const before = state.orders;
+        const orders = recordOrder(before, info, t);
+        if (orders !== before) {
           state = { ...state, orders };
+          // readings counted before this announcement arrived but measured after it are the new order's
+          if (state.recent?.length || state.forgotten !== undefined) state = reattribute(state, before, ctx, out, quarantined);
           // an order change closes the open window: no part is confirmed against the next order
           state = closeStale(state, ctx, out, quarantined);
         }
