@@ -140,6 +140,11 @@ export interface HubStore {
 
   recordHeartbeat(hb: AgentHeartbeat, receivedAt: Date): Promise<void>;
 
+  /*
+   * Posting time (`now`, for tests, moves the store's clock): without it, leases and retry times follow the
+   * SQLite store's process clock (one hub instance), and the PostgreSQL store's database clock, so hub
+   * instances whose clocks differ agree on when a lease ends and when a retry is due.
+   */
   /**
    * Leases up to `limit` transactions to post: per order only the oldest unfinished one (so each order
    * posts in arrival order), different orders in parallel; a lease that expires comes back. A dead letter

@@ -27,7 +27,8 @@ import {
 /**
  * The scale-out HubStore: PostgreSQL, shared by several stateless hub instances. Idempotency is the
  * UNIQUE index on idempotency_key; posting work is shared with `FOR UPDATE SKIP LOCKED` on the head of
- * each order (so one order still posts in arrival order), and a lease that expires comes back.
+ * each order (so one order still posts in arrival order), and a lease that expires comes back. Lease ends
+ * and retry times are by the database's clock: the instances' own clocks may differ.
  *
  * Migrations are versioned in `schema_migrations` and run under an advisory lock, so instances starting
  * at once apply each one exactly once.
@@ -143,6 +144,13 @@ const OUTCOME_LOG_LOCK = 7_305_812_447_002;
 const AGENT_LOCK_CLASS = 7_305_812;
 
 type Row = Record<string, any>;
+
+/**
+ * The time in epoch ms that leases and retry times are kept in: a test's `now` ($n), else the database's
+ * clock. Hub instances' clocks differ; one running ahead would take over leases still live, and look an
+ * in-doubt posting up before its wait (then post it again). The database's clock is the one they share.
+ */
+const msNow = (param: string) => `COALESCE(${param}::bigint, (extract(epoch FROM now()) * 1000)::bigint)`;
 
 const iso = (v: unknown): string | null => (v === null || v === undefined ? null : v instanceof Date ? v.toISOString() : String(v));
 
@@ -327,8 +335,8 @@ export class PostgresHubStore implements HubStore {
     });
   }
 
-  async claimPostings(limit: number, leaseMs: number, owner: string, now = new Date()): Promise<PostingJob[]> {
-    const t = now.getTime();
+  async claimPostings(limit: number, leaseMs: number, owner: string, now?: Date): Promise<PostingJob[]> {
+    const t = now?.getTime() ?? null;
     return this.tx(async (c) => {
       // the head (oldest queued item) of every order, found by a skip scan of the partial queue index:
       // cost grows with the number of open orders, not with the backlog
@@ -340,8 +348,8 @@ export class PostgresHubStore implements HubStore {
              SELECT order_key, seq FROM transactions WHERE state = 'queued' AND order_key > h.order_key ORDER BY order_key, seq LIMIT 1) nx
          )
          SELECT t.seq, t.body, t.attempts, t.order_key, t.in_doubt, t.lease_owner FROM transactions t
-         WHERE t.seq IN (SELECT seq FROM heads) AND t.state = 'queued' AND t.next_attempt_at <= $1
-           AND (t.lease_until IS NULL OR t.lease_until < $1)
+         WHERE t.seq IN (SELECT seq FROM heads) AND t.state = 'queued' AND t.next_attempt_at <= ${msNow('$1')}
+           AND (t.lease_until IS NULL OR t.lease_until < ${msNow('$1')})
            AND NOT EXISTS (SELECT 1 FROM transactions f WHERE f.state = 'failed' AND f.order_key = t.order_key AND f.seq < t.seq)
          ORDER BY t.seq LIMIT $2
          FOR UPDATE OF t SKIP LOCKED`,
@@ -350,11 +358,11 @@ export class PostgresHubStore implements HubStore {
       if (rows.length === 0) return [];
       const seqs = rows.map((r) => r.seq as string);
       // a lease still set is an expired claim that left no outcome: its call may have reached the ERP
-      await c.query('UPDATE transactions SET lease_owner = $1, lease_until = $2, attempts = attempts + 1, in_doubt = in_doubt OR lease_owner IS NOT NULL WHERE seq = ANY($3::bigint[])', [
-        owner,
-        t + leaseMs,
-        seqs,
-      ]);
+      await c.query(
+        `UPDATE transactions SET lease_owner = $1, lease_until = ${msNow('$2')} + $3, attempts = attempts + 1, in_doubt = in_doubt OR lease_owner IS NOT NULL
+         WHERE seq = ANY($4::bigint[])`,
+        [owner, t, Math.round(leaseMs), seqs],
+      );
       return rows.map((r) => ({
         seq: Number(r.seq),
         tx: JSON.parse(r.body) as Transaction,
@@ -365,21 +373,25 @@ export class PostgresHubStore implements HubStore {
     });
   }
 
-  async renewPosting(seq: number, owner: string, leaseMs: number, now = new Date()): Promise<boolean> {
-    const t = now.getTime();
+  async renewPosting(seq: number, owner: string, leaseMs: number, now?: Date): Promise<boolean> {
     // still ours (even past its end: a claim that took it over would have set its own owner)
-    const r = await this.pool.query("UPDATE transactions SET lease_until = $1 WHERE seq = $2 AND state = 'queued' AND lease_owner = $3", [t + leaseMs, seq, owner]);
+    const r = await this.pool.query(`UPDATE transactions SET lease_until = ${msNow('$1')} + $2 WHERE seq = $3 AND state = 'queued' AND lease_owner = $4`, [
+      now?.getTime() ?? null,
+      Math.round(leaseMs),
+      seq,
+      owner,
+    ]);
     return r.rowCount === 1;
   }
 
-  async completePosting(seq: number, owner: string, o: PostingOutcome, now = new Date()): Promise<boolean> {
+  async completePosting(seq: number, owner: string, o: PostingOutcome, now?: Date): Promise<boolean> {
     return this.tx(async (c) => {
       let r;
       if (o.kind === 'posted') {
         r = await c.query(
-          `UPDATE transactions SET state = 'posted', erp_ref = $1, posted_at = $2, in_doubt = false, lease_owner = NULL, lease_until = NULL,
+          `UPDATE transactions SET state = 'posted', erp_ref = $1, posted_at = COALESCE($2::timestamptz, now()), in_doubt = false, lease_owner = NULL, lease_until = NULL,
              error_code = NULL, error_message = NULL WHERE seq = $3 AND state = 'queued' AND lease_owner = $4`,
-          [o.erpRef, now, seq, owner],
+          [o.erpRef, now ?? null, seq, owner],
         );
       } else if (o.kind === 'failed') {
         r = await c.query(
@@ -389,14 +401,14 @@ export class PostgresHubStore implements HubStore {
         );
       } else {
         r = await c.query(
-          `UPDATE transactions SET next_attempt_at = $1, in_doubt = $2, error_code = $3, error_message = $4, lease_owner = NULL, lease_until = NULL
+          `UPDATE transactions SET next_attempt_at = ${msNow('$1')} + $7, in_doubt = $2, error_code = $3, error_message = $4, lease_owner = NULL, lease_until = NULL
            WHERE seq = $5 AND state = 'queued' AND lease_owner = $6`,
-          [now.getTime() + o.delayMs, o.inDoubt, o.code, o.message, seq, owner],
+          [now?.getTime() ?? null, o.inDoubt, o.code, o.message, seq, owner, Math.round(o.delayMs)],
         );
       }
       if (r.rowCount !== 1) return false;
       if (o.kind !== 'retry') await this.logOutcome(c, seq);
-      await c.query('INSERT INTO tx_events(seq, at, kind, detail) VALUES ($1, $2, $3, $4)', [seq, now, `posting.${o.kind}`, JSON.stringify(lineageDetail(o, owner))]);
+      await c.query('INSERT INTO tx_events(seq, at, kind, detail) VALUES ($1, COALESCE($2::timestamptz, now()), $3, $4)', [seq, now ?? null, `posting.${o.kind}`, JSON.stringify(lineageDetail(o, owner))]);
       return true;
     });
   }
