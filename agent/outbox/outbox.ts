@@ -63,7 +63,6 @@ export interface OutboxOptions {
   eventRetentionDays?: number;
   groupCommitDelayMs?: number;
   groupCommitRows?: number;
-  /** how often a PASSIVE checkpoint runs (README.md, "Checkpoints and the WAL"): 5 s with synchronous FULL, 1 s with NORMAL (whose commits are durable only from the checkpoint's sync on) */
   checkpointIntervalMs?: number;
   /** the WAL is truncated back to this size when the writer is idle (default 64 MiB) */
   walMaxBytes?: number;
@@ -316,7 +315,7 @@ export class Outbox {
       eventRetentionDays: opts.eventRetentionDays ?? 1,
       groupCommitDelayMs: Math.min(opts.groupCommitDelayMs ?? 5, 20),
       groupCommitRows: opts.groupCommitRows ?? 1000,
-      checkpointIntervalMs: opts.checkpointIntervalMs ?? (opts.synchronous === 'normal' ? 1000 : 5000),
+      checkpointIntervalMs: opts.checkpointIntervalMs ?? 1000,
       walMaxBytes: opts.walMaxBytes ?? 64 * 1024 ** 2,
       retentionIntervalMs: opts.retentionIntervalMs ?? 60_000,
     };
