@@ -308,6 +308,41 @@ export function outboxContractSuite(factory: OutboxFactory): void {
       o.close();
     });
 
+    void it('writes an input dead letter with a dedupe key once while one with that key is open, and counts only what it wrote', async () => {
+      const path = newPath();
+      let o = open({ path });
+      const dl = (key: string | undefined, payload = 'not json') => ({ source: 'm', code: 'PAYLOAD_INVALID', reason: 'payload is not JSON', payload: Buffer.from(payload), ...(key ? { dedupeKey: key } : {}) });
+      // twice in one call (and so in one commit), and two without a key: those never conflict
+      const a = await o.append([signal(1)], [dl('m/t@dl#aa'), dl('m/t@dl#aa'), dl(undefined), dl(undefined)]);
+      assert.deepEqual(a, { accepted: 1, duplicates: 0, transactions: 0, deadLettered: 3 });
+      // again in a later commit (a redelivery after a lost ack), with its signal: nothing written, nothing counted
+      assert.deepEqual(await o.append([signal(1)], [dl('m/t@dl#aa')]), { accepted: 0, duplicates: 1, transactions: 0 });
+      // in one group commit from two calls
+      const [b, c] = await Promise.all([o.append([], [dl('m/t@dl#bb', 'b')]), o.append([], [dl('m/t@dl#bb', 'b'), dl('m/t@dl#cc', 'c')])]);
+      assert.equal((b.deadLettered ?? 0) + (c.deadLettered ?? 0), 2);
+      // outside an append
+      assert.equal(o.deadLetterInput('m', 'PAYLOAD_INVALID', 'not JSON', Buffer.from('c'), 'm/t@dl#cc'), false);
+      assert.equal(o.deadLetterInput('m', 'PAYLOAD_INVALID', 'not JSON', Buffer.from('d'), 'm/t@dl#dd'), true);
+      assert.equal(o.deadLetterInput('m', 'PAYLOAD_INVALID', 'not JSON', Buffer.from('d')), true);
+      o.close();
+      // and after a reopen
+      o = open({ path });
+      assert.equal(o.deadLetterInput('m', 'PAYLOAD_INVALID', 'not JSON', Buffer.from('d'), 'm/t@dl#dd'), false);
+      assert.deepEqual(await o.append([], [dl('m/t@dl#aa')]), { accepted: 0, duplicates: 0, transactions: 0 });
+      const keys = o.listDeadLetters().map((d) => d.dedupeKey ?? '-');
+      assert.deepEqual(keys.sort(), ['-', '-', '-', 'm/t@dl#aa', 'm/t@dl#bb', 'm/t@dl#cc', 'm/t@dl#dd']);
+      assert.equal(o.stats().deadLetters, 7);
+      assert.equal(o.stats().deadLetters, count(o, 'SELECT COUNT(*) FROM dead_letters WHERE resolved IS NULL'));
+      // a resolved one holds nothing back: the same input coming again later is written (and visible) again
+      assert.equal(o.discardDeadLetter(o.listDeadLetters().find((d) => d.dedupeKey === 'm/t@dl#aa')!.id), true);
+      assert.deepEqual(await o.append([], [dl('m/t@dl#aa')]), { accepted: 0, duplicates: 0, transactions: 0, deadLettered: 1 });
+      assert.equal(o.deadLetterInput('m', 'PAYLOAD_INVALID', 'not JSON', Buffer.from('x'), 'm/t@dl#aa'), false);
+      assert.equal(count(o, "SELECT COUNT(*) FROM dead_letters WHERE dedupe_key = 'm/t@dl#aa'"), 2);
+      assert.equal(o.stats().deadLetters, 7);
+      assert.equal(o.stats().deadLetters, count(o, 'SELECT COUNT(*) FROM dead_letters WHERE resolved IS NULL'));
+      o.close();
+    });
+
     void it('keeps its stats counters equal to the rows, whatever wrote them', async () => {
       const c = clock();
       const o = open({ path: newPath(), now: c.now, rules: countingDeriver(1, (s) => `O${s.value}`) });
@@ -489,6 +524,30 @@ export function outboxContractSuite(factory: OutboxFactory): void {
       assert.equal(o.stats().pending, 0);
       assert.equal(o.stats().leased, 0);
       assert.equal(o.stats().sent, 3);
+      o.close();
+    });
+
+    void it('migrates a version-7 database with dead letters: they stay, counted, and keyed input dead letters are deduped from then on', async () => {
+      const path = newPath();
+      open({ path }).close();
+      const raw = openDb(path, { driver: factory.driver });
+      raw.exec('DROP VIEW transactions_json; DROP TABLE tx_bodies; DROP TABLE events; DROP TABLE rule_state; DROP TABLE transactions; DROP TABLE dead_letters; DROP TABLE alarms; DROP TABLE counters; DROP TABLE meta; DROP TABLE leases;');
+      for (const m of migrations.slice(0, 7)) raw.exec(m);
+      raw.pragma('user_version = 7');
+      const insert = raw.prepare("INSERT INTO dead_letters(kind, source, code, reason, payload, created_at, resolved) VALUES ('signal', 'm', 'PAYLOAD_INVALID', 'not JSON', ?, 1, ?)");
+      // the same bad input twice (written before there were keys), and one resolved
+      insert.run('x', null);
+      insert.run('x', null);
+      insert.run('y', 'discarded');
+      raw.close();
+      const o = open({ path });
+      assert.equal(count(o, 'PRAGMA user_version'), migrations.length);
+      assert.equal(o.stats().deadLetters, 2);
+      assert.equal(o.listDeadLetters(100, true).length, 3);
+      assert.deepEqual(o.listDeadLetters().map((d) => d.dedupeKey), [null, null]);
+      assert.equal(o.deadLetterInput('m', 'PAYLOAD_INVALID', 'not JSON', 'x', 'm/t@dl#x'), true);
+      assert.equal(o.deadLetterInput('m', 'PAYLOAD_INVALID', 'not JSON', 'x', 'm/t@dl#x'), false);
+      assert.equal(o.stats().deadLetters, 3);
       o.close();
     });
 

@@ -160,4 +160,13 @@ export const migrations: string[] = [
     UPDATE counters SET value = value + 1 WHERE name = 'tx_' || NEW.status;
   END;
   `,
+  // 8: input dead letters may carry a dedupe key (an MQTT message's topic and payload digest). A message whose
+  // dead letter was committed but not acknowledged (a crash, a dropped connection before the PUBACK) comes
+  // again and was written a second time. Unique among open dead letters only: once one is resolved (discarded)
+  // the same input is written again, so a source that keeps sending it stays visible. Rows from before keep a
+  // null key; the index starts empty.
+  `
+  ALTER TABLE dead_letters ADD COLUMN dedupe_key TEXT;
+  CREATE UNIQUE INDEX dead_letters_dedupe ON dead_letters(dedupe_key) WHERE dedupe_key IS NOT NULL AND resolved IS NULL;
+  `,
 ];

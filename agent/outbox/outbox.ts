@@ -94,7 +94,11 @@ export interface AppendResult {
   accepted: number;
   duplicates: number;
   transactions: number;
-  /** signals that were malformed or made a rule fail: dead-lettered (acknowledged, kept, visible) */
+  /**
+   * dead letters written: signals that were malformed or made a rule fail, and the call's input dead letters
+   * (acknowledged, kept, visible). An input dead letter whose dedupeKey an open one already has is not
+   * written and not counted.
+   */
   deadLettered?: number;
 }
 
@@ -194,6 +198,8 @@ export interface DeadLetter {
   reason: string;
   payload: string | null;
   createdAt: string;
+  /** an input dead letter's dedupe key (InputDeadLetter.dedupeKey), if its source gave one */
+  dedupeKey: string | null;
 }
 
 export type TxStatus = 'pending' | 'leased' | 'sent' | 'dead' | 'shadow' | 'discarded';
@@ -219,6 +225,12 @@ export interface InputDeadLetter {
   reason: string;
   /** the raw input, capped at 64 KiB */
   payload: Buffer | string | null;
+  /**
+   * The same input delivered again (a message committed but not acknowledged, redelivered) gives the same
+   * key: while a dead letter with this key is open, it is not written again (schema 8). With locality,
+   * like Signal.sourceId: the source leads, a digest comes last.
+   */
+  dedupeKey?: string;
 }
 
 interface PendingAppend {
@@ -230,6 +242,10 @@ interface PendingAppend {
 }
 
 const pendingRows = (p: PendingAppend): number => p.signals.length + (p.dead?.length ?? 0);
+
+/** an input dead letter keeps the first 64 KiB of its raw input */
+const capPayload = (payload: Buffer | string | null): Buffer | string | null =>
+  payload === null ? null : typeof payload === 'string' ? payload.slice(0, 64 * 1024) : payload.subarray(0, 64 * 1024);
 
 const DAY_MS = 86_400_000;
 const BOUNDS_CHECK_MS = 1000;
@@ -567,6 +583,11 @@ export class Outbox {
         'INSERT INTO rule_state(rule_id, state, updated_at) VALUES (?, ?, ?) ON CONFLICT(rule_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at',
       ),
       insertDead: p('INSERT INTO dead_letters(kind, tx_seq, source, code, reason, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      // an input dead letter: one with the key of an open one is dropped (changes = 0; no trigger runs, so
+      // dead_letters_open counts only what was written). A null key never conflicts.
+      insertInputDead: p(
+        "INSERT INTO dead_letters(kind, source, code, reason, payload, created_at, dedupe_key) VALUES ('signal', ?, ?, ?, ?, ?, ?) ON CONFLICT(dedupe_key) WHERE dedupe_key IS NOT NULL AND resolved IS NULL DO NOTHING",
+      ),
       // one row per claim (schema 5): a claim writes no transaction row, only this
       leases: p('SELECT id, until, seqs, orders FROM leases'),
       insertLease: p('INSERT INTO leases(until, seqs, orders) VALUES (?, ?, ?) RETURNING id'),
@@ -763,12 +784,14 @@ export class Outbox {
       for (const p of group) {
         const r: AppendResult = { accepted: 0, duplicates: 0, transactions: 0 };
         if (p.dead) {
+          let written = 0;
           for (const d of p.dead) {
-            const capped = d.payload === null ? null : typeof d.payload === 'string' ? d.payload.slice(0, 64 * 1024) : d.payload.subarray(0, 64 * 1024);
-            s.insertDead.run('signal', null, d.source, d.code, d.reason.slice(0, 2000), capped, now);
+            const capped = capPayload(d.payload);
+            if (s.insertInputDead.run(d.source, d.code, d.reason.slice(0, 2000), capped, now, d.dedupeKey ?? null).changes === 0) continue;
             this.writtenSinceMeasure += (capped?.length ?? 0) + ROW_OVERHEAD_BYTES;
+            written++;
           }
-          r.deadLettered = p.dead.length;
+          if (written > 0) r.deadLettered = written;
         }
         // the call's events first, then the rules over the accepted ones in a tight loop: interleaving
         // SQLite and the rules signal by signal evicted each other from the CPU caches (~0.25 µs/signal)
@@ -1172,11 +1195,13 @@ export class Outbox {
 
   // ---------------------------------------------------------------------------------------- dead letters, alarms
 
-  /** Records an input that could not become a signal (undecodable payload): acknowledged, kept, visible. */
-  deadLetterInput(source: string, code: string, reason: string, payload: Buffer | string | null): void {
-    const capped = payload === null ? null : typeof payload === 'string' ? payload.slice(0, 64 * 1024) : payload.subarray(0, 64 * 1024);
+  /**
+   * Records an input that could not become a signal (undecodable payload): acknowledged, kept, visible.
+   * False when an open dead letter already has `dedupeKey` (the same input delivered again): nothing written.
+   */
+  deadLetterInput(source: string, code: string, reason: string, payload: Buffer | string | null, dedupeKey?: string): boolean {
     try {
-      this.s.insertDead.run('signal', null, source, code, reason, capped, this.now());
+      return this.s.insertInputDead.run(source, code, reason, capPayload(payload), this.now(), dedupeKey ?? null).changes > 0;
     } catch (err) {
       throw this.toStorageError(err);
     }
@@ -1195,6 +1220,7 @@ export class Outbox {
       reason: String(r.reason),
       payload: r.payload === null ? null : Buffer.isBuffer(r.payload) ? r.payload.toString('utf8') : String(r.payload),
       createdAt: new Date(Number(r.created_at)).toISOString(),
+      dedupeKey: r.dedupe_key === null || r.dedupe_key === undefined ? null : String(r.dedupe_key),
     }));
   }
 
