@@ -106,3 +106,15 @@ test('ulids are unique and sort in creation order, also within one millisecond',
   assert.match(ids[0], /^[0-9A-HJKMNP-TV-Z]{26}$/);
   assert.ok(ulid(1_700_000_000_001) > ids[ids.length - 1]);
 });
+
+test('docs/ERRORS.md has a row for every error code, with its retriable flag and HTTP status', async () => {
+  const { ErrorCodes } = await import('./errors.ts');
+  const doc = readFileSync(join(import.meta.dirname, '..', 'docs', 'ERRORS.md'), 'utf8');
+  for (const [code, { retriable, http }] of Object.entries(ErrorCodes)) {
+    const row = doc.split('\n').find((l) => l.startsWith(`| \`${code}\` |`));
+    assert.ok(row, `docs/ERRORS.md has no row for ${code}`);
+    const cells = row.split('|').map((c) => c.trim());
+    assert.equal(cells[2], retriable ? 'yes' : 'no', `${code}: retriable`);
+    assert.equal(cells[3], String(http), `${code}: http`);
+  }
+});

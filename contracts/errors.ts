@@ -29,6 +29,10 @@ export const ErrorCodes = {
   PAYLOAD_INVALID: { retriable: false, http: 400 },
   /** A counter moved further than `maxJump` allows: quarantined, never posted, until a person decides. */
   COUNTER_JUMP: { retriable: false, http: 422 },
+  /** Parts whose order is not certain: counted while no order was active, after the order's final
+   *  confirmation, or confirmed to one order before a late tag showed they belong to another. Never posted
+   *  by the rule; a person decides (post by hand, correct the orders in the ERP, or discard). */
+  ORDER_ATTRIBUTION: { retriable: false, http: 422 },
   /** The ERP (or the hub) is unreachable, timed out, or answered 5xx/429: retried with backoff. */
   UPSTREAM_UNAVAILABLE: { retriable: true, http: 503 },
   /** The ERP refused the posting for a business reason (order closed, unit unknown). A person must act. */

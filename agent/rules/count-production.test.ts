@@ -59,7 +59,7 @@ void test('PackML structure: the count is read from a field of the value', () =>
 void test('an invalid value or a part without an order is quarantined with a reason, never posted', () => {
   const r = run(rule({ emitEvery: { parts: 1 } }), [sig('good', 1, T0), sig('good', 3, T0 + 1000), sig('good', 'abc', T0 + 2000)]);
   assert.equal(r.transactions.length, 0);
-  assert.deepEqual(r.quarantined.map((q) => q.code), ['SCHEMA_INVALID', 'SCHEMA_INVALID']);
+  assert.deepEqual(r.quarantined.map((q) => q.code), ['ORDER_ATTRIBUTION', 'SCHEMA_INVALID']);
   assert.match(r.quarantined[0].reason, /no order is active/);
 });
 
@@ -338,6 +338,7 @@ void test('parts counted after an order\'s final confirmation are never confirme
   const after = run(finalRule(), [sig('order', '100', T0), sig('done', false, T0), sig('good', 0, T0), sig('good', 25, T0 + 1000), sig('done', true, T0 + 2000), sig('good', 30, T0 + 3000), tick(T0 + 86_400_000)]);
   assert.deepEqual(pcs(after.transactions).map((t) => [t.idempotencyKey, t.data.yield.qty, t.data.final]), [['P1010:WC-7:100:0010:plc/good:0-25', 25, 'final']]);
   assert.equal(after.quarantined.length, 1);
+  assert.equal(after.quarantined[0].code, 'ORDER_ATTRIBUTION');
   assert.match(after.quarantined[0].reason, /5 good parts .*order 100\/0010 .*after its final confirmation/);
   // a reading measured before the final but received after it: reported at once, not a second confirmation
   const late = run(finalRule(), [sig('order', '100', T0), sig('done', false, T0), sig('good', 0, T0), sig('good', 25, T0 + 1000), sig('done', true, T0 + 2000), sig('good', 28, T0 + 1900, { receivedAt: new Date(T0 + 2100).toISOString() }), tick(T0 + 86_400_000)]);
@@ -412,6 +413,7 @@ void test('an order tag that arrives late: parts measured after its source time 
   const closed = run(rule({ emitEvery: { parts: 15 } }), [sig('order', '100', T0), sig('good', 0, T0), sig('good', 10, T0 + 1000), sig('good', 20, T0 + 2000), sig('order', '200', T0 + 1500), sig('good', 25, T0 + 3000), tick(T0 + 86_400_000)]);
   assert.deepEqual(totals(closed), { '100': 20, '200': 5 });
   assert.equal(closed.quarantined.length, 1);
+  assert.equal(closed.quarantined[0].code, 'ORDER_ATTRIBUTION');
   assert.match(closed.quarantined[0].reason, /10 good parts measured at .*08:00:02.000Z.* confirmed to order 100\/0010 \(P1010:WC-7:100:0010:plc\/good:0-20\).*order 200\/0010/);
 
   // bounded: only the last 16 counted readings are re-attributed; the rest stay with the old order, and a
@@ -422,5 +424,6 @@ void test('an order tag that arrives late: parts measured after its source time 
   const long = run(rule({ emitEvery: { parts: 1000 } }), steps);
   assert.deepEqual(totals(long), { '100': 14, '200': 16 });
   assert.equal(long.quarantined.length, 1);
+  assert.equal(long.quarantined[0].code, 'ORDER_ATTRIBUTION');
   assert.match(long.quarantined[0].reason, /only the last 16 counted readings/);
 });

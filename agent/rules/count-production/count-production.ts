@@ -332,7 +332,7 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
     const finalAt = new Date(doneAt).toISOString();
     const parts = (['good', 'scrap', 'rework'] as const).filter((r) => w[r] > 0).map((r) => `${w[r]} ${r}`);
     return {
-      code: 'SCHEMA_INVALID',
+      code: 'ORDER_ATTRIBUTION',
       reason: `${cfg.id}: ${parts.join(', ')} parts of order ${w.order}/${w.operation} measured ${w.from === w.to ? `at ${w.from}` : `from ${w.from} to ${w.to}`}, ${when} its final confirmation (${finalAt}): not confirmed, as no confirmation follows a final one; post them by hand if they belong to the order`,
       source: cfg.counter.source,
       payload: { order: w.order, operation: w.operation, good: w.good, scrap: w.scrap, rework: w.rework, from: w.from, to: w.to, finalAt, sourceIds: w.sourceIds },
@@ -362,7 +362,7 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
     const order = named ?? orderAt(state.orders, t) ?? fixedOrder;
     if (!order) {
       quarantined.push({
-        code: 'SCHEMA_INVALID',
+        code: 'ORDER_ATTRIBUTION',
         reason: `${cfg.id}: ${d} ${role} parts counted at ${signal.sourceTime} while no order is active; they are not confirmed`,
         source: signal.source,
         payload: signal,
@@ -502,7 +502,7 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
       const now = orderAt(state.orders, state.forgotten);
       if (was && now && !sameOrder(was, now)) {
         quarantined.push({
-          code: 'SCHEMA_INVALID',
+          code: 'ORDER_ATTRIBUTION',
           reason: `${cfg.id}: order ${orderKey(now)} is active from ${iso(now.since)} by its tag, which arrived after more than ${MAX_RECENT} counted readings measured since then; only the last ${MAX_RECENT} counted readings are re-attributed, parts of older ones (up to ${iso(state.forgotten)}) stay with order ${orderKey(was)}; correct the two orders in the ERP if needed`,
           source: cfg.counter.source,
           payload: { order: now.order, operation: now.operation, since: iso(now.since), stayWith: { order: was.order, operation: was.operation }, upTo: iso(state.forgotten) },
@@ -517,7 +517,7 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
       const parts = (['good', 'scrap', 'rework'] as const).filter((r) => sum[r] > 0).map((r) => `${sum[r]} ${r}`);
       const said = from[0].said;
       quarantined.push({
-        code: 'SCHEMA_INVALID',
+        code: 'ORDER_ATTRIBUTION',
         reason: `${cfg.id}: ${parts.join(', ')} parts measured ${first === last ? `at ${first}` : `from ${first} to ${last}`} were already confirmed to order ${from[0].key} (${from[0].in}) when the tag of order ${orderKey(to)}, active from ${iso(to.since)}, arrived${said ? ` (this replaces the report that they belong to order ${said})` : ''}; a confirmation is not taken back: correct the orders in the ERP if needed`,
         source: cfg.counter.source,
         payload: { confirmedTo: from[0].key, idempotencyKey: from[0].in, belongsTo: { order: to.order, operation: to.operation }, ...(said ? { previouslyReportedFor: said } : {}), ...sum, from: first, to: last, sourceIds: from.map((c) => c.id) },
