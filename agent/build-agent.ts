@@ -227,7 +227,7 @@ export function buildAgent(opts: AgentOptions): Agent {
             stateDir: config.agent.stateDir,
             log: dlog,
             emit: emitFor(d.name),
-            deadLetter: (code, reason, payload) => ob.deadLetterInput(d.name, code, reason, payload),
+            deadLetter: (code, reason, payload, dedupeKey) => void ob.deadLetterInput(d.name, code, reason, payload, dedupeKey),
             writer: { spec: writerSpec, committed: (r) => counted(d.name, r) },
           }),
         );

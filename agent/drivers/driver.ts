@@ -19,8 +19,12 @@ export interface DriverContext {
   stateDir: string;
   log: Logger;
   emit(signals: Signal[]): Promise<void>;
-  /** an input that cannot become a signal: acknowledged at the source, kept with its reason */
-  deadLetter(code: string, reason: string, payload: Buffer | string | null): void;
+  /**
+   * An input that cannot become a signal: acknowledged at the source, kept with its reason. `dedupeKey`
+   * (optional, like Signal.sourceId: the same input delivered again gives the same key) keeps a redelivery
+   * from writing it twice while the first is open (agent/outbox/README.md).
+   */
+  deadLetter(code: string, reason: string, payload: Buffer | string | null, dedupeKey?: string): void;
   /**
    * For a driver that commits on a thread of its own (the MQTT driver): how to open a second appending
    * connection to the agent's outbox with the same rules, and where to report what it committed (metrics,
