@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { PlantBridgeError, type Signal } from '../../../contracts/index.ts';
@@ -94,13 +95,12 @@ void it('a bad message behind a batch that fails to commit is dead-lettered once
   assert.ok(d.stats().commitFailures >= 1);
 });
 
-// Known gap (agent/outbox, not the driver): input dead letters have no dedupe key, so a dead letter whose
-// commit was durable but whose PUBACK never left (a crash, a dropped connection) is written again when the
-// broker redelivers the message; the events table drops the redelivered signals by their sourceId. The
-// outbox needs a dedupe key column on dead_letters (see agent/drivers/mqtt/README.md, "Errors and dead
-// letters"); until then this test is a todo.
+// A dead letter whose commit was durable but whose PUBACK never left (a crash, a dropped connection) comes
+// again when the broker redelivers the message: the events table drops the redelivered signals by their
+// sourceId, and the outbox drops the dead letter by its key, topic and payload digest (README.md, "Acknowledge
+// after commit", 5).
 for (const commitThread of ['worker', 'main'] as const) {
-  void it(`a dead letter committed but not acknowledged is not written again when the broker redelivers it (${commitThread})`, { todo: 'input dead letters need a dedupe key in the outbox' }, async (t) => {
+  void it(`a dead letter committed but not acknowledged is not written again when the broker redelivers it (${commitThread})`, async (t) => {
     const topic = uniq('D');
     const h = outboxHarness('m');
     // the commit is durable, then the ack is lost once (as in a crash between commit and PUBACK): the
@@ -117,8 +117,8 @@ for (const commitThread of ['worker', 'main'] as const) {
       if ((r.deadLettered ?? 0) > 0) loseAck();
     };
     const deadLetter = h.ctx.deadLetter;
-    h.ctx.deadLetter = (code, reason, payload) => {
-      deadLetter(code, reason, payload);
+    h.ctx.deadLetter = (code, reason, payload, dedupeKey) => {
+      deadLetter(code, reason, payload, dedupeKey);
       loseAck();
     };
     const d = create(mqttConfig({ name: 'm', url: broker.url, clientId: uniq('c'), commitThread, reconnectMaxDelay: '1s', subscriptions: [{ filter: `${topic}/+machine/ev`, ref: '{machine}/ev', fields: { id: { json: '$.id' } } }] }), h.ctx);
@@ -128,6 +128,11 @@ for (const commitThread of ['worker', 'main'] as const) {
     await waitFor(() => lost && d.stats().acksSent >= 2, 10_000, 'the redelivered batch committed and acknowledged');
     assert.equal(d.commitsOn(), commitThread);
     assert.equal(countEvents(h.outbox), 1, 'the redelivered signal is dropped by its sourceId');
+    assert.ok(d.stats().commitFailures >= 1, 'the ack was lost and the batch redelivered');
     assert.equal(h.outbox.stats().deadLetters, 1, 'the redelivered bad message is dead-lettered once');
+    const all = h.outbox.listDeadLetters(100, true);
+    assert.equal(all.length, 1);
+    assert.equal(all[0].dedupeKey, `m/${topic}/M1/ev@dl#${createHash('sha256').update('not json').digest('hex').slice(0, 16)}`);
+    assert.equal(all[0].payload, 'not json');
   });
 }

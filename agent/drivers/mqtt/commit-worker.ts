@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { isPlantBridgeError, type Signal } from '../../../contracts/index.ts';
 import { openOutbox, type InputDeadLetter, type Outbox } from '../../outbox/outbox.ts';
 import { RuleEngine, buildRules } from '../../rules/engine.ts';
-import { Mapper } from './mapping.ts';
+import { deadLetterKey, Mapper } from './mapping.ts';
 import { DEAD_LETTER_MAX_BYTES } from './mqtt-session.ts';
 import type { BatchReply, CommitWorkerData, ToWorker, WorkerLog } from './commit-thread.ts';
 
@@ -80,7 +80,7 @@ function commit(m: Extract<ToWorker, { type: 'batch' }>): void {
     }
     if (r.kind === 'signal') signals.push(r.signal);
     else if (r.kind === 'dead') {
-      dead.push({ source: data.mapper.name, code: r.code, reason: r.reason, payload: payload.subarray(0, DEAD_LETTER_MAX_BYTES) });
+      dead.push({ source: data.mapper.name, code: r.code, reason: r.reason, payload: payload.subarray(0, DEAD_LETTER_MAX_BYTES), dedupeKey: deadLetterKey(data.mapper.name, m.topics[i], payload) });
       deadByCode[r.code] = (deadByCode[r.code] ?? 0) + 1;
     } else ignored++;
   }

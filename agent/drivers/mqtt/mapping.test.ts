@@ -7,7 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseConfig } from '../../../contracts/index.ts';
 import { signalSchema } from '../../../contracts/index.ts';
 import { mqttConfigSchema } from './config.ts';
-import { buildKey, keyKindOf, Mapper, parseTime } from './mapping.ts';
+import { buildKey, deadLetterKey, keyKindOf, Mapper, parseTime } from './mapping.ts';
 import { matchTopic, parseFilter } from './topic-filter.ts';
 import { mqttConfig } from './test-kit.ts';
 
@@ -194,6 +194,19 @@ void describe('dedupe keys', () => {
     assert.ok(k.startsWith('cells/plant/xxxx'));
     assert.ok(k.endsWith('@seq=000000000000001'));
     assert.notEqual(buildKey('cells', `${long}a`, '@seq=1'), buildKey('cells', `${long}b`, '@seq=1'));
+  });
+  void it('of a dead letter: topic and the digest of the whole payload, the same for a redelivery, within 300 characters', () => {
+    const bytes = Buffer.from('not json');
+    assert.equal(deadLetterKey('cells', 'plant/L1/ev', bytes), 'cells/plant/L1/ev@dl#7ccfa1fbf3940e6f');
+    assert.equal(deadLetterKey('cells', 'plant/L1/ev', Buffer.from('not json')), deadLetterKey('cells', 'plant/L1/ev', bytes));
+    assert.notEqual(deadLetterKey('cells', 'plant/L2/ev', bytes), deadLetterKey('cells', 'plant/L1/ev', bytes));
+    // bytes past the 64 KiB kept with the dead letter still count
+    const big = Buffer.alloc(70 * 1024, 0x20);
+    const big2 = Buffer.from(big);
+    big2[big2.length - 1] = 0x21;
+    assert.notEqual(deadLetterKey('cells', 'plant/L1/ev', big), deadLetterKey('cells', 'plant/L1/ev', big2));
+    const k = deadLetterKey('cells', `plant/${'x'.repeat(400)}`, bytes);
+    assert.ok(k.length <= 300 && k.startsWith('cells/plant/xxxx') && k.endsWith('@dl#7ccfa1fbf3940e6f'));
   });
   void it('parse epoch seconds, milliseconds and ISO times', () => {
     assert.equal(parseTime(1772352000), 1772352000000);

@@ -284,6 +284,15 @@ export function buildKey(source: string, scope: string, suffix: string): string 
   return `${source}/${scope.slice(0, Math.max(0, room))}~${scopeDigest}${suffix}`.slice(0, MAX_KEY);
 }
 
+/**
+ * The dedupe key of a message's input dead letter (InputDeadLetter.dedupeKey): a redelivery has the same
+ * topic and bytes, so it is not written twice. Built like the time-digest signal key (README: "Dedupe
+ * keys"); `payload` is the whole payload, not the 64 KiB kept with the dead letter.
+ */
+export function deadLetterKey(source: string, topic: string, payload: Buffer): string {
+  return buildKey(source, topic, `@dl#${digest(payload)}`);
+}
+
 function digest(payload: Buffer): string {
   return createHash('sha256').update(payload).digest('hex').slice(0, 16);
 }

@@ -2,7 +2,7 @@ import { HealthTracker, type Driver, type DriverContext } from '../driver.ts';
 import { CommitThread, type WorkerSource } from './commit-thread.ts';
 import type { MqttConfig } from './config.ts';
 import { checkFiles } from './connect-options.ts';
-import { Mapper } from './mapping.ts';
+import { deadLetterKey, Mapper } from './mapping.ts';
 import { assertAckHookSupported, MqttSession, type RawCommitResult, type SessionCounters } from './mqtt-session.ts';
 
 export { checkLive } from './check-live.ts';
@@ -58,6 +58,7 @@ export function create(config: MqttConfig, ctx: DriverContext, opts: MqttDriverO
       ctx,
       log,
       health,
+      deadLetterKey: (topic, payload) => deadLetterKey(config.name, topic, payload),
       ...(onThread
         ? {
             commitRaw: async (batch): Promise<RawCommitResult> => {

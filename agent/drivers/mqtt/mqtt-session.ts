@@ -74,6 +74,12 @@ export interface MqttSessionOptions {
   health: HealthTracker;
   /** decodes one message, in arrival order; must not throw (a throw dead-letters the message as INTERNAL) */
   handle?(msg: InboundMessage): HandleResult;
+  /**
+   * The dedupe key of a message's dead letter (the MQTT driver: topic and payload digest), so that a
+   * message whose dead letter was committed but not acknowledged is not written again when it comes
+   * again. Absent: dead letters have no key.
+   */
+  deadLetterKey?(topic: string, payload: Buffer): string;
   /** instead of handle + ctx.emit: decodes and commits a whole batch elsewhere; resolves when it is durable */
   commitRaw?(batch: RawBatch): Promise<RawCommitResult>;
   /** extra mqtt.js options for each connection (a will message) */
@@ -121,8 +127,8 @@ interface Batch {
   raw: RawBatch | undefined;
   /** holds a commit point: goes through the commit chain even without signals */
   force: boolean;
-  /** dead letters of this batch's messages: written when the batch commits, in its turn */
-  dead: Array<{ code: string; reason: string; payload: Buffer }>;
+  /** dead letters of this batch's messages: written when the batch commits, in its turn (key: deadLetterKey's) */
+  dead: Array<{ code: string; reason: string; payload: Buffer; key?: string }>;
 }
 
 type SendPacket = (packet: Record<string, unknown>, cb?: (err?: Error) => void, cbStorePut?: unknown, noStore?: boolean) => void;
@@ -314,7 +320,8 @@ export class MqttSession {
       if ('deadLetter' in result) {
         // written with the batch, in its turn: written now, ahead of a batch whose commit then failed,
         // it was written again when the broker redelivered the message
-        conn.batch.dead.push({ code: result.deadLetter.code, reason: result.deadLetter.reason, payload: Buffer.from(payload.subarray(0, DEAD_LETTER_MAX_BYTES)) });
+        const key = this.o.deadLetterKey?.(topic, payload);
+        conn.batch.dead.push({ code: result.deadLetter.code, reason: result.deadLetter.reason, payload: Buffer.from(payload.subarray(0, DEAD_LETTER_MAX_BYTES)), ...(key !== undefined ? { key } : {}) });
         conn.batch.force = true;
         if (entry) conn.batch.entries.push(entry);
         this.afterMessage(conn);
@@ -382,7 +389,7 @@ export class MqttSession {
       // redelivery writes it once); if a dead letter fails, the redelivered signals are duplicates
       const writeDead = () => {
         for (const d of batch.dead) {
-          this.o.ctx.deadLetter(d.code, d.reason, d.payload);
+          this.o.ctx.deadLetter(d.code, d.reason, d.payload, d.key);
           this.counters.deadLettered[d.code] = (this.counters.deadLettered[d.code] ?? 0) + 1;
         }
       };

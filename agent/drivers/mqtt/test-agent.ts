@@ -35,7 +35,7 @@ const ctx: DriverContext = {
   emit: async (signals) => {
     await outbox.append(signals);
   },
-  deadLetter: (code, reason, payload) => outbox.deadLetterInput(input.name, code, reason, payload),
+  deadLetter: (code, reason, payload, dedupeKey) => void outbox.deadLetterInput(input.name, code, reason, payload, dedupeKey),
   // as in the agent: the MQTT driver commits on its own thread through a second connection, same rules
   writer: {
     spec: { outbox: { path: outboxPath, synchronous: 'full' }, rules, engine: { plant: 'P1', agentId: 'crash-test', timeZone: 'UTC', mode: 'live' } },

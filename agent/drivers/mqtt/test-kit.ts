@@ -116,7 +116,7 @@ export function outboxHarness(source: string, dir = mkdtempSync(join(tmpdir(), '
         await outbox.append(signals);
         h.emitted += signals.length;
       },
-      deadLetter: (code, reason, payload) => outbox.deadLetterInput(source, code, reason, payload),
+      deadLetter: (code, reason, payload, dedupeKey) => void outbox.deadLetterInput(source, code, reason, payload, dedupeKey),
       // the MQTT driver's commit thread opens its own connection to the same file (no rules here)
       writer: {
         spec: { outbox: { path: join(dir, 'outbox.db'), synchronous: 'full' }, rules: [], engine: { plant: 'P1', agentId: 'test-agent', timeZone: 'UTC', mode: 'live' } },
