@@ -9,6 +9,8 @@ import { testLogger } from '../../test/helpers/log.ts';
 import { renderDashboard } from '../dashboard/page.ts';
 import { createHubMetrics } from '../metrics.ts';
 import { SqliteHubStore } from '../store/sqlite/sqlite-store.ts';
+import { d365TestAdapter } from './d365-mes/d365-test-kit.ts';
+import { startD365Simulator } from './d365-mes/d365-simulator.ts';
 import { ErpError, type ErpAdapter } from './erp-adapter.ts';
 import { PostingService } from './posting-service.ts';
 import { createSapOdataAdapter } from './sap-odata/sap-odata-adapter.ts';
@@ -321,4 +323,36 @@ test('never sent (the ERP refused connections to the last attempt): a plain UPST
   assert.equal(outcome.code, 'UPSTREAM_UNAVAILABLE');
   assert.equal(failed.get('exhausted'), 1);
   assert.equal(failed.get('in_doubt_unresolved'), undefined);
+});
+
+test('an ERP_IN_DOUBT dead letter replayed at once is not looked up before inDoubtWait: the ERP still processing it, it is posted once', async (t) => {
+  // D365 shows a message in its lookup entity only 1 s after SendMessage (still processing)
+  const sim = await startD365Simulator({ processingIntervalMs: 20, entityLagMs: 1000 });
+  const adapter = d365TestAdapter(sim.url, 2000);
+  const store = new SqliteHubStore(join(mkdtempSync(join(tmpdir(), 'pb-posting-replay-')), 'hub.db'));
+  const service = new PostingService({ store, adapter, log: testLogger(), idleMs: 10, maxAttempts: 1, inDoubtWaitMs: 1500, retryMaxDelayMs: 20 });
+  t.after(async () => {
+    await service.stop();
+    await adapter.close?.();
+    await store.close();
+    await sim.stop();
+  });
+  const tx = confirmation('6100001', 0);
+  await store.ingest('test-agent', [tx], new Date());
+  // the only attempt's request reaches D365, its answer is lost: in doubt at the last attempt
+  sim.setFault({ kind: 'timeout-after-commit', mode: 'destroy' });
+  service.start();
+  await until('dead letter', async () => (await store.counts()).failed === 1, 5000);
+  const inDoubtAt = Date.now();
+  const row = (await store.getTransaction(tx.idempotencyKey))!;
+  assert.equal(row.errorCode, 'ERP_IN_DOUBT');
+  // the operator replays at once
+  const before = sim.stats();
+  assert.equal(await store.replay(row.seq, 'operator'), true);
+  await sleep(1200 - (Date.now() - inDoubtAt));
+  assert.deepEqual([sim.stats().gets, sim.stats().sends], [before.gets, before.sends], 'no lookup and no post before inDoubtWait');
+  await until('posted', async () => (await store.counts()).posted === 1, 10_000);
+  assert.ok(Date.now() - inDoubtAt >= 1400, 'looked up only after the wait');
+  assert.equal(sim.messages().filter((m) => m.Reference === tx.idempotencyKey).length, 1, 'posted once');
+  assert.equal((await store.getTransaction(tx.idempotencyKey))?.erpRef, sim.messages()[0].MessageId);
 });

@@ -200,6 +200,8 @@ export class PostingService {
           message:
             `ERP outcome unknown after ${job.attempt} attempts: the ERP may hold this posting. Check the ERP for reference ` +
             `${job.tx.idempotencyKey} before acting; never post it by hand. A replay looks it up first and posts only if it is not there. Last error: ${message}`,
+          // the ERP may still be processing this attempt (or the expired claim's): a replay at once must not look up early
+          lookUpAfterMs: this.o.inDoubtWaitMs,
         };
         metrics?.erpFailed.inc({ adapter: adapter.name, class: 'in_doubt_unresolved' });
         log.error({ err: message }, 'ERP outcome still unknown after the last attempt: dead letter ERP_IN_DOUBT, check the ERP before replaying');

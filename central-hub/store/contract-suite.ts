@@ -266,6 +266,29 @@ export function hubStoreContract(name: string, factory: StoreFactory): void {
       assert.equal((await s.getTransaction(u1.idempotencyKey))?.inDoubt, false);
     });
 
+    void test('an in-doubt dead letter replayed at once is claimed only after its lookUpAfterMs; other dead letters at once', async () => {
+      const s = store;
+      const [w1, w2] = [testTx({ order: 'W-1', agentId: 'edge-w' }), testTx({ order: 'W-2', agentId: 'edge-w' })];
+      await s.ingest('edge-w', [w1, w2], new Date());
+      const keys = new Set([w1.idempotencyKey, w2.idempotencyKey]);
+      const t0 = Date.now() + 60_000;
+      const claim = async (owner: string, ms: number) => (await s.claimPostings(100, 5000, owner, new Date(t0 + ms))).filter((j) => keys.has(j.tx.idempotencyKey));
+      const first = await claim('w-1', 0);
+      const a = first.find((j) => j.tx.idempotencyKey === w1.idempotencyKey)!;
+      const b = first.find((j) => j.tx.idempotencyKey === w2.idempotencyKey)!;
+      // the last attempt of w1 went in doubt at t0+100: the ERP may still be processing it for a minute
+      assert.equal(await s.completePosting(a.seq, 'w-1', { kind: 'failed', code: 'ERP_IN_DOUBT', message: 'outcome unknown', lookUpAfterMs: 60_000 }, new Date(t0 + 100)), true);
+      assert.equal(await s.completePosting(b.seq, 'w-1', { kind: 'failed', code: 'ERP_BUSINESS', message: 'order locked' }, new Date(t0 + 100)), true);
+      assert.equal(await s.replay(a.seq, 'admin'), true);
+      assert.equal(await s.replay(b.seq, 'admin'), true);
+      const now = await claim('w-2', 200);
+      assert.deepEqual(now.map((j) => j.tx.idempotencyKey), [w2.idempotencyKey], 'the refused one at once, the in-doubt one not yet');
+      assert.equal(await s.completePosting(now[0].seq, 'w-2', { kind: 'posted', erpRef: 'DOC-W2' }, new Date(t0 + 300)), true);
+      assert.deepEqual(await claim('w-3', 60_000), [], 'not before the wait has passed since it went in doubt');
+      const [late] = await claim('w-4', 60_200);
+      assert.deepEqual([late?.tx.idempotencyKey, late?.attempt, late?.inDoubt], [w1.idempotencyKey, 2, true]);
+    });
+
     void test('a dead letter holds back the later transactions of its order until it is replayed and posted, or discarded', async () => {
       const s = store;
       const [d1, d2, d3] = [0, 1, 2].map(() => testTx({ order: 'D-1', agentId: 'edge-d' }));

@@ -35,8 +35,11 @@ export type PostingOutcome =
   /**
    * A business refusal, or failures past maxAttempts: a dead letter a person resolves. Code ERP_IN_DOUBT when
    * the ERP's outcome is still unknown (the ERP may hold the document: check before acting).
+   * lookUpAfterMs (with ERP_IN_DOUBT): a replay is not claimed, so the key not looked up, before this long
+   * from now (the ERP may still be processing the attempt that went in doubt; a lookup too early finds
+   * nothing and posts it twice).
    */
-  | { kind: 'failed'; code: string; message: string; erpCode?: string }
+  | { kind: 'failed'; code: string; message: string; erpCode?: string; lookUpAfterMs?: number }
   /** inDoubt: after this attempt the ERP may hold the posting (the next attempt's job.inDoubt) */
   | { kind: 'retry'; delayMs: number; code: string; message: string; inDoubt: boolean };
 

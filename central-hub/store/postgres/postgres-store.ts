@@ -395,9 +395,11 @@ export class PostgresHubStore implements HubStore {
         );
       } else if (o.kind === 'failed') {
         r = await c.query(
-          `UPDATE transactions SET state = 'failed', error_code = $1, error_message = $2, in_doubt = $5, lease_owner = NULL, lease_until = NULL
+          // next_attempt_at: the earliest claim of an in-doubt dead letter's replay (see replay), on the database's clock
+          `UPDATE transactions SET state = 'failed', error_code = $1, error_message = $2, in_doubt = $5, next_attempt_at = ${msNow('$6')} + $7,
+             lease_owner = NULL, lease_until = NULL
            WHERE seq = $3 AND state = 'queued' AND lease_owner = $4`,
-          [o.code, o.erpCode ? `${o.erpCode}: ${o.message}` : o.message, seq, owner, o.code === 'ERP_IN_DOUBT'],
+          [o.code, o.erpCode ? `${o.erpCode}: ${o.message}` : o.message, seq, owner, o.code === 'ERP_IN_DOUBT', now?.getTime() ?? null, Math.round(Math.max(0, o.lookUpAfterMs ?? 0))],
         );
       } else {
         r = await c.query(
@@ -428,8 +430,12 @@ export class PostgresHubStore implements HubStore {
 
   async replay(seq: number, actor: string): Promise<boolean> {
     return this.tx(async (c) => {
-      // a fresh retry budget; attempts = 1 keeps the next one (2) a lookup before any post
-      const r = await c.query("UPDATE transactions SET state = 'queued', next_attempt_at = 0, attempts = 1 WHERE seq = $1 AND state = 'failed'", [seq]);
+      // a fresh retry budget; attempts = 1 keeps the next one (2) a lookup before any post. An in-doubt dead
+      // letter keeps the next_attempt_at it was given: not looked up before posting.inDoubtWait has passed
+      const r = await c.query(
+        "UPDATE transactions SET state = 'queued', next_attempt_at = CASE WHEN in_doubt THEN next_attempt_at ELSE 0 END, attempts = 1 WHERE seq = $1 AND state = 'failed'",
+        [seq],
+      );
       if (r.rowCount !== 1) return false;
       await this.auditWith(c, { actor, action: 'dead-letter.replay', target: String(seq) });
       await c.query("INSERT INTO tx_events(seq, kind, detail) VALUES ($1, 'replay', $2)", [seq, JSON.stringify({ actor })]);

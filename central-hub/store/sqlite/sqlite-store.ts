@@ -231,7 +231,8 @@ export class SqliteHubStore implements HubStore {
       renew: db.prepare("UPDATE transactions SET lease_until = ? WHERE seq = ? AND state = 'queued' AND lease_owner = ?"),
       posted: db.prepare(`UPDATE transactions SET state = 'posted', erp_ref = ?, posted_at = ?, in_doubt = 0, lease_owner = NULL, lease_until = NULL,
         error_code = NULL, error_message = NULL WHERE seq = ? AND state = 'queued' AND lease_owner = ?`),
-      failed: db.prepare(`UPDATE transactions SET state = 'failed', error_code = ?, error_message = ?, in_doubt = ?, lease_owner = NULL, lease_until = NULL
+      // next_attempt_at: the earliest claim of an in-doubt dead letter's replay (see replay)
+      failed: db.prepare(`UPDATE transactions SET state = 'failed', error_code = ?, error_message = ?, in_doubt = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL
         WHERE seq = ? AND state = 'queued' AND lease_owner = ?`),
       retry: db.prepare(`UPDATE transactions SET next_attempt_at = ?, in_doubt = ?, error_code = ?, error_message = ?, lease_owner = NULL, lease_until = NULL
         WHERE seq = ? AND state = 'queued' AND lease_owner = ?`),
@@ -380,7 +381,7 @@ export class SqliteHubStore implements HubStore {
     return this.group(() => {
         let r;
         if (o.kind === 'posted') r = this.s.posted.run(o.erpRef, now.toISOString(), seq, owner);
-        else if (o.kind === 'failed') r = this.s.failed.run(o.code, o.erpCode ? `${o.erpCode}: ${o.message}` : o.message, o.code === 'ERP_IN_DOUBT' ? 1 : 0, seq, owner);
+        else if (o.kind === 'failed') r = this.s.failed.run(o.code, o.erpCode ? `${o.erpCode}: ${o.message}` : o.message, o.code === 'ERP_IN_DOUBT' ? 1 : 0, now.getTime() + Math.max(0, o.lookUpAfterMs ?? 0), seq, owner);
         else r = this.s.retry.run(now.getTime() + o.delayMs, o.inDoubt ? 1 : 0, o.code, o.message, seq, owner);
         if (r.changes !== 1) return false;
         if (o.kind !== 'retry') this.s.logOutcome.run(seq);
@@ -393,8 +394,9 @@ export class SqliteHubStore implements HubStore {
     return this.db
       .transaction(() => {
         const r = this.db
-          // a fresh retry budget; attempts = 1 keeps the next one (2) a lookup before any post
-          .prepare("UPDATE transactions SET state = 'queued', next_attempt_at = 0, attempts = 1 WHERE seq = ? AND state = 'failed'")
+          // a fresh retry budget; attempts = 1 keeps the next one (2) a lookup before any post. An in-doubt dead
+          // letter keeps the next_attempt_at it was given: not looked up before posting.inDoubtWait has passed
+          .prepare("UPDATE transactions SET state = 'queued', next_attempt_at = CASE WHEN in_doubt = 1 THEN next_attempt_at ELSE 0 END, attempts = 1 WHERE seq = ? AND state = 'failed'")
           .run(seq);
         if (r.changes === 1) {
           this.auditSync({ actor, action: 'dead-letter.replay', target: String(seq) });
