@@ -44,6 +44,12 @@ export interface OrderInfo {
 export interface OrderEntry extends OrderInfo {
   /** source time (ms) from which this order is active */
   since: number;
+  /**
+   * Source times (ms) of later announcements of the same order while it was active (a republished topic, a
+   * Sparkplug rebirth), the last MAX_ORDER_HISTORY of them: no entry of their own, but when another order's
+   * announcement arrives late and falls before one of them, that one is where this order comes back.
+   */
+  repeats?: number[];
 }
 
 export const MAX_ORDER_HISTORY = 16;
@@ -89,16 +95,60 @@ export function parseOrder(
   };
 }
 
+const sameEntry = (a: OrderInfo, b: OrderInfo) => sameOrder(a, b) && a.material === b.material && a.uom === b.uom;
+
+/** An entry with these repeat times (none: the field is left out, as in state from before it existed). */
+function withRepeats(e: OrderEntry, repeats: number[]): OrderEntry {
+  const { repeats: _old, ...rest } = e;
+  return repeats.length > 0 ? { ...rest, repeats: repeats.slice(-MAX_ORDER_HISTORY) } : rest;
+}
+
 /**
- * Inserts an order announcement at its source time; returns the same array when nothing changed. A
- * repeat of the order already active is kept too: an announcement of another order may still arrive
- * out of order between the two, and then the repeat is what ends it.
+ * Inserts an order announcement at its source time. `changed` is false when no order changes at any time
+ * (the same array, or a repeat noted): a repeat of the order already active at its time (a topic
+ * republished every few seconds, a rebirth) takes no entry of the capped history, so it can never push
+ * the entries of real order changes out. It is noted on the entry (`repeats`): when another order's
+ * announcement arrives out of order and falls between the first announcement and a repeat, the order
+ * comes back at the first repeat after it, as if the repeat had an entry of its own.
  */
+export function recordOrderChange(history: OrderEntry[], info: OrderInfo, since: number): { orders: OrderEntry[]; changed: boolean } {
+  let i = history.length - 1;
+  while (i >= 0 && history[i].since > since) i--;
+  const prev = i >= 0 ? history[i] : undefined;
+  if (prev && sameEntry(prev, info)) {
+    // a repeat: the earliest since is kept
+    if (prev.since === since || prev.repeats?.includes(since)) return { orders: history, changed: false };
+    const orders = history.slice();
+    orders[i] = withRepeats(prev, [...(prev.repeats ?? []), since].sort((a, b) => a - b));
+    return { orders, changed: false };
+  }
+  const out: OrderEntry[] = history.slice(0, Math.max(i, 0));
+  let split: OrderEntry | undefined;
+  if (prev) {
+    // the order active before this announcement keeps its repeats before it; the first repeat after it is
+    // where that order comes back (an entry replaced at the same time comes back at its first repeat)
+    const kept = prev.since === since ? [] : (prev.repeats ?? []).filter((r) => r < since);
+    const later = (prev.repeats ?? []).filter((r) => r > since);
+    if (prev.since !== since) out.push(withRepeats(prev, kept));
+    if (later.length > 0) split = withRepeats({ ...prev, since: later[0] }, later.slice(1));
+  }
+  out.push({ ...info, since });
+  if (split) out.push(split);
+  out.push(...history.slice(i + 1));
+  // two entries of the same order in a row (an announcement before the next one of its order, or a repeat
+  // stored as an entry by an earlier version): one entry from the earlier time
+  const orders: OrderEntry[] = [];
+  for (const e of out) {
+    const last = orders[orders.length - 1];
+    if (last && sameEntry(last, e)) orders[orders.length - 1] = withRepeats(last, [...(last.repeats ?? []), e.since, ...(e.repeats ?? [])].sort((a, b) => a - b));
+    else orders.push(e);
+  }
+  return { orders: orders.slice(-MAX_ORDER_HISTORY), changed: true };
+}
+
+/** Inserts an order announcement at its source time (`recordOrderChange`); the same array when nothing changed. */
 export function recordOrder(history: OrderEntry[], info: OrderInfo, since: number): OrderEntry[] {
-  const same = history.find((e) => e.since === since);
-  if (same && sameOrder(same, info) && same.material === info.material && same.uom === info.uom) return history;
-  const next = [...history.filter((e) => e.since !== since), { ...info, since }].sort((a, b) => a.since - b.since);
-  return next.slice(-MAX_ORDER_HISTORY);
+  return recordOrderChange(history, info, since).orders;
 }
 
 /**

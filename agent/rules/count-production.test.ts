@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { transactionSchema, type MaterialConsumption, type ProductionConfirmation, type Transaction } from '../../contracts/index.ts';
 import { countProductionConfigSchema } from './count-production/config.ts';
 import { countProduction } from './count-production/count-production.ts';
+import { orderAt, recordOrder, recordOrderChange } from './active-order.ts';
 import { counterDelta } from './counter-delta.ts';
 import { shiftAt } from './shift-calendar.ts';
 import { T0, identity, run, signal, type Step } from './test-kit.ts';
@@ -426,4 +427,51 @@ void test('an order tag that arrives late: parts measured after its source time 
   assert.equal(long.quarantined.length, 1);
   assert.equal(long.quarantined[0].code, 'ORDER_ATTRIBUTION');
   assert.match(long.quarantined[0].reason, /only the last 16 counted readings/);
+});
+
+void test('an order tag announced again and again (a republished MQTT topic, Sparkplug rebirths) moves nothing and reports nothing', () => {
+  const totals = (r: { transactions: Transaction[] }) => {
+    const m: Record<string, number> = {};
+    for (const t of pcs(r.transactions)) m[t.data.order] = (m[t.data.order] ?? 0) + t.data.yield.qty;
+    return m;
+  };
+  // order 100 counts 50 parts over 5 minutes; order 200's tag arrives on time, then is republished every 10 s
+  // while order 200 counts a part after each
+  const steps: Step[] = [sig('order', '100', T0), sig('good', 0, T0)];
+  for (let i = 1; i <= 10; i++) steps.push(sig('good', 5 * i, T0 + i * 30_000));
+  const start = T0 + 301_000;
+  steps.push(sig('order', '200', start));
+  for (let i = 1; i <= 30; i++) steps.push(sig('order', '200', start + i * 10_000), sig('good', 50 + i, start + i * 10_000 + 5000));
+  steps.push(tick(T0 + 86_400_000));
+  const r = run(rule({ emitEvery: { parts: 1000, maxInterval: '1h' } }), steps);
+  assert.deepEqual(r.quarantined, []);
+  assert.deepEqual(totals(r), { '100': 50, '200': 30 });
+  // the repeats take no place in the order history: the 16 entries are kept for order changes
+  assert.deepEqual((r.state as { orders: Array<{ order: string }> }).orders.map((o) => o.order), ['100', '200']);
+
+  // more than 16 order changes within the last 16 readings: a reading older than the oldest remembered change
+  // is not known to belong to another order, so it is neither moved nor reported
+  const quick: Step[] = [sig('good', 0, T0)];
+  for (let i = 1; i <= 20; i++) quick.push(sig('order', String(1000 + i), T0 + i * 1000), sig('good', i, T0 + i * 1000 + 500));
+  quick.push(tick(T0 + 86_400_000));
+  const many = run(rule({ emitEvery: { parts: 1000 } }), quick);
+  assert.deepEqual(many.quarantined, []);
+  assert.deepEqual(Object.values(totals(many)), Array.from({ length: 20 }, () => 1));
+});
+
+void test('order history: a repeat takes no entry, yet an order announced late between a first announcement and its repeat ends at the repeat', () => {
+  const A = { order: 'A', operation: '0010' };
+  const B = { order: 'B', operation: '0010' };
+  let h = recordOrder([], A, 1000);
+  const r = recordOrderChange(h, A, 3000);
+  assert.equal(r.changed, false);
+  h = recordOrder(r.orders, A, 4000);
+  assert.deepEqual(h, [{ ...A, since: 1000, repeats: [3000, 4000] }]);
+  const late = recordOrderChange(h, B, 2000);
+  assert.equal(late.changed, true);
+  assert.deepEqual(late.orders, [{ ...A, since: 1000 }, { ...B, since: 2000 }, { ...A, since: 3000, repeats: [4000] }]);
+  // a history with repeats stored as entries (an earlier version) still reads, and becomes one entry at the next change
+  const old = [{ ...A, since: 1000 }, { ...A, since: 3000 }];
+  assert.equal(orderAt(old, 3500)?.order, 'A');
+  assert.deepEqual(recordOrder(old, B, 5000), [{ ...A, since: 1000, repeats: [3000] }, { ...B, since: 5000 }]);
 });

@@ -8,7 +8,7 @@ import {
   type Transaction,
 } from '../../../contracts/index.ts';
 import type { Quarantined } from '../../outbox/outbox.ts';
-import { currentOrder, orderAt, orderKey, parseOrder, recordOrder, sameOrder, type OrderEntry, type OrderInfo } from '../active-order.ts';
+import { currentOrder, orderAt, orderKey, parseOrder, recordOrderChange, sameOrder, type OrderEntry, type OrderInfo } from '../active-order.ts';
 import { counterDelta, counterValue } from '../counter-delta.ts';
 import { boundedKey } from '../map-event/map-event.ts';
 import { asFlag, asQuantity, asText, atPath } from '../field-pick.ts';
@@ -483,8 +483,13 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
     const moved: Array<[Counted, OrderEntry]> = [];
     const posted = new Map<string, { from: Counted[]; to: OrderEntry }>();
     const keep: Counted[] = [];
+    // Before the oldest change either history remembers, the order is not known (orderAt's earliest order is
+    // a guess for readings before the first announcement, not a fact): such a reading is neither moved nor
+    // reported. Otherwise, once the entry of its order is out of the capped history, it would look like the
+    // next order's.
+    const known = Math.max(before[0]?.since ?? -Infinity, state.orders[0]?.since ?? -Infinity);
     for (const c of state.recent ?? []) {
-      const o = orderAt(state.orders, c.t);
+      const o = c.t < known ? undefined : orderAt(state.orders, c.t);
       if (!o || orderKey(o) === (c.said ?? c.key)) keep.push(c);
       else if (c.in === undefined) moved.push([c, o]);
       else {
@@ -497,7 +502,7 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
         keep.push(orderKey(o) === c.key ? rest : { ...c, said: orderKey(o) });
       }
     }
-    if (state.forgotten !== undefined) {
+    if (state.forgotten !== undefined && state.forgotten >= known) {
       const was = orderAt(before, state.forgotten);
       const now = orderAt(state.orders, state.forgotten);
       if (was && now && !sameOrder(was, now)) {
@@ -647,9 +652,10 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
       const info = parseOrder(signal.value, orderCfg);
       if (info) {
         const before = state.orders;
-        const orders = recordOrder(before, info, t);
-        if (orders !== before) {
-          state = { ...state, orders };
+        const { orders, changed } = recordOrderChange(before, info, t);
+        if (orders !== before) state = { ...state, orders };
+        // a repeat of the order already active (a republished topic, a rebirth) changes no reading's order
+        if (changed) {
           // readings counted before this announcement arrived but measured after it are the new order's
           if (state.recent?.length || state.forgotten !== undefined) state = reattribute(state, before, ctx, out, quarantined);
           // an order change closes the open window: no part is confirmed against the next order
