@@ -475,3 +475,48 @@ void test('order history: a repeat takes no entry, yet an order announced late b
   assert.equal(orderAt(old, 3500)?.order, 'A');
   assert.deepEqual(recordOrder(old, B, 5000), [{ ...A, since: 1000, repeats: [3000] }, { ...B, since: 5000 }]);
 });
+
+void test('a final flag true in a baseline or at first sight finishes only an order counted since it became active: never the next order, never an order only counted in an earlier run', () => {
+  const finalRule = () => rule({ emitEvery: { parts: 1000 }, final: { source: 'plc', ref: 'done' } });
+  const birth = { baseline: true };
+  const summary = (r: { transactions: Transaction[] }) => pcs(r.transactions).map((t) => [t.idempotencyKey, t.data.yield.qty, t.data.final]);
+  // order 100 completes while the edge node is offline and the tag turns to order 200: the birth shows
+  // order 200 and the flag still true from order 100's end. Nothing was counted for 200: no final for it,
+  // and its parts are confirmed as usual.
+  const offline = run(finalRule(), [
+    sig('order', '100', T0),
+    sig('done', false, T0),
+    sig('good', 0, T0),
+    sig('good', 25, T0 + 1000),
+    sig('order', '200', T0 + 4000, birth),
+    sig('good', 25, T0 + 5000, birth),
+    sig('done', true, T0 + 5000, birth),
+    sig('good', 30, T0 + 6000),
+    sig('done', false, T0 + 7000),
+    tick(T0 + 86_400_000),
+  ]);
+  assert.deepEqual(summary(offline), [
+    ['P1010:WC-7:100:0010:plc/good:0-25', 25, 'none'],
+    ['P1010:WC-7:200:0010:plc/good:0-5', 5, 'none'],
+  ]);
+  assert.deepEqual(offline.quarantined, []);
+  // a final tag newly configured whose flag is still true from an earlier job, while order 100 is back on
+  // the line with nothing counted since: not finished; as parts were confirmed for it before, a dead
+  // letter says so (its final may be due)
+  const again = run(finalRule(), [
+    sig('order', '100', T0),
+    sig('good', 0, T0),
+    sig('good', 25, T0 + 1000),
+    sig('order', '200', T0 + 2000),
+    sig('good', 30, T0 + 3000),
+    sig('order', '100', T0 + 4000),
+    sig('done', true, T0 + 5000),
+    tick(T0 + 86_400_000),
+  ]);
+  assert.deepEqual(summary(again), [
+    ['P1010:WC-7:100:0010:plc/good:0-25', 25, 'none'],
+    ['P1010:WC-7:200:0010:plc/good:0-5', 5, 'none'],
+  ]);
+  assert.deepEqual(again.quarantined.map((q) => q.code), ['ORDER_ATTRIBUTION']);
+  assert.match(again.quarantined[0].reason, /order 100\/0010\b.*no parts counted since it became active/);
+});

@@ -8,7 +8,7 @@ import {
   type Transaction,
 } from '../../../contracts/index.ts';
 import type { Quarantined } from '../../outbox/outbox.ts';
-import { currentOrder, orderAt, orderKey, parseOrder, recordOrderChange, sameOrder, type OrderEntry, type OrderInfo } from '../active-order.ts';
+import { MAX_ORDER_HISTORY, currentOrder, orderAt, orderKey, parseOrder, recordOrderChange, sameOrder, type OrderEntry, type OrderInfo } from '../active-order.ts';
 import { counterDelta, counterValue } from '../counter-delta.ts';
 import { boundedKey } from '../map-event/map-event.ts';
 import { asFlag, asQuantity, asText, atPath } from '../field-pick.ts';
@@ -133,6 +133,12 @@ export interface CountState {
   recent?: Counted[];
   /** source time (ms) of the newest reading dropped from `recent` */
   forgotten?: number;
+  /**
+   * source time (ms) of the newest part counted per `order/operation`, for the orders counted last (as
+   * many as the order history holds): a final flag seen true without its edge finishes only an order
+   * counted since it became active
+   */
+  counted?: Record<string, number>;
 }
 
 function normalise(s: Partial<CountState> & { order?: OrderInfo; window?: CountWindow }): CountState {
@@ -437,6 +443,14 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
     }
     let windows = { ...state.windows };
     windows[key] = updated;
+    const seen = state.counted?.[key];
+    if (seen === undefined || t > seen) {
+      // this order moves to the end (counted last); the least recently counted beyond the cap go
+      const had = state.counted ?? {};
+      const counted = without(had, key, Object.keys(had).length + (Object.hasOwn(had, key) ? 0 : 1) - MAX_ORDER_HISTORY);
+      counted[key] = t;
+      state = { ...state, counted };
+    }
     if (orderFromTag) {
       // kept for a late order tag (reattribute); the oldest counted reading beyond the bound is forgotten
       const before = state.recent ?? [];
@@ -563,6 +577,19 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
       state = place(state, o, p, ctx, out, quarantined);
     }
     return state;
+  }
+
+  /**
+   * Source time (ms) from which `order` is active without a break at t (-Infinity when that is before the
+   * history: a fixed order, or the earliest known one); undefined when another order is active at t.
+   */
+  function activeSince(history: readonly OrderEntry[], order: OrderInfo, t: number): number | undefined {
+    if (history.length === 0) return -Infinity;
+    let i = history.length - 1;
+    while (i > 0 && history[i].since > t) i--;
+    if (!sameOrder(history[i], order)) return undefined;
+    while (i > 0 && sameOrder(history[i - 1], order)) i--;
+    return i === 0 ? -Infinity : history[i].since;
   }
 
   function readCounter(state: CountState, role: Role, c: CounterConfig, signal: Signal, t: number, ctx: RuleContext, out: Transaction[], quarantined: Quarantined[]): CountState {
@@ -701,12 +728,32 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
         }
         const k = order && orderKey(order);
         // A repeated final of an order already finally confirmed (the flag toggled again): nothing more is
-        // sent. A flag true at first sight (a new rule, a final tag just configured) finishes only an order
-        // this rule has counted, not one that may have ended before the agent knew it.
-        if (order && k && state.done?.[k] === undefined && (!unseen || state.windows[k] !== undefined || state.cum[k] !== undefined)) {
-          const r = close(state, k, ctx, { type: cfg.final.type, at: signal.sourceTime, sourceId: signal.sourceId, order });
-          state = r.state;
-          out.push(...r.transactions);
+        // sent. A flag true without a live edge (in a baseline, or at first sight: a new rule, a final tag
+        // just configured) may be left from an earlier job, while the tag already names the next order: it
+        // finishes only an order this rule has counted parts for since that order became active.
+        const unsure = f.trigger === 'rising' && (signal.baseline === true || unseen);
+        if (order && k && state.done?.[k] === undefined) {
+          const w = state.windows[k];
+          const quantity = (state.cum[k] ?? 0) + (w ? w.good + w.scrap + w.rework : 0);
+          const since = unsure ? activeSince(state.orders, order, t) : undefined;
+          const last = state.counted?.[k];
+          // state from before `counted` existed: an open window holds parts counted while the order is active
+          const countedSince = since !== undefined && quantity > 0 && (last !== undefined ? last >= since : state.counted === undefined && w !== undefined);
+          if (!unsure || countedSince) {
+            const r = close(state, k, ctx, { type: cfg.final.type, at: signal.sourceTime, sourceId: signal.sourceId, order });
+            state = r.state;
+            out.push(...r.transactions);
+          } else if (quantity > 0) {
+            // parts were confirmed for the order before: its final may be due, the rule cannot tell
+            const from = since === undefined || since === -Infinity ? undefined : new Date(since).toISOString();
+            quarantined.push({
+              code: 'ORDER_ATTRIBUTION',
+              reason: `${cfg.id}: final signal ${signal.source}/${signal.ref} is true at ${signal.sourceTime} ${signal.baseline ? 'in a baseline (a birth, retained message or reconnect)' : 'the first time this rule sees it'}, with no rising edge seen, and order ${k}, active then, has had no parts counted since it became active${from ? ` (${from})` : ''}; the flag may be left from an earlier job, so no final confirmation is sent (${quantity} parts were confirmed for the order before): send it by hand if the order is complete`,
+              source: signal.source,
+              payload: { order: order.order, operation: order.operation, finalSignal: { source: signal.source, ref: signal.ref }, at: signal.sourceTime, baseline: signal.baseline === true, ...(from ? { activeSince: from } : {}), confirmedQuantity: quantity, sourceId: signal.sourceId },
+            });
+          }
+          // nothing counted for the order: ignored, no confirmation is lost
         }
       }
     }
