@@ -33,7 +33,7 @@ export const d365MesConfigSchema = z
      */
     waitForProcessing: duration.prefault('0s'),
     pollInterval: duration.prefault('2s'),
-    /** send ProdProductionOrderEnd after a final confirmation */
+    /** send ProdProductionOrderEnd after a final confirmation, once D365 has processed it (README: Ending the order) */
     endOrderOnFinal: z.boolean().default(false),
     /** send ProdProductionOrderStart before the first confirmation of an order this hub instance has seen */
     startOrderOnFirstConfirmation: z.boolean().default(false),

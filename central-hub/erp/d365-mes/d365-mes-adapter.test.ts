@@ -186,8 +186,9 @@ void describe('d365-mes adapter against the simulator', () => {
     }
   });
 
-  void it('Start before the first confirmation of an order and End after a final one, when configured', async () => {
-    const a = d365TestAdapter(sim.url, 2000, { startOrderOnFirstConfirmation: true, endOrderOnFinal: true });
+  void it('Start before the first confirmation of an order and End after a final one once it is processed, when configured', async () => {
+    const a = d365TestAdapter(sim.url, 2000, { startOrderOnFirstConfirmation: true, endOrderOnFinal: true, waitForProcessing: '2s', pollInterval: '10ms' });
+    const processor = setInterval(() => sim.processQueue(), 10);
     try {
       const first = sampleTransaction('ProductionConfirmation', { order: '7001' });
       const last = sampleTransaction('ProductionConfirmation', { order: '7001' }) as ProductionConfirmation;
@@ -199,6 +200,7 @@ void describe('d365-mes adapter against the simulator', () => {
         ['ProdProductionOrderStart', 'ProdProductionOrderReportFinished', 'ProdProductionOrderReportFinished', 'ProdProductionOrderEnd'],
       );
     } finally {
+      clearInterval(processor);
       await a.close?.();
     }
   });
@@ -206,9 +208,9 @@ void describe('d365-mes adapter against the simulator', () => {
 
 void describe('d365-mes: a final confirmation resolved by lookup still ends the order, once', () => {
   /** A store holding one final confirmation of `order`, a posting service on `sim` with endOrderOnFinal, closed after the test. */
-  async function finalPosting(t: { after: (fn: () => Promise<void>) => void }, sim: D365Simulator, order: string) {
+  async function finalPosting(t: { after: (fn: () => Promise<void>) => void }, sim: D365Simulator, order: string, extra: Record<string, unknown> = {}) {
     const store = new SqliteHubStore(join(mkdtempSync(join(tmpdir(), 'pb-d365-end-')), 'hub.db'));
-    const adapter = d365TestAdapter(sim.url, 500, { endOrderOnFinal: true });
+    const adapter = d365TestAdapter(sim.url, 500, { endOrderOnFinal: true, ...extra });
     const service = new PostingService({ store, adapter, log: testLogger(), idleMs: 10, leaseMs: 600, inDoubtWaitMs: 100, retryMaxDelayMs: 100 });
     t.after(async () => {
       await service.stop();
@@ -236,8 +238,8 @@ void describe('d365-mes: a final confirmation resolved by lookup still ends the 
     return sim.messages().filter((m) => m.ProductionOrderNumber === order).map((m) => `${m.MessageType}:${m.MessageState}`);
   };
 
-  void it('the confirmation committed but its answer was lost: the lookup finds it and the order is ended', async (t) => {
-    const sim = await startD365Simulator({ processingIntervalMs: 0 });
+  void it('the confirmation committed but its answer was lost: the lookup finds it processed and the order is ended', async (t) => {
+    const sim = await startD365Simulator({ processingIntervalMs: 20 });
     const { store, service } = await finalPosting(t, sim, '7101');
     sim.setFault({ kind: 'timeout-after-commit', mode: 'destroy' });
     service.start();
@@ -246,15 +248,74 @@ void describe('d365-mes: a final confirmation resolved by lookup still ends the 
   });
 
   void it('the hub died after it had ended the order: the next owner finds the confirmation and does not end the order again', async (t) => {
-    const sim = await startD365Simulator({ processingIntervalMs: 0 });
-    const { store, adapter, service, tx } = await finalPosting(t, sim, '7102');
-    // a first claim posts (confirmation and End) and dies before recording the outcome: its lease expires
+    const sim = await startD365Simulator({ processingIntervalMs: 20 });
+    const { store, service, tx } = await finalPosting(t, sim, '7102');
+    // a first claim posts (confirmation, processed, and End) and dies before recording the outcome: its lease expires
+    const dead = d365TestAdapter(sim.url, 500, { endOrderOnFinal: true, waitForProcessing: '2s', pollInterval: '10ms' });
     const [job] = await store.claimPostings(1, 300, 'dead-hub#1');
-    assert.equal((await adapter.post(tx, { attempt: job.attempt })).status, 'posted');
+    assert.equal((await dead.post(tx, { attempt: job.attempt })).status, 'posted');
+    await dead.close?.();
     service.start();
     await posted(store);
     assert.equal((await store.getTransaction(tx.idempotencyKey))?.attempts, 2, 'resolved by the second claim');
     // a second End of an ended order would fail in D365's message processor
     assert.deepEqual(processed(sim, '7102'), ['ProdProductionOrderReportFinished:Processed', 'ProdProductionOrderEnd:Processed']);
+  });
+
+  const until = async (what: string, fn: () => Promise<boolean>) => {
+    const deadline = Date.now() + 10_000;
+    while (!(await fn())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const messagesOf = (sim: D365Simulator, order: string) => sim.messages().filter((m) => m.ProductionOrderNumber === order).map((m) => `${m.MessageType}:${m.MessageState}`);
+
+  void it('waiting for processing: a final confirmation that fails in processing does not end the order; after the fix the replay posts it and ends the order once', async (t) => {
+    const sim = await startD365Simulator({ processingIntervalMs: 20 });
+    const { store, service, tx } = await finalPosting(t, sim, '7103', { waitForProcessing: '3s', pollInterval: '20ms' });
+    sim.failProcessing(tx.idempotencyKey, 'Item FG-1 has no default warehouse.');
+    service.start();
+    await until('dead letter', async () => (await store.counts()).failed === 1);
+    assert.equal((await store.getTransaction(tx.idempotencyKey))?.errorCode, 'ERP_BUSINESS');
+    await new Promise((r) => setTimeout(r, 100)); // a processor pass or more
+    assert.deepEqual(messagesOf(sim, '7103'), ['ProdProductionOrderReportFinished:Failed'], 'no End: the order stays open');
+    // the master data is fixed; the replay posts the confirmation and then ends the order
+    sim.fixProcessing(tx.idempotencyKey);
+    assert.equal(await store.replay((await store.getTransaction(tx.idempotencyKey))!.seq, 'operator'), true);
+    await posted(store);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(messagesOf(sim, '7103'), ['ProdProductionOrderReportFinished:Failed', 'ProdProductionOrderReportFinished:Processed', 'ProdProductionOrderEnd:Processed']);
+  });
+
+  void it('without waiting: the End is sent only once a later attempt finds the confirmation Processed, never for one that failed', async (t) => {
+    const sim = await startD365Simulator({ processingIntervalMs: 0 });
+    const { store, service, tx } = await finalPosting(t, sim, '7104');
+    sim.failProcessing(tx.idempotencyKey, 'Item FG-1 has no default warehouse.');
+    service.start();
+    await until('the confirmation sent', async () => sim.messages().length >= 1);
+    await new Promise((r) => setTimeout(r, 300)); // later attempts find it still Queued: no End
+    assert.deepEqual(messagesOf(sim, '7104'), ['ProdProductionOrderReportFinished:Queued']);
+    sim.processQueue();
+    assert.deepEqual(messagesOf(sim, '7104'), ['ProdProductionOrderReportFinished:Failed']);
+    await until('sent again', async () => sim.messages().length === 2);
+    assert.ok(!sim.messages().some((m) => m.MessageType === 'ProdProductionOrderEnd'), 'no End after a failed confirmation');
+    // fixed: the new message is processed, and the next attempt finds it and ends the order
+    sim.fixProcessing(tx.idempotencyKey);
+    sim.processQueue();
+    await posted(store);
+    assert.deepEqual(processed(sim, '7104'), ['ProdProductionOrderReportFinished:Failed', 'ProdProductionOrderReportFinished:Processed', 'ProdProductionOrderEnd:Processed']);
+  });
+
+  void it('an End that fails transiently is not lost: the next attempt finds the processed confirmation and sends it, once', async (t) => {
+    const sim = await startD365Simulator({ processingIntervalMs: 0 });
+    const { store, service } = await finalPosting(t, sim, '7105', { waitForProcessing: '3s', pollInterval: '10ms' });
+    service.start();
+    await until('the confirmation sent', async () => sim.messages().length >= 1);
+    // D365 is unavailable when the End goes out, after the confirmation was processed
+    sim.setFault({ kind: 'status', status: 503, on: 'post' });
+    sim.processQueue();
+    await posted(store);
+    assert.deepEqual(processed(sim, '7105'), ['ProdProductionOrderReportFinished:Processed', 'ProdProductionOrderEnd:Processed']);
   });
 });

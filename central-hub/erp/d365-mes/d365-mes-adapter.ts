@@ -11,6 +11,7 @@ import type { D365MesConfig } from './config.ts';
  * - GoodsReceipt           -> ProdProductionOrderReportFinished (the item, batch)
  * - MaterialConsumption    -> ProdProductionOrderPickingList (a reversal is a negative consumption)
  * - optional ProdProductionOrderStart before the first confirmation, ProdProductionOrderEnd after a final one
+ *   once D365 has processed it
  * Messages for one production order are sent one at a time, in call order (D365 processes a queue per
  * order in arrival order).
  */
@@ -258,13 +259,19 @@ export function createD365MesAdapter(config: D365MesConfig, deps: { logger?: Log
     return { status: 'posted', erpRef: id, detail: { state } };
   };
 
+  /** A final confirmation with endOrderOnFinal: the order is ended after it, once it is Processed. */
+  const endsOrder = (tx: Transaction): boolean =>
+    config.endOrderOnFinal && transactionTypeOf(tx) === 'ProductionConfirmation' && (tx as ProductionConfirmation).data.final === 'final';
+
   /**
-   * With endOrderOnFinal, ends the order after its final confirmation, once: an attempt after the first looks
-   * for the End an earlier attempt may have sent (a second End of an ended order fails in D365). A failure is
-   * logged; the confirmation stands.
+   * Ends the order after its final confirmation, called only once that confirmation is Processed (an End
+   * processed before a confirmation that then fails would close the order, and the fixed confirmation could
+   * never post). Once: an attempt after the first looks for the End an earlier attempt may have sent (a
+   * second End of an ended order fails in D365). D365 refusing the End is logged (a person ends the order);
+   * a transient failure is thrown, so the posting retries and the next attempt, finding the confirmation by
+   * lookup, sends the End if it is still missing.
    */
-  const endOrderAfterFinal = async (tx: Transaction, ctx: ErpCallContext): Promise<void> => {
-    if (!config.endOrderOnFinal || transactionTypeOf(tx) !== 'ProductionConfirmation' || (tx as ProductionConfirmation).data.final !== 'final') return;
+  const endOrderAfterFinal = async (tx: Transaction, confirmationId: string, ctx: ErpCallContext): Promise<void> => {
     const order = (tx as ProductionConfirmation).data.order;
     const reference = endReference(tx.idempotencyKey);
     try {
@@ -273,11 +280,25 @@ export function createD365MesAdapter(config: D365MesConfig, deps: { logger?: Log
         if (earlier && LIVE_STATES.has(earlier.MessageState)) return;
       }
       const r = await send('ProdProductionOrderEnd', { ProductionOrderNumber: order, [config.referenceField]: reference }, tx, ctx);
-      if ('status' in r) log?.warn({ order, erpCode: r.status === 'rejected' ? r.code : undefined }, 'the confirmation was queued but D365 refused to end the production order; end it in D365');
+      if ('status' in r) {
+        log?.warn({ order, reference, erpCode: r.status === 'rejected' ? r.code : undefined }, 'the confirmation is processed but D365 refused to end the production order; end it in D365');
+      }
     } catch (err) {
-      log?.warn({ err, order }, 'the confirmation was queued but ending the production order failed; end it in D365');
+      log?.warn({ err, order, reference }, 'the confirmation is processed but ending the production order failed; a later attempt sends the End');
+      if (err instanceof ErpError) {
+        throw new ErpError(err.code as 'UPSTREAM_UNAVAILABLE' | 'ERP_IN_DOUBT', `final confirmation ${confirmationId} processed, ending order ${order} failed: ${err.message}`, {
+          erpCode: err.erpCode,
+          retryAfterMs: err.retryAfterMs,
+          cause: err,
+        });
+      }
+      throw err;
     }
   };
+
+  /** The final confirmation is sent but not Processed (yet): the End waits for a later attempt's lookup. */
+  const notProcessedYet = (id: string, state: string) =>
+    new ErpError('ERP_IN_DOUBT', `final confirmation ${id} is ${state} in D365: the order is ended by a later attempt, once it is Processed`, { erpCode: 'NOT_PROCESSED' });
 
   async function post(tx: Transaction, ctx: ErpCallContext): Promise<ErpPostResult> {
     let msg: ReturnType<typeof toD365Message>;
@@ -307,9 +328,12 @@ export function createD365MesAdapter(config: D365MesConfig, deps: { logger?: Log
         }
         id = row.MessageId;
       }
-      await endOrderAfterFinal(tx, ctx);
-      if (config.waitForProcessing > 0) return waitForOutcome(tx, id, ctx);
-      return { status: 'posted', erpRef: id, detail: { state: 'Queued' } };
+      const outcome: ErpPostResult = config.waitForProcessing > 0 ? await waitForOutcome(tx, id, ctx) : { status: 'posted', erpRef: id, detail: { state: 'Queued' } };
+      if (!endsOrder(tx) || outcome.status !== 'posted') return outcome;
+      const state = (outcome.detail as { state?: string } | undefined)?.state ?? 'Queued';
+      if (state !== 'Processed') throw notProcessedYet(id, state);
+      await endOrderAfterFinal(tx, id, ctx);
+      return outcome;
     });
   }
 
@@ -320,10 +344,16 @@ export function createD365MesAdapter(config: D365MesConfig, deps: { logger?: Log
       const row = await findMessage(tx.idempotencyKey, ctx);
       return row && LIVE_STATES.has(row.MessageState) ? { found: true, erpRef: row.MessageId } : { found: false };
     },
-    async completeFound(tx, _erpRef, ctx) {
-      // the earlier attempt may have died between the confirmation and the End: finish it, in the order's turn
-      const order = (tx.data as { order: string }).order;
-      await perOrder.run(order, () => endOrderAfterFinal(tx, ctx));
+    async completeFound(tx, erpRef, ctx) {
+      // an earlier attempt may have left the End unsent (not processed yet, failed, or the hub died): send it
+      // in the order's turn, once the confirmation is Processed
+      if (!endsOrder(tx)) return;
+      const order = (tx as ProductionConfirmation).data.order;
+      await perOrder.run(order, async () => {
+        const row = await findMessage(tx.idempotencyKey, ctx, erpRef);
+        if (row?.MessageState !== 'Processed') throw notProcessedYet(erpRef, row?.MessageState ?? 'not visible');
+        await endOrderAfterFinal(tx, erpRef, ctx);
+      });
     },
     async healthcheck() {
       try {

@@ -59,6 +59,9 @@ export interface D365Simulator {
   /** messages for an ended order fail in processing (and, as in D365, they fail after 3 attempts) */
   closeOrder(order: string): void;
   reopenOrder(order: string): void;
+  /** messages with this reference fail in processing with `infolog` (bad master data), until fixProcessing */
+  failProcessing(reference: string, infolog: string): void;
+  fixProcessing(reference: string): void;
   revokeTokens(): void;
   stats(): { sends: number; gets: number; tokenFetches: number };
 }
@@ -74,6 +77,7 @@ export async function startD365Simulator(opts: D365SimulatorOptions = {}): Promi
   const tokenTtlS = opts.tokenTtlS ?? 3599;
   const faults = new FaultQueue();
   const closed = new Set<string>();
+  const failing = new Map<string, string>();
   const tokens = new Map<string, number>();
   const messages: D365SimMessage[] = [];
   const visibleAt = new Map<string, number>();
@@ -90,6 +94,12 @@ export async function startD365Simulator(opts: D365SimulatorOptions = {}): Promi
           m.MessageState = 'Failed';
           m.MessageInfolog = `Production order ${m.ProductionOrderNumber} has status Ended and cannot be updated.`;
         }
+        continue;
+      }
+      const infolog = failing.get(m.Reference);
+      if (infolog !== undefined) {
+        m.MessageState = 'Failed';
+        m.MessageInfolog = infolog;
         continue;
       }
       m.MessageState = 'Processed';
@@ -230,6 +240,8 @@ export async function startD365Simulator(opts: D365SimulatorOptions = {}): Promi
     setLatency: (ms) => (latencyMs = ms),
     closeOrder: (o) => closed.add(o),
     reopenOrder: (o) => closed.delete(o),
+    failProcessing: (ref, infolog) => failing.set(ref, infolog),
+    fixProcessing: (ref) => failing.delete(ref),
     revokeTokens: () => tokens.clear(),
     stats: () => ({ ...stats }),
   };
