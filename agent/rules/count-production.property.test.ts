@@ -203,33 +203,41 @@ void test('implausible jumps are quarantined, never confirmed; everything else i
   );
 });
 
+/** Counts and order changes, one a second: the input of the order-change properties. */
+const orderEvents = fc.array(
+  fc.oneof(
+    { weight: 6, arbitrary: fc.integer({ min: 1, max: 40 }).map((n) => ({ kind: 'count' as const, n })) },
+    { weight: 1, arbitrary: fc.constantFrom('2000001', '2000002', '2000003').map((order) => ({ kind: 'order' as const, order })) },
+  ),
+  { minLength: 1, maxLength: 100 },
+);
+
+/** A count-production rule with an order tag (and a scrap counter if asked), confirming every `parts`. */
+function orderRule(parts: number, withScrap: boolean) {
+  return countProduction(
+    countProductionConfigSchema.parse({
+      type: 'count-production',
+      id: 'p',
+      workCenter: 'WC-1',
+      counter: { source: 'plc', ref: 'good' },
+      ...(withScrap ? { scrapCounter: { source: 'plc', ref: 'scrap' } } : {}),
+      activeOrder: { source: 'plc', ref: 'order', operation: '0010' },
+      emitEvery: { parts },
+    }),
+    'live',
+  );
+}
+
 void test('order changes: each part is confirmed against the order active at its source time, even when the change arrives first', () => {
   type Ev = { t: number; kind: 'count'; n: number } | { t: number; kind: 'order'; order: string };
   fc.assert(
     fc.property(
-      fc.array(
-        fc.oneof(
-          { weight: 6, arbitrary: fc.integer({ min: 1, max: 40 }).map((n) => ({ kind: 'count' as const, n })) },
-          { weight: 1, arbitrary: fc.constantFrom('2000001', '2000002', '2000003').map((order) => ({ kind: 'order' as const, order })) },
-        ),
-        { minLength: 1, maxLength: 100 },
-      ),
+      orderEvents,
       fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 100, maxLength: 100 }),
       fc.integer({ min: 1, max: 150 }),
       fc.boolean(),
       (raw, leads, parts, withScrap) => {
-        const rule = countProduction(
-          countProductionConfigSchema.parse({
-            type: 'count-production',
-            id: 'p',
-            workCenter: 'WC-1',
-            counter: { source: 'plc', ref: 'good' },
-            ...(withScrap ? { scrapCounter: { source: 'plc', ref: 'scrap' } } : {}),
-            activeOrder: { source: 'plc', ref: 'order', operation: '0010' },
-            emitEvery: { parts },
-          }),
-          'live',
-        );
+        const rule = orderRule(parts, withScrap);
         // timeline: the first order at t=0, one event per second after it
         const evs: Ev[] = [{ t: T0, kind: 'order', order: '2000000' }, ...raw.map((e, i) => ({ ...e, t: T0 + (i + 1) * 1000 }))];
         const expected = new Map<string, number>();
@@ -307,29 +315,12 @@ void test('late order tags: parts measured after a tag arrived late go to its or
   type Ev = { t: number; kind: 'count'; n: number } | { t: number; kind: 'order'; order: string };
   fc.assert(
     fc.property(
-      fc.array(
-        fc.oneof(
-          { weight: 6, arbitrary: fc.integer({ min: 1, max: 40 }).map((n) => ({ kind: 'count' as const, n })) },
-          { weight: 1, arbitrary: fc.constantFrom('2000001', '2000002', '2000003').map((order) => ({ kind: 'order' as const, order })) },
-        ),
-        { minLength: 1, maxLength: 100 },
-      ),
+      orderEvents,
       fc.array(fc.integer({ min: 0, max: 5 }), { minLength: 100, maxLength: 100 }),
       fc.integer({ min: 1, max: 400 }),
       fc.boolean(),
       (raw, lags, parts, withScrap) => {
-        const rule = countProduction(
-          countProductionConfigSchema.parse({
-            type: 'count-production',
-            id: 'p',
-            workCenter: 'WC-1',
-            counter: { source: 'plc', ref: 'good' },
-            ...(withScrap ? { scrapCounter: { source: 'plc', ref: 'scrap' } } : {}),
-            activeOrder: { source: 'plc', ref: 'order', operation: '0010' },
-            emitEvery: { parts },
-          }),
-          'live',
-        );
+        const rule = orderRule(parts, withScrap);
         const evs: Ev[] = [{ t: T0, kind: 'order', order: '2000000' }, ...raw.map((e, i) => ({ ...e, t: T0 + (i + 1) * 1000 }))];
         const expected = new Map<string, number>();
         let active = '2000000';
