@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { after, before, describe, it } from 'node:test';
 import { parseConfig, type Signal } from '../../../contracts/index.ts';
+import { deadLetterKey } from '../mqtt/mapping.ts';
 import { countEvents, outboxHarness, publisher, startBroker, uniq, waitFor, type TestBroker } from '../mqtt/test-kit.ts';
 import { encodePayload } from './codec.ts';
 import { sparkplugConfigSchema, type SparkplugConfig } from './config.ts';
@@ -185,10 +186,16 @@ void describe('sparkplug driver with Eclipse Tahu edge nodes', () => {
     await waitFor(() => d.health().state === 'up', 5000, 'driver up');
     const pub = await publisher(broker.url);
     t.after(() => pub.end(true));
+    // the same bytes twice (as a redelivery would bring them): one open dead letter, both counted
     await pub.publishAsync(`spBv1.0/${group}/NBIRTH/E3`, Buffer.from([0xff, 0xff, 0xff, 0x01]), { qos: 1 });
-    await waitFor(() => h.outbox.stats().deadLetters >= 1, 5000, 'dead letter');
-    assert.match(h.outbox.listDeadLetters()[0].reason, /not a Sparkplug B payload/);
-    assert.equal(h.outbox.listDeadLetters()[0].code, 'PAYLOAD_INVALID');
+    await pub.publishAsync(`spBv1.0/${group}/NBIRTH/E3`, Buffer.from([0xff, 0xff, 0xff, 0x01]), { qos: 1 });
+    await pub.publishAsync(`spBv1.0/${group}/NBIRTH/E3`, Buffer.from([0xff, 0xff, 0xff, 0x02]), { qos: 1 });
+    await waitFor(() => (d.stats().deadLettered.PAYLOAD_INVALID ?? 0) >= 3, 5000, 'three dead-lettered messages');
+    const dead = h.outbox.listDeadLetters();
+    assert.equal(dead.length, 2);
+    assert.match(dead[0].reason, /not a Sparkplug B payload/);
+    assert.equal(dead[0].code, 'PAYLOAD_INVALID');
+    assert.deepEqual(dead.map((x) => x.dedupeKey).sort(), [Buffer.from([0xff, 0xff, 0xff, 0x01]), Buffer.from([0xff, 0xff, 0xff, 0x02])].map((b) => deadLetterKey('edge', `spBv1.0/${group}/NBIRTH/E3`, b)).sort());
 
     const timer = setInterval(() => {
       void pub.publishAsync(`spBv1.0/${group}/NDATA/E4`, encodePayload({ timestamp: Date.now(), seq: 1, metrics: [{ name: 'x', type: 'Int32', value: 1 }] }));

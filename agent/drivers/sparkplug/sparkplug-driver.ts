@@ -2,6 +2,7 @@ import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } f
 import { dirname, join } from 'node:path';
 import { HealthTracker, type Driver, type DriverContext } from '../driver.ts';
 import { checkFiles } from '../mqtt/connect-options.ts';
+import { deadLetterKey } from '../mqtt/mapping.ts';
 import { assertAckHookSupported, MqttSession, type SessionCounters } from '../mqtt/mqtt-session.ts';
 import { encodePayload } from './codec.ts';
 import type { SparkplugConfig } from './config.ts';
@@ -105,6 +106,9 @@ export function create(config: SparkplugConfig, ctx: DriverContext): SparkplugDr
       if (r.kind === 'dead') return { deadLetter: { code: r.code, reason: `${msg.topic}: ${r.reason}` } };
       return { ignore: r.reason };
     },
+    // a redelivered bad message (crash or dropped connection between commit and PUBACK) carries the same
+    // topic and bytes: one open dead letter (mqtt README: "Dead letters of identical bytes")
+    deadLetterKey: (topic, payload) => deadLetterKey(config.name, topic, payload),
     // Sparkplug 3.0 primary host: the will says offline with the same timestamp the online message carries
     connectOverrides: () => {
       connectTs = Date.now();
