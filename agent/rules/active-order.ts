@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Signal } from '../../contracts/index.ts';
-import { asText, atPath, jsonPath } from './field-pick.ts';
+import { asText, atPath, jsonPath, roundedInteger } from './field-pick.ts';
 
 /**
  * The order (and operation, material, unit) running on a work center, kept as a short history ordered by
@@ -93,6 +93,16 @@ export function parseOrder(
     ...(material ? { material: material.slice(0, 40) } : {}),
     ...(uom ? { uom: uom.slice(0, 8) } : {}),
   };
+}
+
+/**
+ * The order number a value carries when it is an integer beyond 2^53 (rounded when parsed: it could name
+ * another order); parseOrder reads no order from such a value, and callers say why.
+ */
+export function roundedOrderNumber(value: Signal['value'], paths: { orderPath?: string }): number | undefined {
+  const raw = paths.orderPath ? atPath(value, paths.orderPath) : value;
+  const order = raw && typeof raw === 'object' && !paths.orderPath ? (raw as Record<string, unknown>).order : raw;
+  return roundedInteger(order) ? order : undefined;
 }
 
 const sameEntry = (a: OrderInfo, b: OrderInfo) => sameOrder(a, b) && a.material === b.material && a.uom === b.uom;

@@ -178,6 +178,43 @@ void test('final on an event naming its order (MQTT "order finished")', () => {
   ]);
 });
 
+void test('an order number beyond 2^53 (rounded when parsed, it could name another order) is never used: the parts or the final are quarantined with the reason', () => {
+  const BIG = JSON.parse('9007199254740993') as number; // as a payload's parser reads it: 9007199254740992
+  // from the counter's own event, and on the final event
+  const fromEvent = run(
+    countProduction(
+      countProductionConfigSchema.parse({
+        type: 'count-production',
+        id: 'r',
+        workCenter: 'WC-3',
+        counter: { source: 'mq', ref: 'm1/cycle', counts: 'increment', field: '$.good' },
+        activeOrder: { fromCounter: true, orderPath: '$.order' },
+        emitEvery: { parts: 100 },
+        final: { source: 'mq', ref: 'm1/finished', trigger: 'event', orderPath: '$.order' },
+      }),
+      'live',
+    ),
+    [
+      { kind: 'signal', signal: signal('mq', 'm1/cycle', { order: 'A', good: 2 }, T0, 'e1') },
+      { kind: 'signal', signal: signal('mq', 'm1/cycle', { order: BIG, good: 3 }, T0 + 1000, 'e2') },
+      { kind: 'signal', signal: signal('mq', 'm1/finished', { order: BIG }, T0 + 2000, 'f1') },
+      { kind: 'tick', now: T0 + 86_400_000 },
+    ],
+  );
+  assert.deepEqual(pcs(fromEvent.transactions).map((t) => [t.data.order, t.data.yield.qty, t.data.final]), [['A', 2, 'none']]);
+  assert.deepEqual(fromEvent.quarantined.map((q) => q.code), ['ORDER_ATTRIBUTION', 'SCHEMA_INVALID']);
+  assert.match(fromEvent.quarantined[0].reason, /3 good parts .* for order 9007199254740992, a number beyond 2\^53 that was rounded when parsed/);
+  assert.match(fromEvent.quarantined[1].reason, /names no order at \$\.order \(9007199254740992 is a number beyond 2\^53/);
+  // an order tag: the announcement is refused (the order before it stays active), never taken as that number
+  const tag = run(rule({ emitEvery: { parts: 1000 } }), [sig('order', '100', T0), sig('good', 0, T0), sig('order', BIG, T0 + 1000), sig('good', 4, T0 + 2000), tick(T0 + 86_400_000)]);
+  assert.deepEqual(pcs(tag.transactions).map((t) => [t.data.order, t.data.yield.qty]), [['100', 4]]);
+  assert.equal(tag.quarantined.length, 1);
+  assert.match(tag.quarantined[0].reason, /no order in plc\/order value 9007199254740992: 9007199254740992 is a number beyond 2\^53/);
+  // up to 2^53 - 1 an order number is exact and used
+  const exact = run(rule({ emitEvery: { parts: 1000 } }), [sig('order', 9007199254740991, T0), sig('good', 0, T0), sig('good', 4, T0 + 2000), tick(T0 + 86_400_000)]);
+  assert.deepEqual(pcs(exact.transactions).map((t) => [t.data.order, t.data.yield.qty]), [['9007199254740991', 4]]);
+});
+
 void test('parts threshold with minInterval: no window closes before it is old enough', () => {
   const steps: Step[] = [sig('order', '1', T0), sig('good', 0, T0)];
   for (let i = 1; i <= 12; i++) steps.push(sig('good', i * 10, T0 + i * 10_000));

@@ -55,8 +55,21 @@ export function pick(p: FieldPick, signal: Signal): unknown {
 /** A non-empty string form of a picked identifier (order numbers may arrive as numbers). */
 export function asText(v: unknown): string | undefined {
   if (typeof v === 'string') return v.trim() === '' ? undefined : v.trim();
-  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+  if (typeof v === 'number' && Number.isFinite(v) && !roundedInteger(v)) return String(v);
   return undefined;
+}
+
+/**
+ * An integer JSON number beyond 2^53: parsing rounded it (9007199254740993 reads as ...992), so as a text
+ * (an event id, an order number) it could name another one. asText refuses it; callers say why.
+ */
+export function roundedInteger(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && !Number.isSafeInteger(v);
+}
+
+/** The problem with a number that asText refused for being rounded, naming the field. */
+export function roundedProblem(name: string, v: number): string {
+  return `${name}: the number ${String(v)} is beyond 2^53 and was rounded when parsed (it could name another ${name}); send it as a string`;
 }
 
 /** A finite non-negative quantity, or undefined. */

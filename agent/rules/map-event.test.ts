@@ -91,6 +91,23 @@ void test('goods receipt; a missing or malformed field quarantines the event wit
   assert.match(r.quarantined[0].reason, /material: expected a text.*quantity: expected a non-negative number/);
 });
 
+void test('an event id or order number beyond 2^53 (rounded when parsed: it could name another) quarantines the event with the reason', () => {
+  const rule = build({ emit: 'goods-receipt', eventId: { json: '$.eventId' }, fields: { order: { json: '$.order' }, material: { json: '$.mat' }, quantity: { json: '$.qty' } } });
+  const BIG = JSON.parse('9007199254740993') as number; // as a payload's parser reads it: 9007199254740992
+  const r = run(rule, [
+    ev({ eventId: BIG, order: 'A', mat: 'FG', qty: 1 }),
+    ev({ eventId: 'g2', order: BIG, mat: 'FG', qty: 1 }),
+    ev({ eventId: 9007199254740991, order: 9007199254740991, mat: 'FG', qty: 1 }),
+  ]);
+  assert.equal(r.transactions.length, 1);
+  const gr = r.transactions[0] as GoodsReceipt;
+  assert.equal(gr.data.order, '9007199254740991');
+  assert.match(gr.idempotencyKey, /:9007199254740991$/);
+  assert.deepEqual(r.quarantined.map((q) => q.code), ['SCHEMA_INVALID', 'SCHEMA_INVALID']);
+  assert.match(r.quarantined[0].reason, /eventId: the number 9007199254740992 is beyond 2\^53 and was rounded when parsed .*send it as a string/);
+  assert.match(r.quarantined[1].reason, /order: the number 9007199254740992 is beyond 2\^53/);
+});
+
 void test('config: fields are checked against the transaction type', () => {
   const bad = mapEventConfigSchema.safeParse({ type: 'map-event', id: 'x', inputs: [{ source: 'a', ref: 'b' }], emit: 'material-consumption', fields: { order: { const: 'A' }, yield: { json: '$.n' } } });
   assert.equal(bad.success, false);

@@ -150,6 +150,19 @@ void describe('mapping a message to a signal', () => {
     const unused = m.map('plant/L7/temp', Buffer.from('{"t":1772352000000,"v":1,"other":1e400}'), false, T0);
     assert.equal(unused.kind === 'signal' && unused.signal.value, 1);
   });
+  void it('dead-letters a numeric id beyond 2^53 (it lost digits in parsing: two events would share a key), and keeps ids up to 2^53 - 1', () => {
+    const ev = (id: string) => m.map('plant/L7/M3/events', Buffer.from(`{"eventId":${id},"ts":"2026-03-01T07:59:00Z","order":{"number":"4711"},"qty":1}`), false, T0);
+    for (const id of ['9007199254740993', '9007199254740992', '-9007199254740993', '1e21']) {
+      const r = ev(id);
+      assert.equal(r.kind, 'dead', id);
+      assert.match(r.kind === 'dead' ? r.reason : '', /id: \$\.eventId is the integer .* beyond 2\^53: .*send such ids as strings/);
+    }
+    const ok = [ev('9007199254740991'), ev('9007199254740990'), ev('42.5')];
+    assert.deepEqual(ok.map((r) => r.kind), ['signal', 'signal', 'signal']);
+    const keys = ok.map((r) => (r.kind === 'signal' ? r.signal.sourceId : ''));
+    assert.equal(new Set(keys).size, 3);
+    assert.match(keys[0], /@id=9007199254740991$/);
+  });
   void it('dead-letters strings that are not Unicode (an unpaired surrogate escape): two such ids were one key', () => {
     const ids = ['\\ud800', '\\udbff', 'x\\udc00'];
     const results = ids.map((id) => m.map('plant/L7/M3/events', Buffer.from(`{"eventId":"${id}","ts":"2026-03-01T07:59:00Z","order":{"number":"4711"},"qty":1}`), false, T0));

@@ -8,10 +8,10 @@ import {
   type Transaction,
 } from '../../../contracts/index.ts';
 import type { Quarantined } from '../../outbox/outbox.ts';
-import { MAX_ORDER_HISTORY, currentOrder, orderAt, orderKey, parseOrder, recordOrderChange, sameOrder, type OrderEntry, type OrderInfo } from '../active-order.ts';
+import { MAX_ORDER_HISTORY, currentOrder, orderAt, orderKey, parseOrder, recordOrderChange, roundedOrderNumber, sameOrder, type OrderEntry, type OrderInfo } from '../active-order.ts';
 import { counterDelta, counterValue } from '../counter-delta.ts';
 import { boundedKey } from '../map-event/map-event.ts';
-import { asFlag, asQuantity, asText, atPath } from '../field-pick.ts';
+import { asFlag, asQuantity, asText, atPath, roundedInteger } from '../field-pick.ts';
 import { instantMs, plantDate, type Rule, type RuleContext, type RuleOutput } from '../rule.ts';
 import { shiftAt } from '../shift-calendar.ts';
 import type { CountProductionConfig, CounterConfig } from './config.ts';
@@ -365,6 +365,17 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
   function addParts(state: CountState, role: Role, d: number, reading: { v?: number | bigint; prev?: string; reset: boolean }, signal: Signal, t: number, ctx: RuleContext, out: Transaction[], quarantined: Quarantined[]): CountState {
     // an event that names its order is that order's; otherwise the order active at the reading's source time
     const named = orderFromCounter ? parseOrder(signal.value, orderFromCounter) : undefined;
+    const rounded = orderFromCounter && !named ? roundedOrderNumber(signal.value, orderFromCounter) : undefined;
+    if (rounded !== undefined) {
+      // the event names its order, but not faithfully: neither that number nor the active order is certain
+      quarantined.push({
+        code: 'ORDER_ATTRIBUTION',
+        reason: `${cfg.id}: ${d} ${role} parts counted at ${signal.sourceTime} for order ${String(rounded)}, a number beyond 2^53 that was rounded when parsed (send order numbers as strings); they are not confirmed`,
+        source: signal.source,
+        payload: signal,
+      });
+      return state;
+    }
     const order = named ?? orderAt(state.orders, t) ?? fixedOrder;
     if (!order) {
       quarantined.push({
@@ -689,7 +700,9 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
           state = closeStale(state, ctx, out, quarantined);
         }
       } else if (orderCfg === orderFromTag && signal.value !== null && signal.value !== '') {
-        quarantined.push({ code: 'SCHEMA_INVALID', reason: `${cfg.id}: no order in ${signal.source}/${signal.ref} value ${JSON.stringify(signal.value).slice(0, 200)}`, source: signal.source, payload: signal });
+        const rounded = roundedOrderNumber(signal.value, orderCfg);
+        const why = rounded !== undefined ? `: ${String(rounded)} is a number beyond 2^53, rounded when parsed (send order numbers as strings)` : '';
+        quarantined.push({ code: 'SCHEMA_INVALID', reason: `${cfg.id}: no order in ${signal.source}/${signal.ref} value ${JSON.stringify(signal.value).slice(0, 200)}${why}`, source: signal.source, payload: signal });
       }
     }
 
@@ -717,14 +730,20 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
         state = { ...state, finalLast: flag };
       }
       if (fire) {
-        const named = f.orderPath ? asText(atPath(signal.value, f.orderPath)) : undefined;
+        const namedRaw = f.orderPath ? atPath(signal.value, f.orderPath) : undefined;
+        // an order number rounded when parsed names no order faithfully: not the active one either
+        const rounded = roundedInteger(namedRaw);
+        const named = asText(namedRaw);
         const active = orderAt(state.orders, t) ?? fixedOrder;
         const op = f.operationPath ? asText(atPath(signal.value, f.operationPath)) : undefined;
-        const order: OrderInfo | undefined = named
-          ? { ...(active && active.order === named ? active : {}), order: named, operation: op ?? (active && active.order === named ? active.operation : ('operation' in ao ? ao.operation : '0010')) }
-          : active;
+        const order: OrderInfo | undefined = rounded
+          ? undefined
+          : named
+            ? { ...(active && active.order === named ? active : {}), order: named, operation: op ?? (active && active.order === named ? active.operation : ('operation' in ao ? ao.operation : '0010')) }
+            : active;
         if (!order && f.orderPath) {
-          quarantined.push({ code: 'SCHEMA_INVALID', reason: `${cfg.id}: final signal ${signal.source}/${signal.ref} names no order at ${f.orderPath}`, source: signal.source, payload: signal });
+          const why = rounded ? ` (${String(namedRaw)} is a number beyond 2^53, rounded when parsed: send order numbers as strings)` : '';
+          quarantined.push({ code: 'SCHEMA_INVALID', reason: `${cfg.id}: final signal ${signal.source}/${signal.ref} names no order at ${f.orderPath}${why}`, source: signal.source, payload: signal });
         }
         const k = order && orderKey(order);
         // A repeated final of an order already finally confirmed (the flag toggled again): nothing more is

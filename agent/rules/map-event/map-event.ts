@@ -11,7 +11,7 @@ import {
 } from '../../../contracts/index.ts';
 import type { Quarantined } from '../../outbox/outbox.ts';
 import { orderAt, parseOrder, recordOrder, type OrderEntry } from '../active-order.ts';
-import { asText, atPath, pick, type FieldPick } from '../field-pick.ts';
+import { asText, atPath, pick, roundedInteger, roundedProblem, type FieldPick } from '../field-pick.ts';
 import { plantDate, type Rule, type RuleContext, type RuleOutput } from '../rule.ts';
 import type { MapEventConfig } from './config.ts';
 
@@ -77,7 +77,8 @@ export function mapEvent(cfg: MapEventConfig, mode: 'live' | 'shadow'): Rule<Map
       const raw = get(name);
       const s = asText(raw);
       if (s === undefined) {
-        if (required || (raw !== undefined && raw !== null)) problems.push(`${name}: expected a text, got ${JSON.stringify(raw)}`);
+        if (roundedInteger(raw)) problems.push(roundedProblem(name, raw));
+        else if (required || (raw !== undefined && raw !== null)) problems.push(`${name}: expected a text, got ${JSON.stringify(raw)}`);
         return undefined;
       }
       if (s.length > max) {
@@ -106,8 +107,9 @@ export function mapEvent(cfg: MapEventConfig, mode: 'live' | 'shadow'): Rule<Map
     const operation = text('operation', 10, false) ?? active?.operation;
     const material = text('material', 40, cfg.emit !== 'production-confirmation') ?? active?.material;
     const uom = text('uom', 8, false) ?? active?.uom ?? cfg.uom;
-    const rawId = cfg.eventId ? asText(pick(cfg.eventId, signal)) : signal.sourceId;
-    if (!rawId) problems.push('eventId: missing');
+    const idPicked = cfg.eventId ? pick(cfg.eventId, signal) : undefined;
+    const rawId = cfg.eventId ? asText(idPicked) : signal.sourceId;
+    if (!rawId) problems.push(roundedInteger(idPicked) ? roundedProblem('eventId', idPicked) : 'eventId: missing');
 
     let tx: Transaction | undefined;
     const idempotencyKey = boundedKey(`${ctx.plant}:${signal.source}:${refInKey(signal.source) ? `${signal.ref}:` : ''}${rawId}${cfg.keySuffix ? `:${cfg.keySuffix}` : ''}`);
