@@ -147,7 +147,10 @@ export class ReferenceMapper {
 
     let id: string | undefined;
     if (idRaw !== undefined) {
-      if ((typeof idRaw === 'string' && idRaw.length > 0 && idRaw.length <= MAX_ID) || (typeof idRaw === 'number' && Number.isFinite(idRaw))) {
+      if (typeof idRaw === 'number' && Number.isInteger(idRaw) && !Number.isSafeInteger(idRaw)) {
+        // deliberate change (7f22c98): an integer beyond 2^53 was rounded when parsed
+        problems.push(`id: ${sub.id!.describe} is the integer ${String(idRaw)}, beyond 2^53: JSON numbers this large lose digits (two ids would be one key); send such ids as strings`);
+      } else if ((typeof idRaw === 'string' && idRaw.length > 0 && idRaw.length <= MAX_ID) || (typeof idRaw === 'number' && Number.isFinite(idRaw))) {
         const bad = unstorable(idRaw, 'id', sub.id!.describe);
         if (bad) problems.push(bad);
         else id = String(idRaw);
