@@ -146,20 +146,24 @@ void test('final confirmation: on the rising edge of a tag, closing the open win
   assert.deepEqual(pcs(zero.transactions).map((t) => [t.idempotencyKey, t.data.yield.qty, t.data.final]), [['P1010:WC-7:100:0010:plc/good:0-0', 0, 'final']]);
 });
 
+/** cycle events that carry their parts and name their order; an "order finished" event names the order it ends */
+const eventOrderRule = () =>
+  countProduction(
+    countProductionConfigSchema.parse({
+      type: 'count-production',
+      id: 'r',
+      workCenter: 'WC-3',
+      counter: { source: 'mq', ref: 'm1/cycle', counts: 'increment', field: '$.good' },
+      activeOrder: { fromCounter: true, orderPath: '$.order' },
+      emitEvery: { parts: 100 },
+      final: { source: 'mq', ref: 'm1/finished', trigger: 'event', orderPath: '$.order' },
+    }),
+    'live',
+  );
+
 void test('final on an event naming its order (MQTT "order finished")', () => {
   const r = run(
-    countProduction(
-      countProductionConfigSchema.parse({
-        type: 'count-production',
-        id: 'r',
-        workCenter: 'WC-3',
-        counter: { source: 'mq', ref: 'm1/cycle', counts: 'increment', field: '$.good' },
-        activeOrder: { fromCounter: true, orderPath: '$.order' },
-        emitEvery: { parts: 100 },
-        final: { source: 'mq', ref: 'm1/finished', trigger: 'event', orderPath: '$.order' },
-      }),
-      'live',
-    ),
+    eventOrderRule(),
     [
       { kind: 'signal', signal: signal('mq', 'm1/cycle', { order: 'A', good: 2 }, T0, 'e1') },
       { kind: 'signal', signal: signal('mq', 'm1/cycle', { order: 'A', good: 3 }, T0 + 1000, 'e2') },
@@ -182,18 +186,7 @@ void test('an order number beyond 2^53 (rounded when parsed, it could name anoth
   const BIG = JSON.parse('9007199254740993') as number; // as a payload's parser reads it: 9007199254740992
   // from the counter's own event, and on the final event
   const fromEvent = run(
-    countProduction(
-      countProductionConfigSchema.parse({
-        type: 'count-production',
-        id: 'r',
-        workCenter: 'WC-3',
-        counter: { source: 'mq', ref: 'm1/cycle', counts: 'increment', field: '$.good' },
-        activeOrder: { fromCounter: true, orderPath: '$.order' },
-        emitEvery: { parts: 100 },
-        final: { source: 'mq', ref: 'm1/finished', trigger: 'event', orderPath: '$.order' },
-      }),
-      'live',
-    ),
+    eventOrderRule(),
     [
       { kind: 'signal', signal: signal('mq', 'm1/cycle', { order: 'A', good: 2 }, T0, 'e1') },
       { kind: 'signal', signal: signal('mq', 'm1/cycle', { order: BIG, good: 3 }, T0 + 1000, 'e2') },
