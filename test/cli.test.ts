@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { VERSION } from '../contracts/version.ts';
@@ -34,6 +34,23 @@ test('--version, --help and usage errors answer with the documented exit codes',
     const badFlag = run(cli, ['--no-such-flag']);
     assert.equal(badFlag.code, 1);
   }
+});
+
+test("the README's commands from a checkout: npm run agent / hub run the CLIs through package.json's bin files, on the project's Node", () => {
+  for (const [script, name] of [['agent', 'plantbridge-agent'], ['hub', 'plantbridge-hub']]) {
+    const npm = (args: string[]) => spawnSync('npm', ['run', '-s', script, '--', ...args], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+    const v = npm(['--version']);
+    assert.equal(v.status, 0, v.stderr);
+    assert.equal(v.stdout.trim(), VERSION);
+    const bad = npm(['frobnicate']);
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, new RegExp(`${name}: unknown command "frobnicate"`));
+  }
+  // package.json's bin entries exist and are the files the scripts run
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string>; scripts: Record<string, string> };
+  assert.equal(pkg.scripts.agent, `node ${pkg.bin['plantbridge-agent']}`);
+  assert.equal(pkg.scripts.hub, `node ${pkg.bin['plantbridge-hub']}`);
+  for (const file of Object.values(pkg.bin)) assert.ok(existsSync(join(root, file)), file);
 });
 
 test('check-config: 0 for the examples, 1 with every problem named by path', () => {
