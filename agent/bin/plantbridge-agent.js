@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// `npx plantbridge-agent …` in a checkout (after `npm install`): npx puts node_modules/.bin first on the
-// PATH, so this runs on the project's pinned Node 24, which runs the TypeScript CLI as it is. The plant
-// servers run the single executable instead (installers/).
+// `plantbridge-agent` from a checkout: `npm run -s agent -- …` runs this file (package.json "scripts" and "bin"). npm
+// puts node_modules/.bin first on the PATH, so `node` is the project's pinned Node 24, which runs the
+// TypeScript CLI as it is. (`npx plantbridge-agent` does not: npx does not run a project's own bins.) Plant
+// servers and installed hubs run the single executable instead (installers/).
 import '../cli.ts';

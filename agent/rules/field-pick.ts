@@ -67,9 +67,12 @@ export function roundedInteger(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v) && !Number.isSafeInteger(v);
 }
 
-/** The problem with a number that asText refused for being rounded, naming the field. */
-export function roundedProblem(name: string, v: number): string {
-  return `${name}: the number ${String(v)} is beyond 2^53 and was rounded when parsed (it could name another ${name}); send it as a string`;
+/**
+ * The problem with a rounded integer (roundedInteger) where an id or order number was expected, for every
+ * place that refuses one (rules and the MQTT mapping): `where` is the path it was read from, when known.
+ */
+export function roundedProblem(field: string, v: number, where?: string): string {
+  return `${field}: ${where ? `${where} holds ` : ''}the number ${String(v)}, beyond 2^53: it was rounded when parsed and could name another ${field}; send it as a string`;
 }
 
 /** A finite non-negative quantity, or undefined. */

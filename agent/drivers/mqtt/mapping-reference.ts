@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { Signal } from '../../../contracts/index.ts';
+import { roundedInteger, roundedProblem } from '../../rules/field-pick.ts';
 import type { FieldPick, MqttConfig, MqttSubscription } from './config.ts';
 import { keyKindOf, unstorable, type KeyKind, type MappingResult } from './mapping.ts';
 import { expandTemplate, matchTopic, parseFilter, type ParsedFilter } from './topic-filter.ts';
@@ -147,10 +148,9 @@ export class ReferenceMapper {
 
     let id: string | undefined;
     if (idRaw !== undefined) {
-      if (typeof idRaw === 'number' && Number.isInteger(idRaw) && !Number.isSafeInteger(idRaw)) {
-        // deliberate change (7f22c98): an integer beyond 2^53 was rounded when parsed
-        problems.push(`id: ${sub.id!.describe} is the integer ${String(idRaw)}, beyond 2^53: JSON numbers this large lose digits (two ids would be one key); send such ids as strings`);
-      } else if ((typeof idRaw === 'string' && idRaw.length > 0 && idRaw.length <= MAX_ID) || (typeof idRaw === 'number' && Number.isFinite(idRaw))) {
+      // deliberate change (7f22c98): an integer beyond 2^53 was rounded when parsed
+      if (roundedInteger(idRaw)) problems.push(roundedProblem('id', idRaw, sub.id!.describe));
+      else if ((typeof idRaw === 'string' && idRaw.length > 0 && idRaw.length <= MAX_ID) || (typeof idRaw === 'number' && Number.isFinite(idRaw))) {
         const bad = unstorable(idRaw, 'id', sub.id!.describe);
         if (bad) problems.push(bad);
         else id = String(idRaw);

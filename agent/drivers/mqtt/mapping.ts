@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { Signal } from '../../../contracts/index.ts';
+import { roundedInteger, roundedProblem } from '../../rules/field-pick.ts';
 import type { FieldPick, MqttConfig, MqttSubscription } from './config.ts';
 import { compileMatcher, compileTemplate, parseFilter, type ParsedFilter } from './topic-filter.ts';
 
@@ -190,10 +191,9 @@ export class Mapper {
 
     let id: string | undefined;
     if (idRaw !== undefined) {
-      if (typeof idRaw === 'number' && Number.isFinite(idRaw) && Number.isInteger(idRaw) && !Number.isSafeInteger(idRaw)) {
-        // 9007199254740993 parses to ...992: two events' ids would be one key and the second dropped as a duplicate
-        (problems ??= []).push(`id: ${sub.id!.describe} is the integer ${String(idRaw)}, beyond 2^53: JSON numbers this large lose digits (two ids would be one key); send such ids as strings`);
-      } else if ((typeof idRaw === 'string' && idRaw.length > 0 && idRaw.length <= MAX_ID) || (typeof idRaw === 'number' && Number.isFinite(idRaw))) {
+      // 9007199254740993 parses to ...992: two events' ids would be one key and the second dropped as a duplicate
+      if (roundedInteger(idRaw)) (problems ??= []).push(roundedProblem('id', idRaw, sub.id!.describe));
+      else if ((typeof idRaw === 'string' && idRaw.length > 0 && idRaw.length <= MAX_ID) || (typeof idRaw === 'number' && Number.isFinite(idRaw))) {
         const bad = unstorable(idRaw, 'id', sub.id!.describe);
         if (bad) (problems ??= []).push(bad);
         else id = String(idRaw);

@@ -11,7 +11,7 @@ import type { Quarantined } from '../../outbox/outbox.ts';
 import { MAX_ORDER_HISTORY, currentOrder, orderAt, orderKey, parseOrder, recordOrderChange, roundedOrderNumber, sameOrder, type OrderEntry, type OrderInfo } from '../active-order.ts';
 import { counterDelta, counterValue } from '../counter-delta.ts';
 import { boundedKey } from '../map-event/map-event.ts';
-import { asFlag, asQuantity, asText, atPath, roundedInteger } from '../field-pick.ts';
+import { asFlag, asQuantity, asText, atPath, roundedInteger, roundedProblem } from '../field-pick.ts';
 import { instantMs, plantDate, type Rule, type RuleContext, type RuleOutput } from '../rule.ts';
 import { shiftAt } from '../shift-calendar.ts';
 import type { CountProductionConfig, CounterConfig } from './config.ts';
@@ -370,7 +370,7 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
       // the event names its order, but not faithfully: neither that number nor the active order is certain
       quarantined.push({
         code: 'ORDER_ATTRIBUTION',
-        reason: `${cfg.id}: ${d} ${role} parts counted at ${signal.sourceTime} for order ${String(rounded)}, a number beyond 2^53 that was rounded when parsed (send order numbers as strings); they are not confirmed`,
+        reason: `${cfg.id}: ${d} ${role} parts counted at ${signal.sourceTime} are not confirmed: ${roundedProblem('order', rounded, orderFromCounter!.orderPath)}`,
         source: signal.source,
         payload: signal,
       });
@@ -701,7 +701,7 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
         }
       } else if (orderCfg === orderFromTag && signal.value !== null && signal.value !== '') {
         const rounded = roundedOrderNumber(signal.value, orderCfg);
-        const why = rounded !== undefined ? `: ${String(rounded)} is a number beyond 2^53, rounded when parsed (send order numbers as strings)` : '';
+        const why = rounded !== undefined ? `: ${roundedProblem('order', rounded)}` : '';
         quarantined.push({ code: 'SCHEMA_INVALID', reason: `${cfg.id}: no order in ${signal.source}/${signal.ref} value ${JSON.stringify(signal.value).slice(0, 200)}${why}`, source: signal.source, payload: signal });
       }
     }
@@ -742,7 +742,7 @@ export function countProduction(cfg: CountProductionConfig, mode: 'live' | 'shad
             ? { ...(active && active.order === named ? active : {}), order: named, operation: op ?? (active && active.order === named ? active.operation : ('operation' in ao ? ao.operation : '0010')) }
             : active;
         if (!order && f.orderPath) {
-          const why = rounded ? ` (${String(namedRaw)} is a number beyond 2^53, rounded when parsed: send order numbers as strings)` : '';
+          const why = rounded ? `: ${roundedProblem('order', namedRaw)}` : '';
           quarantined.push({ code: 'SCHEMA_INVALID', reason: `${cfg.id}: final signal ${signal.source}/${signal.ref} names no order at ${f.orderPath}${why}`, source: signal.source, payload: signal });
         }
         const k = order && orderKey(order);
