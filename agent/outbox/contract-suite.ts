@@ -470,6 +470,15 @@ export function outboxContractSuite(factory: OutboxFactory): void {
       o.close();
     });
 
+    void it('runs with temp_store MEMORY: statement journals stay in memory, not a temp file per settle or append', async () => {
+      // a statement after the first in a transaction journals the pages it changes; with the default temp
+      // store that journal spills to a new temp file past 64 KiB (two per settle of 1,000 items, seen with strace)
+      const o = open({ path: newPath() });
+      assert.equal(count(o, 'PRAGMA temp_store'), 2);
+      assert.equal(String(o.query<Record<string, string>>('PRAGMA journal_mode')[0].journal_mode), 'wal');
+      o.close();
+    });
+
     void it('migrates a version-1 database and keeps its rows and counts', async () => {
       const path = newPath();
       const o0 = open({ path });
@@ -485,6 +494,8 @@ export function outboxContractSuite(factory: OutboxFactory): void {
       raw.close();
       const o = open({ path });
       assert.equal(count(o, 'PRAGMA user_version'), migrations.length);
+      // migrations ran with the default temp store; the connection keeps its statement journals in memory after them
+      assert.equal(count(o, 'PRAGMA temp_store'), 2);
       assert.equal(o.stats().pending, 1);
       assert.equal(o.stats().deadLetters, 1);
       assert.equal(o.claim(10, 1000)[0].tx.idempotencyKey, 'v1-key');

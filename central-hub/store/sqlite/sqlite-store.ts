@@ -186,6 +186,10 @@ export class SqliteHubStore implements HubStore {
     // the inline auto-checkpoint halves batched inserts and stalls commits: checkpoint on a timer instead
     this.db.pragma('wal_autocheckpoint = 0');
     this.migrateSync();
+    // Statement journals in memory, after the migrations (an index built over a large table would sort in
+    // memory too). With the default, a statement after the first in a transaction spills its journal to a
+    // new temp file past 64 KiB: opened, written and closed per ingest batch (seen with strace).
+    this.db.pragma('temp_store = MEMORY');
     this.s = this.prepare();
     this.checkpointTimer = setInterval(() => {
       try {
