@@ -45,8 +45,11 @@ export function ingestRoutes(app: FastifyInstance, deps: { store: HubStore; metr
     const results: Array<ItemResult | undefined> = new Array(batch.items.length);
     const valid: Array<{ index: number; tx: Transaction }> = [];
     const foreignPlants = new Set<string>();
+    // every item stored as parsed (not a copy made by validation): the received text can be stored as is
+    let asParsed = true;
     batch.items.forEach((item, index) => {
       const v = validateTransaction(item);
+      if (v.ok && v.value !== item) asParsed = false;
       const id = typeof item.id === 'string' ? item.id.slice(0, 200) : '';
       const key = typeof item.idempotencyKey === 'string' ? item.idempotencyKey.slice(0, 300) : '';
       if (!v.ok) {
@@ -70,7 +73,8 @@ export function ingestRoutes(app: FastifyInstance, deps: { store: HubStore; metr
       throw new PlantBridgeError('PLANT_MISMATCH', `agent ${agent.id} may write for ${agent.plants.join(', ')} only, not ${[...foreignPlants].join(', ')}`, { correlationId: req.id });
     }
     if (valid.length > 0) {
-      const stored = await store.ingest(agent.id, valid.map((v) => v.tx), new Date(), { batchId: batch.batchId });
+      const itemsJson = asParsed && valid.length === batch.items.length ? receivedItems.get(req.body as object) : undefined;
+      const stored = await store.ingest(agent.id, valid.map((v) => v.tx), new Date(), { batchId: batch.batchId, ...(itemsJson ? { itemsJson } : {}) });
       let accepted = 0;
       let duplicates = 0;
       const conflicts: string[] = [];
@@ -130,5 +134,30 @@ function parseIngestJson(_req: FastifyRequest, body: string | Buffer, done: (err
   } catch {
     return done(new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY());
   }
+  if (typeof body !== 'string' && parsed !== null && typeof parsed === 'object') {
+    const items = itemsText(body);
+    if (items) receivedItems.set(parsed, items);
+  }
   done(null, parsed);
+}
+
+/** parsed ingest body -> the bytes of its items array, as received (see itemsText) */
+const receivedItems = new WeakMap<object, Buffer>();
+
+/** The frame's four other fields, each once, as plain strings, in the agent's order, then the items. */
+const FRAME_HEAD = /^\{"schema":"[^"\\]*","batchId":"[^"\\]*","agentId":"[^"\\]*","sentAt":"[^"\\]*","items":\[/;
+
+/**
+ * The items array of a frame laid out as the agent sends it (serialiseBatch): the head above, the items,
+ * then `}` as the last byte. A view of the body, no copy. The head's strings hold no quote or backslash,
+ * so the "items" key seen is the frame's own; and if the bytes from its `[` to the end are one JSON
+ * array, they are exactly the items parsed. They are not one array only when a later key follows (a frame
+ * with "items" twice): the store finds that out when it parses them, and serialises the parsed items.
+ * Any other layout gives undefined, and the store serialises.
+ */
+export function itemsText(body: Buffer): Buffer | undefined {
+  if (body.length < 2 || body[body.length - 1] !== 0x7d || body[body.length - 2] !== 0x5d) return undefined;
+  const head = FRAME_HEAD.exec(body.toString('latin1', 0, Math.min(body.length, 1024)));
+  if (!head) return undefined;
+  return body.subarray(head[0].length - 1, body.length - 1);
 }

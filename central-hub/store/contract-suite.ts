@@ -92,6 +92,27 @@ export function hubStoreContract(name: string, factory: StoreFactory): void {
       assert.ok(seqOf(odd.idempotencyKey) < seqOf(plain.idempotencyKey), 'seq follows the batch order');
     });
 
+    void test('ingest with the received items text stores those bytes; text that is not one array is not stored, the parsed items are', async () => {
+      const odd = testTx({ order: 'I-raw' });
+      odd.correlationId = 'say "hi" \\ \u00e9 😀 \u0001';
+      const plain = testTx({ order: 'I-raw' });
+      // as an agent sends them: escapes and number forms that JSON.stringify would write differently
+      const raw = (t: object) => JSON.stringify(t).replace('\u00e9', '\\u00e9').replace(/"qty":(\d+)/, '"qty":$1.0');
+      const itemsJson = Buffer.from(`[${raw(odd)},\n ${raw(plain)}]`);
+      const r = await store.ingest('edge-1', [odd, plain], new Date(), { batchId: 'B-raw', itemsJson });
+      assert.deepEqual(r.map((x) => x.status), ['accepted', 'accepted']);
+      assert.deepEqual((await store.getTransaction(odd.idempotencyKey))?.body, odd);
+      assert.deepEqual((await store.getTransaction(plain.idempotencyKey))?.body, plain);
+      // a frame with "items" twice: the view runs from the first array to the end, which is not one array
+      const first = testTx({ order: 'I-raw2' });
+      const second = testTx({ order: 'I-raw2' });
+      const twice = Buffer.from(`[${JSON.stringify(first)}],"items":[${JSON.stringify(second)}]`);
+      const r2 = await store.ingest('edge-1', [second], new Date(), { batchId: 'B-raw2', itemsJson: twice });
+      assert.deepEqual(r2.map((x) => x.status), ['accepted']);
+      assert.deepEqual((await store.getTransaction(second.idempotencyKey))?.body, second);
+      assert.equal(await store.getTransaction(first.idempotencyKey), undefined);
+    });
+
     void test('static agents: upsert, find by token hash, revoke at once', async () => {
       await store.upsertAgent({ id: 'static-1', plants: ['P1', 'P2'], tokenHash: hash('tok-static-1') });
       const a = await store.findAgentByTokenHash(hash('tok-static-1'));

@@ -126,6 +126,16 @@ export interface AuditEvent {
   detail?: unknown;
 }
 
+export interface IngestMeta {
+  batchId?: string;
+  /**
+   * The items' JSON text as received: one JSON array whose elements parse to `items`, in order (the hub
+   * gives it only when it stores every item of the frame as parsed). The PostgreSQL store stores these
+   * bytes instead of serialising the items again; if they are not one array after all, it serialises.
+   */
+  itemsJson?: Buffer;
+}
+
 export interface HubStore {
   readonly kind: 'sqlite' | 'postgres';
   migrate(): Promise<void>;
@@ -139,7 +149,7 @@ export interface HubStore {
    * Stores validated transactions idempotently, unique by idempotencyKey, in one database transaction.
    * Returns one result per item in order: accepted, or duplicate with the original outcome.
    */
-  ingest(agentId: string, items: Transaction[], receivedAt: Date, meta?: { batchId?: string }): Promise<ItemResult[]>;
+  ingest(agentId: string, items: Transaction[], receivedAt: Date, meta?: IngestMeta): Promise<ItemResult[]>;
 
   recordHeartbeat(hb: AgentHeartbeat, receivedAt: Date): Promise<void>;
 

@@ -13,6 +13,7 @@ import {
   type AuditEvent,
   type HeartbeatPoint,
   type HubStore,
+  type IngestMeta,
   type LineageEvent,
   type NewEnrollment,
   type OutcomeEvent,
@@ -142,6 +143,8 @@ const MIGRATE_LOCK = 7_305_812_447_001;
 const OUTCOME_LOG_LOCK = 7_305_812_447_002;
 /** With an agent id's hashtext: one enrollment change of an agent at a time (issue, redeem, revoke). */
 const AGENT_LOCK_CLASS = 7_305_812;
+/** SQLSTATE 22P02, invalid_text_representation: here, a JSON parameter that does not parse */
+const INVALID_TEXT = '22P02';
 
 type Row = Record<string, any>;
 
@@ -251,7 +254,7 @@ export class PostgresHubStore implements HubStore {
     return { id: r.id, plants: r.plants, tokenHash: r.token_hash, ...(r.revoked_at ? { revokedAt: iso(r.revoked_at)! } : {}) };
   }
 
-  async ingest(agentId: string, items: Transaction[], receivedAt: Date, meta: { batchId?: string } = {}): Promise<ItemResult[]> {
+  async ingest(agentId: string, items: Transaction[], receivedAt: Date, meta: IngestMeta = {}): Promise<ItemResult[]> {
     if (items.length === 0) return [];
     const cols = {
       key: [] as string[],
@@ -280,18 +283,31 @@ export class PostgresHubStore implements HubStore {
     }
     // One statement for the whole batch; ORDINALITY keeps seq in the batch's (outbox) order. The bodies
     // travel as one JSON array, not a text[]: pg escapes every quote of every body in a text[] (~5 us per
-    // transaction), and a `json` element's text is exactly its JSON.stringify form.
-    const inserted = await this.pool.query(
-      `INSERT INTO transactions(idempotency_key, id, type, plant, agent_id, batch_id, work_center, order_no, order_key, qty, uom, event_time, received_at, body)
-       SELECT k, i, t, p, $12, $13, w, o, ok, q, u, e, $14, b.body::text
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::text[], $10::text[])
-         WITH ORDINALITY AS x(k, i, t, p, w, o, ok, q, u, e, n)
-       JOIN json_array_elements($11::json) WITH ORDINALITY AS b(body, m) ON b.m = x.n
-       ORDER BY n
-       ON CONFLICT (idempotency_key) DO NOTHING
-       RETURNING idempotency_key`,
-      [cols.key, cols.id, cols.type, cols.plant, cols.workCenter, cols.order, cols.orderKey, cols.qty, cols.uom, cols.eventTime, JSON.stringify(items), agentId, meta.batchId ?? null, receivedAt],
-    );
+    // transaction), and a `json` element's text is exactly its JSON form. The array is the received bytes
+    // when the hub has them (a Buffer goes as a binary parameter, which for json is its text): no second
+    // serialisation of the ~1 MB of items (~1.3 us per transaction, measured), no string to encode again.
+    const insert = (bodies: string | Buffer) =>
+      this.pool.query(
+        `INSERT INTO transactions(idempotency_key, id, type, plant, agent_id, batch_id, work_center, order_no, order_key, qty, uom, event_time, received_at, body)
+         SELECT k, i, t, p, $12, $13, w, o, ok, q, u, e, $14, b.body::text
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::text[], $10::text[])
+           WITH ORDINALITY AS x(k, i, t, p, w, o, ok, q, u, e, n)
+         JOIN json_array_elements($11::json) WITH ORDINALITY AS b(body, m) ON b.m = x.n
+         ORDER BY n
+         ON CONFLICT (idempotency_key) DO NOTHING
+         RETURNING idempotency_key`,
+        [cols.key, cols.id, cols.type, cols.plant, cols.workCenter, cols.order, cols.orderKey, cols.qty, cols.uom, cols.eventTime, bodies, agentId, meta.batchId ?? null, receivedAt],
+      );
+    let inserted: pg.QueryResult | undefined;
+    if (meta.itemsJson) {
+      try {
+        inserted = await insert(meta.itemsJson);
+      } catch (err) {
+        // not one JSON array after all (a frame with its "items" key twice): the statement stored nothing
+        if ((err as { code?: string }).code !== INVALID_TEXT) throw err;
+      }
+    }
+    inserted ??= await insert(JSON.stringify(items));
     const fresh = new Set<string>(inserted.rows.map((r) => r.idempotency_key as string));
     const dupKeys = items.filter((t) => !fresh.has(t.idempotencyKey)).map((t) => t.idempotencyKey);
     const existing = new Map<string, Outcome>();

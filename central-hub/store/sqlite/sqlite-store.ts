@@ -19,6 +19,7 @@ import {
   type RedeemResult,
   type AuditEvent,
   type HubStore,
+  type IngestMeta,
   type PostingJob,
   type PostingOutcome,
   type PostingState,
@@ -321,7 +322,7 @@ export class SqliteHubStore implements HubStore {
     return { id: r.id, plants: JSON.parse(r.plants), tokenHash: r.token_hash, ...(r.revoked_at ? { revokedAt: r.revoked_at } : {}) };
   }
 
-  async ingest(agentId: string, items: Transaction[], receivedAt: Date, meta: { batchId?: string } = {}): Promise<ItemResult[]> {
+  async ingest(agentId: string, items: Transaction[], receivedAt: Date, meta: IngestMeta = {}): Promise<ItemResult[]> {
     const at = receivedAt.toISOString();
     const batchId = meta.batchId ?? null;
     return this.group(() =>
