@@ -15,6 +15,9 @@ export const NATIVE_ADDON_ASSET = 'better_sqlite3.node';
 /** The MQTT driver's commit thread (agent/drivers/mqtt/commit-worker.ts), bundled on its own: worker code is an asset too. */
 export const COMMIT_WORKER_ASSET = 'mqtt-commit-worker.cjs';
 
+/** The hub SQLite store's checkpoint thread (central-hub/store/sqlite/checkpoint-worker.ts), likewise. */
+export const HUB_CHECKPOINT_ASSET = 'hub-checkpoint-worker.cjs';
+
 /** better-sqlite3's prebuilt Linux addon links against glibc 2.34 symbols (Node 24 itself needs 2.28). */
 export const ADDON_MIN_GLIBC = '2.34';
 

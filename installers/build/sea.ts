@@ -4,7 +4,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSy
 import { createRequire } from 'node:module';
 import { basename, join, resolve } from 'node:path';
 import { build, type Plugin } from 'esbuild';
-import { COMMIT_WORKER_ASSET, NATIVE_ADDON_ASSET } from './sea-runtime.ts';
+import { COMMIT_WORKER_ASSET, HUB_CHECKPOINT_ASSET, NATIVE_ADDON_ASSET } from './sea-runtime.ts';
 
 /**
  * Builds one single executable (Node SEA): esbuild bundles an entry into one CommonJS file (Node 24's SEA
@@ -23,7 +23,7 @@ export const TARGETS: Target[] = ['linux-x64', 'win-x64'];
 /** `workers`: worker-thread entries bundled on their own and embedded as assets (asset name -> entry) */
 export const APPS: Record<App, { name: string; entry: string; workers?: Record<string, string> }> = {
   agent: { name: 'plantbridge-agent', entry: 'agent/cli.ts', workers: { [COMMIT_WORKER_ASSET]: 'agent/drivers/mqtt/commit-worker.ts' } },
-  hub: { name: 'plantbridge-hub', entry: 'central-hub/cli.ts' },
+  hub: { name: 'plantbridge-hub', entry: 'central-hub/cli.ts', workers: { [HUB_CHECKPOINT_ASSET]: 'central-hub/store/sqlite/checkpoint-worker.ts' } },
 };
 
 const NODE_PACKAGE: Record<Target, { pkg: string; member: string }> = {

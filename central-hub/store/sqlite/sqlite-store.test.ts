@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import Database from 'better-sqlite3';
 import { hubStoreContract } from '../contract-suite.ts';
+import { testTx } from '../test-tx.ts';
 import { SqliteHubStore } from './sqlite-store.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'pb-hubstore-'));
@@ -25,6 +27,55 @@ void test('keeps statement journals in memory, after migrating with the default 
     assert.equal(db.pragma('user_version', { simple: true }) as number > 0, true);
     await store.close();
   } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
+});
+
+void test('checkpoints run on a thread of their own, and the store completes each: the WAL rewinds, nothing is lost', async () => {
+  const d = mkdtempSync(join(tmpdir(), 'pb-hubstore-ckpt-'));
+  const path = join(d, 'hub.db');
+  const store = new SqliteHubStore(path);
+  try {
+    assert.equal(store.checkpointer(), 'worker');
+    const keys: string[] = [];
+    for (let b = 0; b < 10; b++) {
+      const items = Array.from({ length: 200 }, () => testTx({ order: `CK-${b % 3}` }));
+      keys.push(...items.map((t) => t.idempotencyKey));
+      await store.ingest('edge-1', items, new Date());
+    }
+    const walAfterIngest = statSync(`${path}-wal`).size;
+    assert.ok(walAfterIngest > 1_000_000, `the WAL holds the batches (${walAfterIngest} bytes)`);
+    const deadline = Date.now() + 10_000;
+    while (store.checkpoints.worker === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(store.checkpoints.worker > 0, 'the worker checkpointed');
+    assert.ok(store.checkpoints.eventLoop > 0, 'the store followed up');
+    // everything is in the database file: a checkpoint from another connection finds no frame left to copy
+    const reader = new Database(path, { readonly: true });
+    const r = reader.pragma('wal_checkpoint(PASSIVE)', { simple: false }) as Array<{ log: number; checkpointed: number }>;
+    assert.equal(r[0].checkpointed, r[0].log, 'no frame left to copy');
+    reader.close();
+    // the next commit rewinds the WAL: it writes from the start of the file, which does not grow
+    await store.ingest('edge-1', [testTx({ order: 'CK-x' })], new Date());
+    assert.ok(statSync(`${path}-wal`).size <= walAfterIngest);
+    assert.equal((await store.counts()).queued, keys.length + 1);
+  } finally {
+    await store.close();
+    rmSync(d, { recursive: true, force: true });
+  }
+});
+
+void test('a checkpoint thread that cannot run leaves the checkpoints to the event loop', async () => {
+  const d = mkdtempSync(join(tmpdir(), 'pb-hubstore-ckpt-'));
+  const store = new SqliteHubStore(join(d, 'hub.db'), undefined, { checkpointer: { code: 'throw new Error("no checkpoints here")' } });
+  try {
+    const deadline = Date.now() + 10_000;
+    while (store.checkpointer() === 'worker' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(store.checkpointer(), 'event-loop');
+    await store.ingest('edge-1', [testTx({ order: 'CK-f' })], new Date());
+    while (store.checkpoints.eventLoop === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(store.checkpoints.eventLoop > 0);
+  } finally {
+    await store.close();
     rmSync(d, { recursive: true, force: true });
   }
 });
