@@ -179,7 +179,10 @@ export function buildHub(opts: HubOptions): Hub {
       posting.start();
       const address = await app.listen({ host: config.hub.host, port: config.hub.port });
       url = address.replace('[::1]', '127.0.0.1');
-      log.info({ url, store: s.kind, erp: adapter.name, version: VERSION }, 'Hub listening');
+      // the SQLite store's checkpoints: on a thread of their own, or (it could not start) on the event loop
+      const checkpoints = await (s as { checkpointerStarted?: () => Promise<{ where: string; reason?: string }> }).checkpointerStarted?.();
+      if (checkpoints?.where === 'event-loop') log.warn({ reason: checkpoints.reason }, 'SQLite checkpoints run on the event loop: the checkpoint thread could not start');
+      log.info({ url, store: s.kind, ...(checkpoints ? { checkpoints: checkpoints.where } : {}), erp: adapter.name, version: VERSION }, 'Hub listening');
     },
     async stop() {
       await app.close();

@@ -280,6 +280,8 @@ rules:
         );
         const h = start(hub.file, ['serve', '--config', 'hub.yaml'], cwd, env);
         await until('hub listening', () => canConnect('127.0.0.1', hubPort, 200), 60_000, h.output);
+        // the SQLite store's checkpoint thread runs from its bundled asset
+        await until('hub checkpoints on their own thread', () => /"checkpoints":"worker"/.test(h.output()), 30_000, h.output);
         const a = start(agent.file, ['run', '--config', 'agent.yaml'], cwd, env);
         const diag = () => `agent:\n${a.output()}\nhub:\n${h.output()}`;
         await until('a confirmation posted to the ERP', () => sap.confirmations().length > 0, 120_000, diag);

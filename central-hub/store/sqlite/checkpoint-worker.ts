@@ -26,3 +26,4 @@ port.on('message', (m: { type?: string }) => {
   db.close();
   port.close();
 });
+port.postMessage({ type: 'ready' });

@@ -36,6 +36,7 @@ void test('checkpoints run on a thread of their own, and the store completes eac
   const path = join(d, 'hub.db');
   const store = new SqliteHubStore(path);
   try {
+    assert.deepEqual(await store.checkpointerStarted(), { where: 'worker' });
     assert.equal(store.checkpointer(), 'worker');
     const keys: string[] = [];
     for (let b = 0; b < 10; b++) {
@@ -68,9 +69,11 @@ void test('a checkpoint thread that cannot run leaves the checkpoints to the eve
   const d = mkdtempSync(join(tmpdir(), 'pb-hubstore-ckpt-'));
   const store = new SqliteHubStore(join(d, 'hub.db'), undefined, { checkpointer: { code: 'throw new Error("no checkpoints here")' } });
   try {
-    const deadline = Date.now() + 10_000;
-    while (store.checkpointer() === 'worker' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const started = await store.checkpointerStarted();
+    assert.equal(started.where, 'event-loop');
+    assert.match(started.reason ?? '', /no checkpoints here/);
     assert.equal(store.checkpointer(), 'event-loop');
+    const deadline = Date.now() + 10_000;
     await store.ingest('edge-1', [testTx({ order: 'CK-f' })], new Date());
     while (store.checkpoints.eventLoop === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     assert.ok(store.checkpoints.eventLoop > 0);

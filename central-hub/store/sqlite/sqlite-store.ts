@@ -177,6 +177,11 @@ function typeOf(schema: string): string {
 
 const CHECKPOINT_INTERVAL_MS = 1000;
 
+export interface CheckpointerStart {
+  where: 'worker' | 'event-loop' | 'none';
+  reason?: string;
+}
+
 /** Where the checkpoint thread's code is: this folder's checkpoint-worker.ts, or (single executable) a bundled asset. */
 export type CheckpointerSource = { file: URL } | { code: string };
 
@@ -224,8 +229,11 @@ export class SqliteHubStore implements HubStore {
    * the worker cannot run, this connection checkpoints every second as before.
    */
   private startCheckpointer(path: string, nativeBinding: string | undefined, source: CheckpointerSource | undefined): void {
-    const onThisThread = () => {
+    let started!: (r: CheckpointerStart) => void;
+    this.checkpointerStart = new Promise((resolve) => (started = resolve));
+    const onThisThread = (reason: string) => {
       this.checkpointWorker = undefined;
+      started({ where: 'event-loop', reason });
       if (this.checkpointTimer || !this.db.open) return;
       this.checkpointTimer = setInterval(() => this.checkpointHere(), CHECKPOINT_INTERVAL_MS);
       this.checkpointTimer.unref();
@@ -235,21 +243,30 @@ export class SqliteHubStore implements HubStore {
       const src = source ?? checkpointerSource();
       const workerData = { path, nativeBinding, intervalMs: CHECKPOINT_INTERVAL_MS };
       w = 'file' in src ? new Worker(src.file, { workerData, name: 'hub-checkpoint' }) : new Worker(src.code, { eval: true, workerData, name: 'hub-checkpoint' });
-    } catch {
-      return onThisThread();
+    } catch (err) {
+      return onThisThread((err as Error).message);
     }
     w.unref();
+    let failure = 'the checkpoint thread ended';
     w.on('message', (m: { type: string }) => {
+      if (m.type === 'ready') started({ where: 'worker' });
       if (m.type !== 'checkpointed') return;
       this.checkpoints.worker++;
       this.checkpointHere();
     });
     // a worker that fails (its code or its connection) or ends: this thread takes over
-    w.on('error', () => undefined);
+    w.on('error', (err) => (failure = err.message));
     w.on('exit', () => {
-      if (this.checkpointWorker === w) onThisThread();
+      if (this.checkpointWorker === w) onThisThread(failure);
     });
     this.checkpointWorker = w;
+  }
+
+  private checkpointerStart: Promise<CheckpointerStart> = Promise.resolve({ where: 'none' });
+
+  /** Where checkpoints run once the checkpoint thread has started, or failed to (then with the reason). */
+  checkpointerStarted(): Promise<CheckpointerStart> {
+    return this.checkpointerStart;
   }
 
   /** checkpoints run so far: by the worker, and by this thread (the worker's follow-ups, or the timer's) */
