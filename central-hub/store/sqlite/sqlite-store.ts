@@ -392,6 +392,8 @@ export class SqliteHubStore implements HubStore {
     if (w) {
       this.checkpointWorker = undefined;
       const exited = new Promise((r) => w.once('exit', r));
+      // referenced while it stops: an unreferenced worker would let the process end before close() returns
+      w.ref();
       w.postMessage({ type: 'stop' });
       await exited;
     }
