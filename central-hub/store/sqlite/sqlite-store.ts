@@ -282,11 +282,6 @@ export class SqliteHubStore implements HubStore {
     }
   }
 
-  /** Where checkpoints run: 'worker' (a thread of their own) or 'event-loop' (none when the store is in memory). */
-  checkpointer(): 'worker' | 'event-loop' | 'none' {
-    return this.checkpointWorker ? 'worker' : this.checkpointTimer ? 'event-loop' : 'none';
-  }
-
   private migrateSync(): void {
     const version = this.db.pragma('user_version', { simple: true }) as number;
     for (let v = version; v < MIGRATIONS.length; v++) {
