@@ -20,6 +20,7 @@ import { createHubMetrics } from './metrics.ts';
 import { fleetStatus } from './monitor/fleet-status.ts';
 import type { HubStore, PostingOutcome } from './store/hub-store.ts';
 import { openHubStore } from './store/open-store.ts';
+import { SqliteHubStore, type CheckpointerStart } from './store/sqlite/sqlite-store.ts';
 import { createHubLogger } from './log.ts';
 
 export interface HubOptions {
@@ -180,8 +181,10 @@ export function buildHub(opts: HubOptions): Hub {
       const address = await app.listen({ host: config.hub.host, port: config.hub.port });
       url = address.replace('[::1]', '127.0.0.1');
       // the SQLite store's checkpoints: on a thread of their own, or (it could not start) on the event loop
-      const started = (s as { checkpointerStarted?: () => Promise<{ where: string; reason?: string }> }).checkpointerStarted?.();
-      const checkpoints = started && (await Promise.race([started, new Promise<{ where: string; reason?: string }>((r) => setTimeout(() => r({ where: 'starting' }), 5000).unref())]));
+      const checkpoints =
+        s instanceof SqliteHubStore
+          ? await Promise.race([s.checkpointerStarted(), new Promise<CheckpointerStart>((r) => setTimeout(() => r({ where: 'starting' }), 5000).unref())])
+          : undefined;
       if (checkpoints?.where === 'event-loop') log.warn({ reason: checkpoints.reason }, 'SQLite checkpoints run on the event loop: the checkpoint thread could not start');
       log.info({ url, store: s.kind, ...(checkpoints ? { checkpoints: checkpoints.where } : {}), erp: adapter.name, version: VERSION }, 'Hub listening');
     },

@@ -92,7 +92,7 @@ export function hubStoreContract(name: string, factory: StoreFactory): void {
       assert.ok(seqOf(odd.idempotencyKey) < seqOf(plain.idempotencyKey), 'seq follows the batch order');
     });
 
-    void test('ingest with the received items text stores those bytes; text that is not one array is not stored, the parsed items are', async () => {
+    void test('ingest with the received items text stores items equal to the parsed ones; text that is not one array stores nothing of its own', async () => {
       const odd = testTx({ order: 'I-raw' });
       odd.correlationId = 'say "hi" \\ \u00e9 😀 \u0001';
       const plain = testTx({ order: 'I-raw' });

@@ -178,7 +178,8 @@ function typeOf(schema: string): string {
 const CHECKPOINT_INTERVAL_MS = 1000;
 
 export interface CheckpointerStart {
-  where: 'worker' | 'event-loop' | 'none';
+  /** 'starting': the hub stopped waiting for the thread (build-hub) */
+  where: 'worker' | 'event-loop' | 'none' | 'starting';
   reason?: string;
 }
 
