@@ -127,7 +127,8 @@ async function serve(): Promise<void> {
   process.stdin.resume();
   process.stdin.on('end', () => {
     const cpu = process.cpuUsage(cpu0);
-    if (process.env.PB_BENCH_CPU) process.stderr.write(`${mode} ${kind} cpu ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s (sys ${(cpu.system / 1e6).toFixed(2)})\n`);
+    const ck = store instanceof SqliteHubStore ? `, checkpoints ${JSON.stringify(store.checkpoints)}` : '';
+    if (process.env.PB_BENCH_CPU) process.stderr.write(`${mode} ${kind} cpu ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s (sys ${(cpu.system / 1e6).toFixed(2)})${ck}\n`);
     void stop().then(() => process.exit(0));
   });
 }
@@ -208,6 +209,21 @@ async function drainProduct(template: string, kind: string, runDir: string, batc
 async function drainAgent(): Promise<void> {
   const outbox = openOutbox({ path: strArg('outbox')!, synchronous: 'full', rules: txDeriver(AGENT) });
   const n = outbox.stats().pending;
+  const spent = { claim: 0, settle: 0 };
+  if (process.env.PB_BENCH_CPU) {
+    for (const k of ['claim', 'settle'] as const) {
+      const orig = (outbox as any)[k].bind(outbox);
+      (outbox as any)[k] = (...a: unknown[]) => {
+        const c0 = process.cpuUsage();
+        try {
+          return orig(...a);
+        } finally {
+          const c = process.cpuUsage(c0);
+          spent[k] += c.user + c.system;
+        }
+      };
+    }
+  }
   let done = 0;
   let finish!: () => void;
   const all = new Promise<void>((r) => (finish = r));
@@ -259,7 +275,7 @@ async function drainAgent(): Promise<void> {
   gcObs?.disconnect();
   if (process.env.PB_BENCH_CPU) {
     const gc = Object.entries(gcMs).map(([k, ms]) => `${k} ${((ms * 1000) / n).toFixed(2)}`).join(', ');
-    process.stderr.write(`agent cpu ${((cpu.user + cpu.system) / n).toFixed(2)} us/tx (sys ${(cpu.system / n).toFixed(2)}), wall ${((seconds * 1e6) / n).toFixed(2)} us/tx; gc us/tx: ${gc || 'none'}\n`);
+    process.stderr.write(`agent cpu ${((cpu.user + cpu.system) / n).toFixed(2)} us/tx (sys ${(cpu.system / n).toFixed(2)}), wall ${((seconds * 1e6) / n).toFixed(2)} us/tx, claim ${(spent.claim / n).toFixed(2)}, settle ${(spent.settle / n).toFixed(2)}; gc us/tx: ${gc || 'none'}\n`);
   }
   mark('drain-end');
   clearInterval(sampler);

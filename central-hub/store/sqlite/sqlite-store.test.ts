@@ -31,7 +31,7 @@ void test('keeps statement journals in memory, after migrating with the default 
   }
 });
 
-void test('checkpoints run on a thread of their own, and the store completes each: the WAL rewinds, nothing is lost', async () => {
+void test('checkpoints run on a thread of their own and complete there: the WAL rewinds, nothing is lost', async () => {
   const d = mkdtempSync(join(tmpdir(), 'pb-hubstore-ckpt-'));
   const path = join(d, 'hub.db');
   const store = new SqliteHubStore(path);
@@ -48,7 +48,9 @@ void test('checkpoints run on a thread of their own, and the store completes eac
     const deadline = Date.now() + 10_000;
     while (store.checkpoints.worker === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     assert.ok(store.checkpoints.worker > 0, 'the worker checkpointed');
-    assert.ok(store.checkpoints.eventLoop > 0, 'the store followed up');
+    // nothing committed while it copied: it completed the checkpoint alone, the event loop did nothing
+    assert.equal(store.checkpoints.completeOnWorker, store.checkpoints.worker);
+    assert.equal(store.checkpoints.eventLoop, 0, 'no follow-up on the event loop');
     // everything is in the database file: a checkpoint from another connection finds no frame left to copy
     const reader = new Database(path, { readonly: true });
     const r = reader.pragma('wal_checkpoint(PASSIVE)', { simple: false }) as Array<{ log: number; checkpointed: number }>;
@@ -58,6 +60,36 @@ void test('checkpoints run on a thread of their own, and the store completes eac
     await store.ingest('edge-1', [testTx({ order: 'CK-x' })], new Date());
     assert.ok(statSync(`${path}-wal`).size <= walAfterIngest);
     assert.equal((await store.counts()).queued, keys.length + 1);
+  } finally {
+    await store.close();
+    rmSync(d, { recursive: true, force: true });
+  }
+});
+
+void test('a checkpoint the thread could not complete is completed by the store: the WAL rewinds', async () => {
+  const d = mkdtempSync(join(tmpdir(), 'pb-hubstore-ckpt-'));
+  const path = join(d, 'hub.db');
+  // a thread whose rounds never catch up (as under a steady stream of commits): it copies nothing and says so
+  const code = `const { parentPort } = require('node:worker_threads');
+    parentPort.postMessage({ type: 'ready' });
+    const t = setInterval(() => parentPort.postMessage({ type: 'checkpointed', complete: false }), 100);
+    parentPort.on('message', (m) => { if (m.type === 'stop') { clearInterval(t); parentPort.close(); } });`;
+  const store = new SqliteHubStore(path, undefined, { checkpointer: { code } });
+  try {
+    assert.deepEqual(await store.checkpointerStarted(), { where: 'worker' });
+    await store.ingest('edge-1', Array.from({ length: 200 }, () => testTx({ order: 'CK-i' })), new Date());
+    const walAfterIngest = statSync(`${path}-wal`).size;
+    const deadline = Date.now() + 10_000;
+    while (store.checkpoints.eventLoop === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(store.checkpoints.eventLoop > 0, 'the store followed up');
+    assert.equal(store.checkpoints.completeOnWorker, 0);
+    const reader = new Database(path, { readonly: true });
+    const r = reader.pragma('wal_checkpoint(PASSIVE)', { simple: false }) as Array<{ log: number; checkpointed: number }>;
+    assert.equal(r[0].checkpointed, r[0].log, 'no frame left to copy');
+    reader.close();
+    await store.ingest('edge-1', [testTx({ order: 'CK-i' })], new Date());
+    assert.ok(statSync(`${path}-wal`).size <= walAfterIngest, 'the next commit rewound the WAL');
+    assert.equal((await store.counts()).queued, 201);
   } finally {
     await store.close();
     rmSync(d, { recursive: true, force: true });
