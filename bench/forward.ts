@@ -80,6 +80,22 @@ function mark(what: string): void {
   if (process.env.PB_BENCH_MARKS) process.stderr.write(`MARK ${what} ${process.hrtime.bigint() / 1000n}\n`);
 }
 
+/** PB_BENCH_CPU: time in garbage collection by kind (minor = scavenge, major = mark-compact), in ms */
+function gcTimes(): { ms: Record<string, number>; stop(): void } {
+  const ms: Record<string, number> = {};
+  const obs = process.env.PB_BENCH_CPU
+    ? new PerformanceObserver((list) => {
+        for (const e of list.getEntries()) {
+          const kind = (e as { detail?: { kind?: number } }).detail?.kind;
+          const name = kind === constants.NODE_PERFORMANCE_GC_MINOR ? 'minor' : kind === constants.NODE_PERFORMANCE_GC_MAJOR ? 'major' : 'other';
+          ms[name] = (ms[name] ?? 0) + e.duration;
+        }
+      })
+    : undefined;
+  obs?.observe({ entryTypes: ['gc'] });
+  return { ms, stop: () => obs?.disconnect() };
+}
+
 // ---------- child process: the hub, or the bare endpoint ----------
 
 async function serve(): Promise<void> {
@@ -125,11 +141,13 @@ async function serve(): Promise<void> {
   }
   process.stdout.write(`URL ${url}\n`);
   const cpu0 = process.cpuUsage();
+  const gcMs = gcTimes();
   process.stdin.resume();
   process.stdin.on('end', () => {
     const cpu = process.cpuUsage(cpu0);
+    gcMs.stop();
     const ck = store instanceof SqliteHubStore ? `, checkpoints ${JSON.stringify(store.checkpoints)}` : '';
-    if (process.env.PB_BENCH_CPU) process.stderr.write(`${mode} ${kind} cpu ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s (sys ${(cpu.system / 1e6).toFixed(2)})${ck}\n`);
+    if (process.env.PB_BENCH_CPU) process.stderr.write(`${mode} ${kind} cpu ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s (sys ${(cpu.system / 1e6).toFixed(2)}), gc s: ${Object.entries(gcMs.ms).map(([k, ms]) => `${k} ${(ms / 1000).toFixed(2)}`).join(', ') || 'none'}${ck}\n`);
     void stop().then(() => process.exit(0));
   });
 }
@@ -256,18 +274,7 @@ async function drainAgent(): Promise<void> {
         process.stderr.write(`agent: done ${done} rss ${(m.rss / 1e6).toFixed(0)} MB heap ${(m.heapUsed / 1e6).toFixed(0)}/${(m.heapTotal / 1e6).toFixed(0)} MB external ${(m.external / 1e6).toFixed(0)} MB\n`);
       }, 2000)
     : undefined;
-  // PB_BENCH_CPU: time in garbage collection by kind (minor = scavenge, major = mark-compact)
-  const gcMs: Record<string, number> = {};
-  const gcObs = process.env.PB_BENCH_CPU
-    ? new PerformanceObserver((list) => {
-        for (const e of list.getEntries()) {
-          const kind = (e as { detail?: { kind?: number } }).detail?.kind;
-          const name = kind === constants.NODE_PERFORMANCE_GC_MINOR ? 'minor' : kind === constants.NODE_PERFORMANCE_GC_MAJOR ? 'major' : 'other';
-          gcMs[name] = (gcMs[name] ?? 0) + e.duration;
-        }
-      })
-    : undefined;
-  gcObs?.observe({ entryTypes: ['gc'] });
+  const gcMs = gcTimes();
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
   mark('drain-start');
@@ -275,9 +282,9 @@ async function drainAgent(): Promise<void> {
   await all;
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
-  gcObs?.disconnect();
+  gcMs.stop();
   if (process.env.PB_BENCH_CPU) {
-    const gc = Object.entries(gcMs).map(([k, ms]) => `${k} ${((ms * 1000) / n).toFixed(2)}`).join(', ');
+    const gc = Object.entries(gcMs.ms).map(([k, ms]) => `${k} ${((ms * 1000) / n).toFixed(2)}`).join(', ');
     process.stderr.write(`agent cpu ${((cpu.user + cpu.system) / n).toFixed(2)} us/tx (sys ${(cpu.system / n).toFixed(2)}), wall ${((seconds * 1e6) / n).toFixed(2)} us/tx, claim ${(spent.claim / n).toFixed(2)}, settle ${(spent.settle / n).toFixed(2)}; gc us/tx: ${gc || 'none'}\n`);
   }
   mark('drain-end');
