@@ -176,8 +176,6 @@ function typeOf(schema: string): string {
 }
 
 const CHECKPOINT_INTERVAL_MS = 1000;
-/** rounds of the worker's checkpoint before it leaves the rest to the store (each copies what the last one let pass) */
-const CHECKPOINT_ROUNDS = 4;
 
 export interface CheckpointerStart {
   /** 'starting': the hub stopped waiting for the thread (build-hub) */
@@ -226,13 +224,10 @@ export class SqliteHubStore implements HubStore {
    * Checkpoints. A checkpoint copies the WAL's frames into the database file; on the drain benchmark that
    * took a quarter of the hub's event loop, which is what limits the hub's SQLite ingest. So a worker
    * thread with a connection of its own copies them every second (PASSIVE: it never waits for, nor blocks,
-   * a commit), in rounds, each copying what was committed during the last, until one finds nothing left:
-   * the checkpoint is complete, and the next commit rewinds the WAL, so the file stays at about one second
-   * of writes. Under a steady stream of commits the worker may not get there in CHECKPOINT_ROUNDS; then
-   * this connection runs a PASSIVE checkpoint: it copies only what was committed during the last round,
-   * and it completes (this connection is the only writer, and nothing commits during it). Following up on
-   * every round instead cost the event loop 10-80 ms a second on the drain benchmark: the copy and two
-   * fsyncs. If the worker cannot run, this connection checkpoints every second as before.
+   * a commit), and then this connection runs a PASSIVE checkpoint too: it copies only what was committed
+   * while the worker worked, and it completes (this connection is the only writer, and nothing commits
+   * during it), so the next commit rewinds the WAL and the file stays at about one second of writes. If
+   * the worker cannot run, this connection checkpoints every second as before.
    */
   private startCheckpointer(path: string, nativeBinding: string | undefined, source: CheckpointerSource | undefined): void {
     let started!: (r: CheckpointerStart) => void;
@@ -247,19 +242,18 @@ export class SqliteHubStore implements HubStore {
     let w: Worker;
     try {
       const src = source ?? checkpointerSource();
-      const workerData = { path, nativeBinding, intervalMs: CHECKPOINT_INTERVAL_MS, rounds: CHECKPOINT_ROUNDS };
+      const workerData = { path, nativeBinding, intervalMs: CHECKPOINT_INTERVAL_MS };
       w = 'file' in src ? new Worker(src.file, { workerData, name: 'hub-checkpoint' }) : new Worker(src.code, { eval: true, workerData, name: 'hub-checkpoint' });
     } catch (err) {
       return onThisThread((err as Error).message);
     }
     w.unref();
     let failure = 'the checkpoint thread ended';
-    w.on('message', (m: { type: string; complete?: boolean }) => {
+    w.on('message', (m: { type: string }) => {
       if (m.type === 'ready') started({ where: 'worker' });
       if (m.type !== 'checkpointed') return;
       this.checkpoints.worker++;
-      if (m.complete === true) this.checkpoints.completeOnWorker++;
-      else this.checkpointHere();
+      this.checkpointHere();
     });
     // a worker that fails (its code or its connection) or ends: this thread takes over
     w.on('error', (err) => (failure = err.message));
@@ -276,11 +270,8 @@ export class SqliteHubStore implements HubStore {
     return this.checkpointerStart;
   }
 
-  /**
-   * Checkpoints run so far: by the worker (and how many of those it completed alone), and by this thread
-   * (the follow-ups of the others, or the timer's).
-   */
-  readonly checkpoints = { worker: 0, completeOnWorker: 0, eventLoop: 0 };
+  /** checkpoints run so far: by the worker, and by this thread (the worker's follow-ups, or the timer's) */
+  readonly checkpoints = { worker: 0, eventLoop: 0 };
 
   private checkpointHere(): void {
     try {
