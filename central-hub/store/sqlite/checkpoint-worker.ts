@@ -6,6 +6,8 @@ import Database from 'better-sqlite3';
  * to the hub's file, off the event loop. Every `intervalMs` it copies the WAL's frames into the database
  * file (PASSIVE: it never waits for, nor blocks, a commit) and tells the store, whose own PASSIVE
  * checkpoint then copies what was committed meanwhile and completes, so the next commit rewinds the WAL.
+ * It tells the store after a failed round too: the store's checkpoint then copies everything, and the WAL
+ * stays bounded even if this connection cannot checkpoint.
  */
 const port = parentPort;
 if (!port) throw new Error('checkpoint-worker.ts runs as a worker thread of the hub SQLite store');
@@ -15,10 +17,10 @@ const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
 const timer = setInterval(() => {
   try {
     checkpoint.get();
-    port.postMessage({ type: 'checkpointed' });
   } catch {
-    // busy (the store's own checkpoint runs) or an I/O error: the next tick tries again
+    // busy (the store's own checkpoint runs) or an I/O error: the store's follow-up copies it all
   }
+  port.postMessage({ type: 'checkpointed' });
 }, data.intervalMs);
 port.on('message', (m: { type?: string }) => {
   if (m?.type !== 'stop') return;
