@@ -3,13 +3,14 @@ import { basename, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { APPS, REPO, TARGETS, buildExecutable, cleanWorkDirs, hasTool, mb, sha256File, type App, type Target } from './sea.ts';
 import { buildDeb, buildTarball } from './linux-package.ts';
-import { buildWindowsBundle } from './windows-package.ts';
+import { buildWindowsBundle, winswExecutable } from './windows-package.ts';
 
 /**
  * `npm run package [-- --app agent --target linux-x64 --out dist --no-deb --no-strip]`
  *
  * Writes dist/plantbridge-{agent,hub}-{linux-x64,win-x64[.exe]}, and around them the .deb and the
- * install.sh archive (Linux) and the WinSW folder + zip (Windows), then dist/SHA256SUMS.
+ * install.sh archive (Linux) and the Windows folder (executable, pinned WinSW wrapper, install.ps1) + zip,
+ * then dist/SHA256SUMS.
  */
 
 const USAGE = `node installers/build/package.ts [--app agent|hub]... [--target linux-x64|win-x64]... [--out DIR]
@@ -67,8 +68,7 @@ async function main(argv: string[]): Promise<number> {
         else if (!values['no-deb']) log('  dpkg-deb not found: no .deb (apt-get install dpkg-dev)');
         artifacts.push(buildTarball({ app, version, binary: r.file, outDir }));
       } else {
-        const w = buildWindowsBundle({ app, version, exe: r.file, outDir });
-        if (!w.winsw.ok) log(`  ${w.winsw.reason}: the Windows folder says where to put it`);
+        const w = buildWindowsBundle({ app, version, exe: r.file, outDir, wrapper: winswExecutable({ log }) });
         if (w.zip) artifacts.push(w.zip);
         else artifacts.push(w.dir);
       }

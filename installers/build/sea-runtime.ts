@@ -27,15 +27,23 @@ export function isSingleExecutable(): boolean {
 
 /**
  * Path of better-sqlite3's addon extracted from the executable into `<stateDir>/lib/`, or undefined when
- * this process is not a single executable. The file name carries the content hash, so an upgrade writes a
- * new file next to the old one (a loaded DLL cannot be overwritten on Windows) and removes the others. An
- * existing file is re-hashed and rewritten if it differs, so a truncated or altered copy never loads.
+ * this process is not a single executable (see extractAddon).
  */
 export function nativeBindingPath(stateDir: string): string | undefined {
   if (!isSea()) return undefined;
-  const bytes = new Uint8Array(getAsset(NATIVE_ADDON_ASSET));
+  return extractAddon(join(stateDir, 'lib'), new Uint8Array(getAsset(NATIVE_ADDON_ASSET)));
+}
+
+/**
+ * Writes the addon `bytes` into `dir` as `better_sqlite3-<hash>.node` and returns that path. The file name
+ * carries the content hash, so an upgrade writes a new file next to the old one (a loaded DLL cannot be
+ * overwritten on Windows). An existing file is re-hashed and rewritten if it differs, so a truncated or
+ * altered copy never loads. Copies of other versions are removed where possible: on Windows a copy that
+ * another process has loaded (the running service, beside a newer executable's `outbox stats`) refuses
+ * with EPERM or EBUSY and stays until a later start.
+ */
+export function extractAddon(dir: string, bytes: Uint8Array): string {
   const hash = sha256(bytes);
-  const dir = join(stateDir, 'lib');
   const name = `better_sqlite3-${hash.slice(0, 16)}.node`;
   const file = join(dir, name);
   mkdirSync(dir, { recursive: true, mode: 0o750 });
@@ -52,8 +60,11 @@ export function nativeBindingPath(stateDir: string): string | undefined {
   }
   for (const other of readdirSync(dir)) {
     if (other !== name && /^better_sqlite3-[0-9a-f]+\.node(\.\d+\.tmp)?$/.test(other)) {
-      // best effort: on Windows a file still mapped by another process cannot be removed
-      rmSync(join(dir, other), { force: true });
+      try {
+        rmSync(join(dir, other), { force: true });
+      } catch {
+        // in use by another process (or not ours to remove): harmless, it is never loaded by this version
+      }
     }
   }
   return file;

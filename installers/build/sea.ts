@@ -64,28 +64,37 @@ export function nodeBinary(target: Target, opts: { version?: string; cacheDir?: 
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
   const { pkg, member } = NODE_PACKAGE[target];
   const out = join(cacheDir, `node-v${version}-${target}${target === 'win-x64' ? '.exe' : ''}`);
-  if (existsSync(out)) return out;
+  return fileFromNpmPackage({ pkg, version, member, out, cacheDir, log: opts.log, mode: 0o755 });
+}
+
+/**
+ * One file out of an npm package's tarball, fetched with `npm pack` (which checks the registry's integrity
+ * hash) into `cacheDir` and extracted to `out`; nothing is installed. Returns `out`, at once when it exists.
+ */
+export function fileFromNpmPackage(o: { pkg: string; version: string; member: string; out: string; cacheDir?: string; log?: (s: string) => void; mode?: number }): string {
+  if (existsSync(o.out)) return o.out;
+  const cacheDir = o.cacheDir ?? defaultCacheDir();
   mkdirSync(cacheDir, { recursive: true });
-  const tgz = join(cacheDir, `${pkg}-${version}.tgz`);
+  const tgz = join(cacheDir, `${o.pkg}-${o.version}.tgz`);
   if (!existsSync(tgz)) {
-    opts.log?.(`fetching ${pkg}@${version} with npm pack`);
-    const r = spawnSync('npm', ['pack', `${pkg}@${version}`, '--pack-destination', cacheDir, '--silent'], {
+    o.log?.(`fetching ${o.pkg}@${o.version} with npm pack`);
+    const r = spawnSync('npm', ['pack', `${o.pkg}@${o.version}`, '--pack-destination', cacheDir, '--silent'], {
       encoding: 'utf8',
       shell: process.platform === 'win32',
     });
     if (r.status !== 0 || !existsSync(tgz)) {
-      throw new Error(`npm pack ${pkg}@${version} failed (${r.status}): ${r.stderr || r.error?.message || ''}`.trim());
+      throw new Error(`npm pack ${o.pkg}@${o.version} failed (${r.status}): ${r.stderr || r.error?.message || ''}`.trim());
     }
   }
   const tmp = mkdtempSync(join(cacheDir, 'x-'));
   try {
-    run('tar', ['-xzf', tgz, '-C', tmp, member]);
-    renameSync(join(tmp, member), out);
+    run('tar', ['-xzf', tgz, '-C', tmp, o.member]);
+    renameSync(join(tmp, o.member), o.out);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
-  chmodSync(out, 0o755);
-  return out;
+  chmodSync(o.out, o.mode ?? 0o644);
+  return o.out;
 }
 
 /** `node-opcua` resolves to shims/node-opcua.ts, the client side only: see there why. */

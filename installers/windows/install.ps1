@@ -8,7 +8,8 @@
   Run from the unpacked release folder (plantbridge-<app>-<version>-win-x64), in an elevated PowerShell.
 
   Program files:  %ProgramFiles%\PlantBridge\<app>\  plantbridge-<app>.exe, the previous .exe, the WinSW
-                  wrapper plantbridge-<app>-service.exe and its XML.
+                  wrapper plantbridge-<app>-service.exe (checked against winsw.json) with its XML and
+                  .exe.config.
   Data:           %ProgramData%\PlantBridge\<app>\   config\<app>.yaml, state\ (outbox, PKI), logs\
                   Readable only by SYSTEM, Administrators and the service (its service SID
                   NT SERVICE\plantbridge-<app> when it runs as LocalService, else the given account).
@@ -67,29 +68,41 @@ $BuiltIn = @('NT AUTHORITY\LocalService', 'NT AUTHORITY\NetworkService')
 function Say([string]$Text) { Write-Host $Text }
 function Did([string]$Text) { Write-Host "  + $Text" }
 
-function Get-ExeVersion([string]$Path) {
-  if (-not (Test-Path $Path)) { return 'none' }
-  $out = & $Path --version 2>$null
-  if ($LASTEXITCODE -ne 0) { return 'unknown' }
-  return [string]($out | Select-Object -First 1)
+function Invoke-Captured {
+  # Runs a native program; returns its exit code and its output (stdout and stderr) as text, never throws.
+  # Windows PowerShell 5.1 turns every stderr line of a redirected native program into an error record,
+  # which $ErrorActionPreference = 'Stop' makes a terminating error even when the program succeeds (a
+  # warning on stderr would abort the install): so 'Continue' in here, and the records become plain text.
+  param([string]$Program, [string[]]$Arguments)
+  $ErrorActionPreference = 'Continue'
+  $out = & $Program @Arguments 2>&1 | ForEach-Object {
+    if ($_ -is [System.Management.Automation.ErrorRecord]) { $_.Exception.Message } else { [string]$_ }
+  }
+  return [pscustomobject]@{ Code = $LASTEXITCODE; Output = @($out) }
 }
 
 function Invoke-Native {
   # runs a program, throws with its output when it fails
   param([string]$Program, [string[]]$Arguments)
-  $out = & $Program @Arguments 2>&1
-  if ($LASTEXITCODE -ne 0) { throw "$Program $($Arguments -join ' ') failed ($LASTEXITCODE): $out" }
-  return $out
+  $r = Invoke-Captured $Program $Arguments
+  if ($r.Code -ne 0) { throw "$Program $($Arguments -join ' ') failed ($($r.Code)): $($r.Output -join "`n")" }
+  return $r.Output
+}
+
+function Get-ExeVersion([string]$Path) {
+  if (-not (Test-Path $Path)) { return 'none' }
+  $r = Invoke-Captured $Path @('--version')
+  if ($r.Code -ne 0) { return 'unknown' }
+  return [string]($r.Output | Select-Object -First 1)
 }
 
 function Test-Wrapper {
   $src = Join-Path $PSScriptRoot "$Name-service.exe"
-  if (-not (Test-Path $src)) { throw "missing ${src}: see WINSW-MISSING.txt in this folder" }
+  if (-not (Test-Path $src)) { throw "missing ${src}: use the complete release folder" }
   $pin = Get-Content -Raw (Join-Path $PSScriptRoot 'winsw.json') | ConvertFrom-Json
   $hash = (Get-FileHash -Algorithm SHA256 -Path $src).Hash.ToLowerInvariant()
-  if (-not $pin.sha256) { throw "winsw.json pins no SHA-256 for WinSW $($pin.version): record it in the build first" }
   if ($hash -ne ([string]$pin.sha256).ToLowerInvariant()) {
-    throw "${src} has SHA-256 $hash, expected $($pin.sha256) (WinSW $($pin.version)): not installing it"
+    throw "${src} has SHA-256 $hash, expected $($pin.sha256) (WinSW $($pin.version) from npm $($pin.package)@$($pin.packageVersion)): not installing it"
   }
   Did "service wrapper WinSW $($pin.version) verified (SHA-256 $hash)"
 }
@@ -102,8 +115,8 @@ function Test-NewExe {
 
 function Test-ConfigWith([string]$Binary) {
   if (-not (Test-Path $Config)) { return $true }
-  $out = & $Binary check-config --config $Config 2>&1
-  if ($LASTEXITCODE -ne 0) { Write-Warning ($out -join "`n"); return $false }
+  $r = Invoke-Captured $Binary @('check-config', '--config', $Config)
+  if ($r.Code -ne 0) { Write-Warning ($r.Output -join "`n"); return $false }
   Did "config $Config is valid for $(Get-ExeVersion $Binary)"
   return $true
 }
@@ -177,7 +190,9 @@ function Set-DataAcl {
   Did "ACLs: $DataDir is readable by SYSTEM, Administrators and $account only (config read, state and logs modify)"
   $example = Join-Path $PSScriptRoot "$App.example.yaml"
   if (Test-Path $example) {
-    Copy-Item -Force $example (Join-Path $ConfigDir "$App.example.yaml")
+    # the example names paths under the default data folder; -DataDir moves them
+    $text = (Get-Content -Raw $example).Replace("C:\ProgramData\PlantBridge\$App", $DataDir)
+    Set-Content -Path (Join-Path $ConfigDir "$App.example.yaml") -Value $text -Encoding UTF8
     Did "example config $ConfigDir\$App.example.yaml"
   }
 }
@@ -191,7 +206,23 @@ function Install-Files {
   Copy-Item -Force $NewExe $Exe
   Did "installed $Exe ($script:NewVersion)"
   Copy-Item -Force (Join-Path $PSScriptRoot "$Name-service.exe") $Wrapper
+  # WinSW 1.x is a .NET Framework 2.0 program: this lets it run on the .NET 4.x that Windows ships
+  Set-Content -Path "$Wrapper.config" -Encoding UTF8 -Value @'
+<?xml version="1.0" encoding="utf-8"?>
+<configuration>
+  <startup>
+    <supportedRuntime version="v4.0" />
+    <supportedRuntime version="v2.0.50727" />
+  </startup>
+</configuration>
+'@
   Write-WrapperXml
+}
+
+function Set-StartMode {
+  # delayed automatic start (after the network and the services Windows needs first); not a WinSW 1.x setting
+  Invoke-Native 'sc.exe' @('config', $Name, 'start=', 'delayed-auto') | Out-Null
+  Did 'automatic start (delayed)'
 }
 
 switch ($Action) {
@@ -202,7 +233,8 @@ switch ($Action) {
     Say "install: $Name $script:NewVersion"
     Install-Files
     Invoke-Native $Wrapper @('install') | Out-Null
-    Did "service $Name registered (automatic, delayed start; restarts on failure)"
+    Did "service $Name registered (restarts on failure after 10 s, 30 s, 2 min)"
+    Set-StartMode
     Set-ServiceAccount
     Set-DataAcl
     Start-Svc
@@ -216,8 +248,8 @@ switch ($Action) {
     Say "upgrade: $Name $(Get-ExeVersion $Exe) -> $script:NewVersion"
     Stop-Svc
     Install-Files
-    Invoke-Native $Wrapper @('refresh') | Out-Null
-    Did 'service definition refreshed'
+    # WinSW reads the XML at every start; the registration (account, failure actions) stays as installed
+    Set-StartMode
     Set-DataAcl
     Start-Svc
     Say "Done. Config and data were kept: $Config, $StateDir."

@@ -6,19 +6,28 @@ import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { missing } from '../../test/helpers/services.ts';
-import { hasTool } from '../build/sea.ts';
-import { WINSW_PATH, buildWindowsBundle, checkWinsw, winswPin, winswXml } from '../build/windows-package.ts';
+import { REPO, hasTool } from '../build/sea.ts';
+import { buildWindowsBundle, checkWinsw, windowsExampleConfig, winswExecutable, winswPin, winswXml } from '../build/windows-package.ts';
 
 /**
  * What can be checked of the Windows service here: the generated WinSW XML (well-formed, the settings the
- * issue asks for), the WinSW checksum gate, the release folder, and install.ps1 as text (no PowerShell
- * parser is installable on this machine: Debian has no pwsh package and the registries here carry none).
+ * issue asks for, only elements the pinned WinSW 1.17 reads), the pinned wrapper itself (from its npm
+ * package), the checksum gate, the release folder, and install.ps1 as text. No PowerShell runs on this
+ * machine: Debian has no pwsh package, the npm package `pwsh` downloads PowerShell from GitHub at install
+ * (not reachable), and NuGet is not reachable. WinSW is a .NET program, and Wine here has no Mono for it.
  */
 
 const PS1 = readFileSync(join(import.meta.dirname, 'install.ps1'), 'utf8');
 let root: string;
+let wrapper: string;
+/** the strings (UTF-16, as .NET keeps them) of the pinned WinSW executable */
+let wrapperStrings: Set<string>;
 before(() => {
   root = mkdtempSync(join(tmpdir(), 'pb-windows-test-'));
+  wrapper = winswExecutable();
+  // .NET keeps its string literals as UTF-16 at any byte offset: read both alignments
+  const bin = readFileSync(wrapper);
+  wrapperStrings = new Set([bin, bin.subarray(1)].flatMap((b) => b.toString('utf16le').split(/[^\x20-\x7e]+/)).filter((x) => x.length >= 2));
 });
 after(() => {
   if (root) rmSync(root, { recursive: true, force: true });
@@ -33,6 +42,29 @@ describe('WinSW service definition', () => {
       const r = spawnSync('xmllint', ['--noout', f], { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
     });
+
+    test(`${app}: <service> is the first node, so WinSW 1.x reads stoptimeout and resetfailure`, () => {
+      // WinSW 1.x looks these up under dom.FirstChild: an XML declaration or a comment there hides them
+      assert.match(winswXml({ app, version: '1.0.0' }), /^<service>\n/);
+    });
+
+    test(`${app}: every element is one the pinned WinSW 1.17 reads`, () => {
+      const xml = winswXml({ app, version: '1.0.0' });
+      // the root <service> is not looked up by name
+      const elements = new Set([...xml.matchAll(/<([a-zA-Z]+)[\s>/]/g)].map((m) => m[1]).filter((e) => e !== 'service'));
+      const unknown = [...elements].filter((e) => !wrapperStrings.has(e) && !wrapperStrings.has(`//${e}`));
+      assert.deepEqual(unknown, [], `not in WinSW ${winswPin().version}'s strings`);
+      assert.ok(elements.has('stoptimeout') && elements.has('onfailure') && elements.has('serviceaccount'));
+    });
+
+    test(`${app}: every environment variable it sets is read by the code`, () => {
+      const xml = winswXml({ app, version: '1.0.0' });
+      const names = [...xml.matchAll(/<env name="([A-Z_]+)"/g)].map((m) => m[1]);
+      assert.ok(names.length > 0);
+      const cli = readFileSync(join(REPO, app === 'agent' ? 'agent/cli.ts' : 'central-hub/cli.ts'), 'utf8');
+      for (const n of names) assert.ok(cli.includes(`process.env.${n}`), `${n} is set by the service but read by nothing`);
+      assert.doesNotMatch(xml, /PLANTBRIDGE_STATE_DIR/);
+    });
   }
 
   test('agent: restart on failure, log rotation, LocalService, config and state under ProgramData', () => {
@@ -40,13 +72,13 @@ describe('WinSW service definition', () => {
     assert.match(xml, /<id>plantbridge-agent<\/id>/);
     assert.match(xml, /<executable>%BASE%\\plantbridge-agent\.exe<\/executable>/);
     assert.match(xml, /<arguments>run --config "%ProgramData%\\PlantBridge\\agent\\config\\agent\.yaml"<\/arguments>/);
+    assert.match(xml, /<workingdirectory>%ProgramData%\\PlantBridge\\agent\\state<\/workingdirectory>/);
     assert.equal(xml.match(/<onfailure action="restart" delay="[^"]+"\/>/g)?.length, 3);
     assert.match(xml, /<resetfailure>1 hour<\/resetfailure>/);
     assert.match(xml, /<log mode="roll-by-size">\s*<sizeThreshold>10240<\/sizeThreshold>\s*<keepFiles>10<\/keepFiles>\s*<\/log>/);
     assert.match(xml, /<serviceaccount>\s*<domain>NT AUTHORITY<\/domain>\s*<user>LocalService<\/user>\s*<\/serviceaccount>/);
     assert.match(xml, /<startmode>Automatic<\/startmode>/);
     assert.match(xml, /<stoptimeout>45 sec<\/stoptimeout>/);
-    assert.match(xml, /<env name="PLANTBRIDGE_STATE_DIR" value="%ProgramData%\\PlantBridge\\agent\\state"\/>/);
   });
 
   test('hub runs serve; a configured account is escaped', () => {
@@ -57,63 +89,87 @@ describe('WinSW service definition', () => {
   });
 });
 
+describe('the pinned service wrapper', () => {
+  test('comes from its npm package and matches the committed SHA-256', () => {
+    const pin = winswPin();
+    assert.match(pin.sha256, /^[0-9a-f]{64}$/);
+    assert.deepEqual(checkWinsw(wrapper, pin), { ok: true, sha256: pin.sha256 });
+    assert.equal(readFileSync(wrapper).subarray(0, 2).toString('latin1'), 'MZ');
+  });
+
+  test('is the WinSW version the pin names, and knows the commands install.ps1 uses', () => {
+    const pin = winswPin();
+    assert.ok(wrapperStrings.has(`${pin.version}.0`), `FileVersion ${pin.version}.0 in the executable`);
+    const used = [...PS1.matchAll(/Invoke-Native \$Wrapper @\('([a-z]+)'\)/g)].map((m) => m[1]);
+    assert.deepEqual([...new Set(used)].sort(), ['install', 'uninstall']);
+    for (const c of used) assert.ok(wrapperStrings.has(c), c);
+  });
+});
+
 describe('WinSW checksum gate', () => {
-  const pin = { version: '2.12.0', file: 'WinSW-x64.exe', url: 'https://example.invalid/WinSW-x64.exe', sha256: null as string | null };
+  const pin = { ...winswPin(), sha256: '0'.repeat(64) };
   const fake = () => {
-    const f = join(root, 'WinSW-x64.exe');
+    const f = join(root, 'WinSW.exe');
     writeFileSync(f, 'MZ fake wrapper');
     return { f, sha: createHash('sha256').update('MZ fake wrapper').digest('hex') };
   };
 
-  test('missing: not fatal, says where to get it', () => {
+  test('missing: says where it was looked for', () => {
     const r = checkWinsw(join(root, 'nope.exe'), pin);
-    assert.equal(r.ok, false);
-    assert.ok(!r.ok && !r.fatal && r.reason.includes(pin.url));
+    assert.ok(!r.ok && r.reason.includes('nope.exe'));
   });
 
-  test('present but no pin recorded: fatal, prints the hash to check', () => {
+  test('hash differs from the pin: refused, naming both hashes', () => {
     const { f, sha } = fake();
     const r = checkWinsw(f, pin);
-    assert.ok(!r.ok && r.fatal && r.reason.includes(sha));
+    assert.ok(!r.ok && r.reason.includes(sha) && r.reason.includes(pin.sha256) && /refusing/.test(r.reason));
   });
 
-  test('hash differs from the pin: fatal', () => {
-    const { f } = fake();
-    const r = checkWinsw(f, { ...pin, sha256: '0'.repeat(64) });
-    assert.ok(!r.ok && r.fatal && /differs/.test(r.reason));
-  });
-
-  test('hash equals the pin: ok', () => {
+  test('hash equals the pin (any case): ok', () => {
     const { f, sha } = fake();
     assert.deepEqual(checkWinsw(f, { ...pin, sha256: sha.toUpperCase() }), { ok: true, sha256: sha });
   });
 
-  test('the committed pin names WinSW 2.x x64', () => {
-    const p = winswPin();
-    assert.match(p.version, /^2\.\d+\.\d+$/);
-    assert.equal(p.file, 'WinSW-x64.exe');
-    assert.ok(p.sha256 === null || /^[0-9a-f]{64}$/.test(p.sha256));
+  test('the build refuses a wrapper that fails the pin', () => {
+    const { f } = fake();
+    const exe = join(root, 'plantbridge-agent-win-x64.exe');
+    writeFileSync(exe, 'MZ');
+    assert.throws(() => buildWindowsBundle({ app: 'agent', version: '1.0.0', exe, outDir: join(root, 'refused'), wrapper: f }), /refusing to ship it/);
   });
 });
 
 describe('Windows release folder', () => {
-  test('holds the exe, the XML, install.ps1 and the pin; says when WinSW is missing', (t) => {
-    if (existsSync(WINSW_PATH)) return t.skip(`a WinSW is vendored at ${WINSW_PATH}: this case is about its absence`);
+  test('holds the exe, the pinned wrapper, its XML, install.ps1, the pin and the example config', () => {
     const exe = join(root, 'plantbridge-agent-win-x64.exe');
     writeFileSync(exe, 'MZ');
     const out = join(root, 'dist');
     mkdirSync(out, { recursive: true });
     const b = buildWindowsBundle({ app: 'agent', version: '1.0.0', exe, outDir: out });
-    for (const f of ['plantbridge-agent.exe', 'plantbridge-agent-service.xml', 'install.ps1', 'winsw.json', 'WINSW-MISSING.txt']) {
+    for (const f of ['plantbridge-agent.exe', 'plantbridge-agent-service.exe', 'plantbridge-agent-service.xml', 'install.ps1', 'winsw.json', 'agent.example.yaml', 'INSTALL.md']) {
       assert.ok(existsSync(join(b.dir, f)), f);
     }
-    assert.equal(b.winsw.ok, false);
+    assert.equal(checkWinsw(join(b.dir, 'plantbridge-agent-service.exe')).ok, true);
     if (hasTool('zip')) {
       assert.ok(b.zip && existsSync(b.zip));
       const list = spawnSync('unzip', ['-l', b.zip], { encoding: 'utf8' });
       if (list.status === 0) assert.match(list.stdout, /plantbridge-agent-1\.0\.0-win-x64\/install\.ps1/);
     }
   });
+
+  for (const app of ['agent', 'hub'] as const) {
+    test(`${app}: the example config has Windows paths under %ProgramData% and still validates`, () => {
+      const text = windowsExampleConfig(app, readFileSync(join(REPO, 'config', `${app}.example.yaml`), 'utf8'));
+      assert.doesNotMatch(text, /\/var\/lib|\/etc\//);
+      assert.match(text, new RegExp(`C:\\\\ProgramData\\\\PlantBridge\\\\${app}\\\\state`));
+      assert.match(text, new RegExp(`\\.\\\\plantbridge-${app}\\.exe check-config --config \\.\\\\${app}\\.example\\.yaml`));
+      const f = join(root, `${app}.windows.yaml`);
+      writeFileSync(f, text);
+      const cli = join(REPO, app === 'agent' ? 'agent/cli.ts' : 'central-hub/cli.ts');
+      const env = { PLANTBRIDGE_AGENT_TOKEN: 't-0123456789abcdef', LINE7_OPCUA_PASSWORD: 'p', CELL3_MQTT_PASSWORD: 'p', PLANTBRIDGE_TOKEN_EDGE_P1010_01: 't', SAP_PASSWORD: 's' };
+      const r = spawnSync(process.execPath, [cli, 'check-config', '--config', f], { encoding: 'utf8', env: { ...process.env, ...env } });
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+    });
+  }
 });
 
 describe('install.ps1 (read as text: no PowerShell here)', () => {
@@ -132,9 +188,31 @@ describe('install.ps1 (read as text: no PowerShell here)', () => {
     assert.match(PS1, /'sidtype', \$Name, 'unrestricted'/);
   });
 
-  test('verifies the wrapper against the pin before installing it', () => {
+  test('verifies the wrapper against the pin before installing or upgrading', () => {
     assert.match(PS1, /Get-FileHash -Algorithm SHA256/);
-    assert.match(PS1, /function Test-Wrapper[\s\S]*'install' \{[\s\S]*Test-Wrapper/);
+    assert.match(PS1, /function Test-Wrapper[\s\S]*'install' \{[\s\S]*Test-Wrapper[\s\S]*'upgrade' \{[\s\S]*Test-Wrapper/);
+  });
+
+  test('native programs run only through Invoke-Captured (stderr under $ErrorActionPreference = Stop on PowerShell 5.1)', () => {
+    const lines = PS1.split('\n');
+    const redirects = lines.flatMap((l, i) => (/\s2>(&1|\$null)/.test(l) ? [i + 1] : []));
+    const body = PS1.slice(PS1.indexOf('function Invoke-Captured'), PS1.indexOf('function Invoke-Native'));
+    assert.equal(redirects.length, 1, `one redirection, in Invoke-Captured: lines ${redirects.join(', ')}`);
+    assert.ok(body.includes(lines[redirects[0] - 1]));
+    assert.match(body, /\$ErrorActionPreference = 'Continue'/);
+    assert.match(body, /-is \[System\.Management\.Automation\.ErrorRecord\]/);
+    // every other "& $program" call is inside a function that goes through it
+    const calls = lines.flatMap((l, i) => (/(^|[^'"])& \$(?!PSCommandPath)/.test(l) ? [i + 1] : []));
+    assert.deepEqual(calls, [redirects[0]], 'no native call outside Invoke-Captured');
+  });
+
+  test('writes the .exe.config that lets WinSW 1.x (.NET 2.0) run on .NET 4', () => {
+    assert.match(PS1, /Set-Content -Path "\$Wrapper\.config"[\s\S]*<supportedRuntime version="v4\.0" \/>/);
+  });
+
+  test('sets the delayed start WinSW 1.x cannot, at install and upgrade', () => {
+    assert.match(PS1, /'config', \$Name, 'start=', 'delayed-auto'/);
+    assert.match(PS1, /'install' \{[\s\S]*Set-StartMode[\s\S]*'upgrade' \{[\s\S]*Set-StartMode/);
   });
 
   test('no "$name:" inside double quotes (PowerShell reads it as a drive or scope qualifier)', () => {
