@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-import { parseArgs } from 'node:util';
-import { isPlantBridgeError } from '../contracts/errors.ts';
+import { isSea } from 'node:sea';
+import { describeFailure, parseCli, UsageError, type CliSpec } from '../contracts/cli-kit.ts';
 import { VERSION } from '../contracts/version.ts';
+import { ENROLL_HELP } from './enrollment/enroll-help.ts';
+import { OUTBOX_USAGE } from './outbox/outbox-usage.ts';
 
 /**
  * plantbridge-agent — exit codes: 0 ok, 1 invalid config or usage, 2 runtime failure.
@@ -9,17 +11,29 @@ import { VERSION } from '../contracts/version.ts';
  * --help and check-config answer at once.
  */
 
+const OUTBOX_SUBCOMMANDS = ['stats', 'list', 'dead-letters', 'replay', 'discard', 'resend', 'ack-alarm'];
+
+const CONFIG_OPTION = `  -c, --config FILE   agent.yaml (default: $PLANTBRIDGE_AGENT_CONFIG, else ./agent.yaml)`;
+
+/** Where the docs are: in a checkout, the repository's files; the executable ships its own beside it. */
+function docs(): string {
+  if (!isSea()) return 'Docs: README.md, docs/INSTALL.md, config/agent.example.yaml';
+  return process.platform === 'win32'
+    ? 'Docs: INSTALL.md and agent.example.yaml beside this executable in its release folder\n(install.ps1 copies agent.example.yaml to %ProgramData%\\PlantBridge\\agent\\config\\).'
+    : 'Docs: INSTALL.md and agent.example.yaml beside this executable in its release folder\n(the .deb puts them in /usr/share/doc/plantbridge-agent/).';
+}
+
 const HELP = `plantbridge-agent ${VERSION} — reads machines, keeps a durable outbox, forwards to the PlantBridge hub
 
 Usage:
   plantbridge-agent run [--config FILE]              run the agent (Ctrl-C / SIGTERM stop it cleanly)
-  plantbridge-agent enroll --hub URL --token T [--config FILE]
+  plantbridge-agent enroll --token T [--hub URL] [--config FILE]
                                                      exchange a one-time enrollment token for this agent's credential
   plantbridge-agent check-config [--config FILE] [--live]
                                                      validate the config offline; --live also connects to every
                                                      source and the hub and checks what the config relies on
   plantbridge-agent outbox stats|list|dead-letters|replay <id>|replay --all|discard <id>|resend --since <time>|ack-alarm <code>
-                                                     the live outbox, safely beside a running agent (outbox --help)
+                                                     the live outbox, safely beside a running agent
   plantbridge-agent opcua browse <endpoint> [--node ID] [--depth N] [--json] [--emit-config]
                      [--security-mode M --security-policy P]
                                                      the server's address space with data types and access levels
@@ -28,15 +42,100 @@ Usage:
   plantbridge-agent rules report --since <time> [--compare <csv>] [--tolerance N] [--json] [--config FILE]
                                                      per order: what was (or in shadow mode would have been) posted,
                                                      compared with a CSV exported from the MES / ERP
+  plantbridge-agent <command> --help                 that command's options
   plantbridge-agent --version | --help
 
 Options:
-  -c, --config FILE   agent.yaml (default: $PLANTBRIDGE_AGENT_CONFIG, else ./agent.yaml)
+${CONFIG_OPTION}
 
 Exit codes: 0 ok, 1 invalid configuration or usage, 2 runtime failure (check-config --live: a live check failed).
-Docs: README.md, docs/ARCHITECTURE.md, config/agent.example.yaml`;
+${docs()}`;
 
-class UsageError extends Error {}
+const command = (usage: string, text: string, options = '', exit = 'Exit codes: 0 ok, 1 invalid configuration or usage, 2 runtime failure.') =>
+  `Usage: ${usage}\n\n${text}\n\nOptions:\n${CONFIG_OPTION}${options ? `\n${options}` : ''}\n\n${exit}`;
+
+const SPEC: CliSpec = {
+  prog: 'plantbridge-agent',
+  help: HELP,
+  globals: {
+    config: { type: 'string', short: 'c' },
+    version: { type: 'boolean', short: 'v' },
+    help: { type: 'boolean', short: 'h' },
+  },
+  commands: {
+    run: {
+      options: {},
+      help: command(
+        'plantbridge-agent run [--config FILE]',
+        'Runs the agent: connects to every configured source, commits what they send to the outbox with the\n' +
+          'transactions the rules derive, and forwards those to the hub. Ctrl-C or SIGTERM stops it cleanly (in-flight\n' +
+          'work drains); a second signal exits at once. status.host:status.port serves /metrics and /healthz.',
+        '',
+        'Exit codes: 0 stopped cleanly, 1 invalid configuration, 2 runtime failure (the log line says which).',
+      ),
+    },
+    'check-config': {
+      options: { live: { type: 'boolean' } },
+      help: command(
+        'plantbridge-agent check-config [--config FILE] [--live]',
+        'Validates agent.yaml offline and prints a summary: every problem is named with its path, and every secret\n' +
+          'reference must resolve (${ENV_VAR} set, file: readable). With --live it also connects, read-only, to each\n' +
+          'OPC UA server (nodes exist, with the expected types), each MQTT broker (topics reachable) and the hub\n' +
+          '(reachable, certificate trusted, credential accepted).',
+        '      --live          also check, over the network, what the config relies on',
+        'Exit codes: 0 valid (and every live check passed), 1 invalid configuration or usage, 2 a live check failed.',
+      ),
+    },
+    enroll: { options: { hub: { type: 'string' }, token: { type: 'string' } }, help: ENROLL_HELP },
+    outbox: {
+      options: { limit: { type: 'string' }, status: { type: 'string' }, after: { type: 'string' }, since: { type: 'string' }, all: { type: 'boolean' } },
+      help: command(
+        'plantbridge-agent outbox <subcommand> [options] [--config FILE]',
+        `${OUTBOX_USAGE}\n\nThe outbox is <agent.stateDir>/outbox.db; stats, list and dead-letters print JSON.`,
+        '      --status S      list: only transactions in state S\n      --after SEQ     list: after this outbox sequence number\n      --limit N       list, dead-letters: at most N (default 50)\n      --all           replay: every open dead letter\n      --since TIME    resend: ISO 8601, or a look-back such as 90m, 6h, 2d',
+        'Exit codes: 0 ok, 1 usage or not found, 2 runtime failure.',
+      ),
+    },
+    opcua: {
+      options: {
+        node: { type: 'string' },
+        depth: { type: 'string' },
+        json: { type: 'boolean' },
+        'emit-config': { type: 'boolean' },
+        'security-mode': { type: 'string' },
+        'security-policy': { type: 'string' },
+        'state-dir': { type: 'string' },
+      },
+      help: command(
+        'plantbridge-agent opcua browse <opc.tcp://host:port> [--node ID] [--depth N] [--json | --emit-config]\n                         [--security-mode M --security-policy P] [--state-dir DIR]',
+        "Browses an OPC UA server's address space: each node with its node id, class, data type and access level.\n" +
+          '--emit-config prints a driver section for agent.yaml instead, with a node entry per variable found.\n' +
+          "The agent's certificate comes from <stateDir>/pki (agent.stateDir of --config, or --state-dir, else\n" +
+          './data/agent): with security, trust it on the server, and the server\'s with "pki trust".',
+        '      --node ID       where to start (default: the Objects folder)\n      --depth N       levels below it (default 3)\n      --json          the nodes as JSON\n      --emit-config   an agent.yaml driver section\n      --security-mode M --security-policy P\n                      e.g. SignAndEncrypt Basic256Sha256 (default None None)\n      --state-dir DIR the PKI folder\'s state directory',
+      ),
+    },
+    pki: {
+      options: {},
+      help: command(
+        'plantbridge-agent pki trust <thumbprint> [--config FILE]',
+        'Moves an OPC UA server certificate that the agent refused (<stateDir>/pki/rejected/) to trusted/certs/.\n' +
+          'The thumbprint is in the driver\'s log line; a unique prefix of at least 8 hex digits is enough.',
+      ),
+    },
+    rules: {
+      options: { since: { type: 'string' }, compare: { type: 'string' }, tolerance: { type: 'string' }, json: { type: 'boolean' } },
+      help: command(
+        'plantbridge-agent rules report --since <time> [--compare <csv>] [--tolerance N] [--json] [--config FILE]',
+        'Per order and operation: the yield and scrap the rules derived since <time> (posted, or in shadow mode\n' +
+          'what would have been), read from the live outbox. With --compare, matched against a CSV exported from\n' +
+          'the MES or ERP (order, operation, yield, scrap), each row match / mismatch / missing.',
+        '      --since TIME    ISO 8601, or a look-back such as 24h or 7d (needed)\n      --compare CSV   the export to compare with\n      --tolerance N   a difference of up to N counts as a match (default 0)\n      --json          the report as JSON',
+        'Exit codes: 0 (differences are in the report, not the exit code), 1 usage or an unreadable CSV, 2 runtime failure.',
+      ),
+    },
+  },
+};
 
 /**
  * Signal handlers are installed before anything heavy loads, so a SIGTERM that arrives while the
@@ -56,49 +155,25 @@ function stopSignal(): Promise<string> {
 }
 
 async function main(argv: string[]): Promise<number> {
-  // enroll has its own options (--hub, --token)
-  if (argv[0] === 'enroll') return (await import('./enrollment/enroll.ts')).enrollMain(argv.slice(1));
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        config: { type: 'string', short: 'c' },
-        version: { type: 'boolean', short: 'v' },
-        help: { type: 'boolean', short: 'h' },
-        live: { type: 'boolean' },
-        limit: { type: 'string' },
-        since: { type: 'string' },
-        all: { type: 'boolean' },
-        status: { type: 'string' },
-        after: { type: 'string' },
-        node: { type: 'string' },
-        depth: { type: 'string' },
-        'emit-config': { type: 'boolean' },
-        'security-mode': { type: 'string' },
-        'security-policy': { type: 'string' },
-        'state-dir': { type: 'string' },
-        compare: { type: 'string' },
-        tolerance: { type: 'string' },
-        json: { type: 'boolean' },
-      },
-    });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  const { values, positionals } = parsed;
-  if (values.version) {
+  const cli = parseCli(SPEC, argv);
+  if (cli.kind === 'version') {
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  const [command, sub, arg] = positionals;
-  if (values.help || command === 'help') {
-    process.stdout.write(`${HELP}\n`);
+  if (cli.kind === 'help') {
+    process.stdout.write(`${cli.text}\n`);
     return 0;
   }
-  if (!command) throw new UsageError('a command is needed');
-  const configFile = values.config ?? process.env.PLANTBRIDGE_AGENT_CONFIG ?? 'agent.yaml';
+  const { command, positionals } = cli;
+  const str = (k: string) => (typeof cli.values[k] === 'string' ? (cli.values[k] as string) : undefined);
+  const flag = (k: string) => cli.values[k] === true;
+  const [sub, arg] = positionals;
+  // enroll parses its own options (checked above) and reads agent.yaml without the credential
+  if (command === 'enroll') {
+    const { enrollCommand } = await import('./enrollment/enroll.ts');
+    return enrollCommand(str('config') ?? process.env.PLANTBRIDGE_AGENT_CONFIG ?? 'agent.yaml', cli.argv);
+  }
+  const configFile = str('config') ?? process.env.PLANTBRIDGE_AGENT_CONFIG ?? 'agent.yaml';
   const stop = command === 'run' ? stopSignal() : undefined;
   const { loadAgentConfig } = await import('./config/load.ts');
 
@@ -109,7 +184,7 @@ async function main(argv: string[]): Promise<number> {
         `${configFile}: valid (config version ${version}; agent ${config.agent.id}, plant ${config.agent.plant}, ` +
           `${config.drivers.length} driver(s), ${config.rules.length} rule(s), mode ${config.agent.mode})\n`,
       );
-      if (!values.live) return 0;
+      if (!flag('live')) return 0;
       const { checkLiveAll } = await import('./check-live.ts');
       const live = await checkLiveAll(config);
       process.stdout.write(`${live.lines.join('\n')}\n${live.ok ? 'live checks passed' : 'live checks FAILED'}\n`);
@@ -129,26 +204,27 @@ async function main(argv: string[]): Promise<number> {
       return runAgent(config, version, stop!, sqlite?.engine === 'better-sqlite3' ? sqlite.nativeBinding : undefined);
     }
     case 'outbox': {
+      if (!sub || !OUTBOX_SUBCOMMANDS.includes(sub)) throw new UsageError(sub ? `unknown subcommand ${JSON.stringify(sub)}` : 'a subcommand is needed', SPEC.commands.outbox.help, 'outbox');
       const { config } = loadAgentConfig(configFile);
       const { outboxCommand } = await import('./outbox/outbox-cli.ts');
       const { nativeBindingPath } = await import('../installers/build/sea-runtime.ts');
       const nativeBinding = nativeBindingPath(config.agent.stateDir);
       return outboxCommand(config, sub, arg, {
-        limit: values.limit ? Number(values.limit) : 50,
-        ...(values.status ? { status: values.status } : {}),
-        ...(values.since ? { since: values.since } : {}),
-        ...(values.after ? { after: Number(values.after) } : {}),
-        all: values.all === true,
+        limit: str('limit') ? Number(str('limit')) : 50,
+        ...(str('status') ? { status: str('status') } : {}),
+        ...(str('since') ? { since: str('since') } : {}),
+        ...(str('after') ? { after: Number(str('after')) } : {}),
+        all: flag('all'),
         ...(nativeBinding ? { nativeBinding } : {}),
       });
     }
     case 'opcua': {
-      if (sub !== 'browse' || !arg) throw new UsageError('opcua: expected browse <opc.tcp://host:port> [--node ID] [--depth N] [--json] [--emit-config]');
-      const mode = values['security-mode'];
-      const policy = values['security-policy'];
-      if ((mode === undefined) !== (policy === undefined)) throw new UsageError('opcua browse: give --security-mode and --security-policy together (None/None, or e.g. SignAndEncrypt/Basic256Sha256)');
+      if (sub !== 'browse' || !arg) throw new UsageError('expected browse <opc.tcp://host:port>', SPEC.commands.opcua.help, 'opcua');
+      const mode = str('security-mode');
+      const policy = str('security-policy');
+      if ((mode === undefined) !== (policy === undefined)) throw new UsageError('give --security-mode and --security-policy together (None/None, or e.g. SignAndEncrypt/Basic256Sha256)', SPEC.commands.opcua.help, 'opcua');
       // the PKI folder: the configured agent's, else a local one (browsing before any config exists)
-      let stateDir = values['state-dir'];
+      let stateDir = str('state-dir');
       if (!stateDir) {
         try {
           stateDir = loadAgentConfig(configFile).config.agent.stateDir;
@@ -159,33 +235,33 @@ async function main(argv: string[]): Promise<number> {
       const { browse, formatBrowse, emitConfig } = await import('./drivers/opcua/index.ts');
       const nodes = await browse(arg, {
         stateDir,
-        ...(values.node ? { node: values.node } : {}),
-        ...(values.depth ? { depth: Number(values.depth) } : {}),
+        ...(str('node') ? { node: str('node') } : {}),
+        ...(str('depth') ? { depth: Number(str('depth')) } : {}),
         ...(mode ? { securityMode: mode as never, securityPolicy: policy as never } : {}),
       });
-      process.stdout.write(`${values['emit-config'] ? emitConfig(nodes, { endpoint: arg }) : formatBrowse(nodes, values.json === true)}\n`);
+      process.stdout.write(`${flag('emit-config') ? emitConfig(nodes, { endpoint: arg }) : formatBrowse(nodes, flag('json'))}\n`);
       return 0;
     }
     case 'pki': {
-      if (sub !== 'trust' || !arg) throw new UsageError('pki: expected trust <thumbprint>');
+      if (sub !== 'trust' || !arg) throw new UsageError('expected trust <thumbprint>', SPEC.commands.pki.help, 'pki');
       const { config } = loadAgentConfig(configFile);
       const { pkiTrust } = await import('./drivers/opcua/pki.ts');
       process.stdout.write(`${await pkiTrust(config.agent.stateDir, arg)}\n`);
       return 0;
     }
     case 'rules': {
-      if (sub !== 'report') throw new UsageError('rules: expected report --since <time> [--compare <csv>]');
+      if (sub !== 'report') throw new UsageError('expected report --since <time>', SPEC.commands.rules.help, 'rules');
       const { config } = loadAgentConfig(configFile);
       const { rulesReportCommand } = await import('./rules/report.ts');
       return rulesReportCommand(config, {
-        since: values.since,
-        compare: values.compare,
-        tolerance: values.tolerance ? Number(values.tolerance) : undefined,
-        json: values.json,
+        since: str('since'),
+        compare: str('compare'),
+        tolerance: str('tolerance') ? Number(str('tolerance')) : undefined,
+        json: flag('json'),
       });
     }
     default:
-      throw new UsageError(`unknown command "${command}"`);
+      throw new UsageError(`unknown command ${JSON.stringify(command)}`, HELP);
   }
 }
 
@@ -194,15 +270,8 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err) => {
-    if (err instanceof UsageError) {
-      process.stderr.write(`plantbridge-agent: ${err.message}\n\n${HELP}\n`);
-      process.exitCode = 1;
-    } else if (isPlantBridgeError(err, 'CONFIG_INVALID')) {
-      process.stderr.write(`plantbridge-agent: ${err.message}\n`);
-      process.exitCode = 1;
-    } else {
-      process.stderr.write(`plantbridge-agent: ${isPlantBridgeError(err) ? `${err.code}: ` : ''}${(err as Error)?.stack ?? String(err)}\n`);
-      process.exitCode = 2;
-    }
+    const { text, exitCode } = describeFailure('plantbridge-agent', err);
+    process.stderr.write(text);
+    process.exitCode = exitCode;
   },
 );

@@ -1,7 +1,18 @@
 #!/usr/bin/env node
-import { parseArgs } from 'node:util';
-import { isPlantBridgeError } from '../contracts/errors.ts';
+import { isSea } from 'node:sea';
+import { describeFailure, parseCli, UsageError, type CliSpec } from '../contracts/cli-kit.ts';
 import { VERSION } from '../contracts/version.ts';
+import { AGENTS_HELP } from './enrollment/agents-help.ts';
+
+const CONFIG_OPTION = '  -c, --config FILE   hub.yaml (default: $PLANTBRIDGE_HUB_CONFIG, else ./hub.yaml)';
+
+/** Where the docs are: in a checkout, the repository's files; the executable ships its own beside it. */
+function docs(): string {
+  if (!isSea()) return 'Docs: README.md, docs/INSTALL.md, config/hub.example.yaml';
+  return process.platform === 'win32'
+    ? 'Docs: INSTALL.md and hub.example.yaml beside this executable in its release folder\n(install.ps1 copies hub.example.yaml to %ProgramData%\\PlantBridge\\hub\\config\\).'
+    : 'Docs: INSTALL.md and hub.example.yaml beside this executable in its release folder\n(the .deb puts them in /usr/share/doc/plantbridge-hub/).';
+}
 
 const HELP = `plantbridge-hub ${VERSION} — receives plant transactions, posts them to the ERP once, shows the fleet
 
@@ -15,14 +26,66 @@ Usage:
   plantbridge-hub dead-letters show <seq|key>
   plantbridge-hub dead-letters replay <seq>        queue again after a fix (the ERP is checked first)
   plantbridge-hub dead-letters discard <seq> --reason "…"
+  plantbridge-hub <command> --help                 that command's options
   plantbridge-hub --version | --help
 
 Options:
-  -c, --config FILE   hub.yaml (default: $PLANTBRIDGE_HUB_CONFIG, else ./hub.yaml)
+${CONFIG_OPTION}
 
-Exit codes: 0 ok, 1 invalid configuration or usage, 2 runtime failure.`;
+Exit codes: 0 ok, 1 invalid configuration or usage, 2 runtime failure.
+${docs()}`;
 
-class UsageError extends Error {}
+const command = (usage: string, text: string, options = '', exit = 'Exit codes: 0 ok, 1 invalid configuration or usage, 2 runtime failure.') =>
+  `Usage: ${usage}\n\n${text}\n\nOptions:\n${CONFIG_OPTION}${options ? `\n${options}` : ''}\n\n${exit}`;
+
+const SPEC: CliSpec = {
+  prog: 'plantbridge-hub',
+  help: HELP,
+  globals: {
+    config: { type: 'string', short: 'c' },
+    version: { type: 'boolean', short: 'v' },
+    help: { type: 'boolean', short: 'h' },
+  },
+  commands: {
+    serve: {
+      options: {},
+      help: command(
+        'plantbridge-hub serve [--config FILE]',
+        'Runs the hub: the agents\' API (/v1), the dashboard, /metrics, and the posting service that sends each\n' +
+          'transaction to the ERP once. Ctrl-C or SIGTERM stops it cleanly (requests and ERP calls in flight finish);\n' +
+          'a second signal exits at once.',
+        '',
+        'Exit codes: 0 stopped cleanly, 1 invalid configuration, 2 runtime failure (the log line says which).',
+      ),
+    },
+    'check-config': {
+      options: {},
+      help: command(
+        'plantbridge-hub check-config [--config FILE]',
+        'Validates hub.yaml offline and prints a summary: every problem is named with its path, and every secret\n' +
+          'reference must resolve (${ENV_VAR} set, file: readable).',
+      ),
+    },
+    agents: {
+      options: { plant: { type: 'string', multiple: true }, name: { type: 'string' }, ttl: { type: 'string' }, json: { type: 'boolean' } },
+      help: `${AGENTS_HELP}\n\nOptions:\n${CONFIG_OPTION}`,
+    },
+    'dead-letters': {
+      options: { json: { type: 'boolean' }, limit: { type: 'string' }, reason: { type: 'string' } },
+      help: command(
+        'plantbridge-hub dead-letters list|show|replay|discard … [--config FILE]',
+        'Transactions the ERP refused for good (a business error) or that ran out of attempts:\n' +
+          '  dead-letters list [--json] [--limit N]          newest first: sequence, key, order, the ERP\'s message\n' +
+          '  dead-letters show <seq|key>                     one of them, with its body and attempts (JSON)\n' +
+          '  dead-letters replay <seq>                       queue it again after the cause was fixed; the ERP is\n' +
+          '                                                  asked first whether it holds the document already\n' +
+          '  dead-letters discard <seq> --reason "…"         resolve it without posting (e.g. posted by hand)\n' +
+          'Replay and discard are audited with the operator\'s name.',
+        '      --json          list: as JSON\n      --limit N       list: at most N (default 50)\n      --reason TEXT   discard: why it is not posted (needed)',
+      ),
+    },
+  },
+};
 
 /**
  * Signal handlers are installed before anything heavy loads, so a SIGTERM that arrives while the
@@ -42,37 +105,21 @@ function stopSignal(): Promise<string> {
 }
 
 async function main(argv: string[]): Promise<number> {
-  // agents has its own options (--plant, --name, --ttl)
-  if (argv[0] === 'agents') return (await import('./enrollment/agents-cli.ts')).agentsMain(argv.slice(1));
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        config: { type: 'string', short: 'c' },
-        version: { type: 'boolean', short: 'v' },
-        help: { type: 'boolean', short: 'h' },
-        json: { type: 'boolean' },
-        limit: { type: 'string' },
-        reason: { type: 'string' },
-      },
-    });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  const { values, positionals } = parsed;
-  if (values.version) {
+  const cli = parseCli(SPEC, argv);
+  if (cli.kind === 'version') {
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  const [command, sub, arg] = positionals;
-  if (values.help || command === 'help') {
-    process.stdout.write(`${HELP}\n`);
+  if (cli.kind === 'help') {
+    process.stdout.write(`${cli.text}\n`);
     return 0;
   }
-  if (!command) throw new UsageError('a command is needed');
-  const file = values.config ?? process.env.PLANTBRIDGE_HUB_CONFIG ?? 'hub.yaml';
+  const { command, positionals } = cli;
+  const str = (k: string) => (typeof cli.values[k] === 'string' ? (cli.values[k] as string) : undefined);
+  const [sub, arg] = positionals;
+  // agents parses its own options (checked above) and needs none of the ERP's secrets
+  if (command === 'agents') return (await import('./enrollment/agents-cli.ts')).agentsMain(cli.argv);
+  const file = str('config') ?? process.env.PLANTBRIDGE_HUB_CONFIG ?? 'hub.yaml';
   const stop = command === 'serve' ? stopSignal() : undefined;
   const { loadHubConfig } = await import('./config/load.ts');
   switch (command) {
@@ -87,16 +134,17 @@ async function main(argv: string[]): Promise<number> {
       return serveHub(config, stop!);
     }
     case 'dead-letters': {
+      if (!sub || !['list', 'show', 'replay', 'discard'].includes(sub)) throw new UsageError(sub ? `unknown subcommand ${JSON.stringify(sub)}` : 'a subcommand is needed', SPEC.commands['dead-letters'].help, 'dead-letters');
       const { config } = loadHubConfig(file);
       const { deadLettersCommand } = await import('./dead-letters-cli.ts');
       return deadLettersCommand(config, sub, arg, {
-        ...(values.reason ? { reason: values.reason } : {}),
-        ...(values.json ? { json: true } : {}),
-        ...(values.limit ? { limit: Number(values.limit) } : {}),
+        ...(str('reason') ? { reason: str('reason') } : {}),
+        ...(cli.values.json === true ? { json: true } : {}),
+        ...(str('limit') ? { limit: Number(str('limit')) } : {}),
       });
     }
     default:
-      throw new UsageError(`unknown command "${command}"`);
+      throw new UsageError(`unknown command ${JSON.stringify(command)}`, HELP);
   }
 }
 
@@ -105,15 +153,8 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err) => {
-    if (err instanceof UsageError) {
-      process.stderr.write(`plantbridge-hub: ${err.message}\n\n${HELP}\n`);
-      process.exitCode = 1;
-    } else if (isPlantBridgeError(err, 'CONFIG_INVALID')) {
-      process.stderr.write(`plantbridge-hub: ${err.message}\n`);
-      process.exitCode = 1;
-    } else {
-      process.stderr.write(`plantbridge-hub: ${isPlantBridgeError(err) ? `${err.code}: ` : ''}${(err as Error)?.stack ?? String(err)}\n`);
-      process.exitCode = 2;
-    }
+    const { text, exitCode } = describeFailure('plantbridge-hub', err);
+    process.stderr.write(text);
+    process.exitCode = exitCode;
   },
 );

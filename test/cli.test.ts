@@ -36,6 +36,87 @@ test('--version, --help and usage errors answer with the documented exit codes',
   }
 });
 
+const SUBCOMMANDS: [cli: string, prog: string, commands: string[]][] = [
+  [AGENT, 'plantbridge-agent', ['run', 'check-config', 'enroll', 'outbox', 'opcua', 'pki', 'rules']],
+  [HUB, 'plantbridge-hub', ['serve', 'check-config', 'agents', 'dead-letters']],
+];
+
+/** runs the CLIs concurrently (each is a fresh Node): a few at a time */
+async function runAll(jobs: [cli: string, args: string[]][]): Promise<{ code: number | null; out: string; err: string }[]> {
+  const { execFile } = await import('node:child_process');
+  const one = ([cli, args]: [string, string[]]) =>
+    new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+      execFile(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 60_000 }, (e, out, err) => resolve({ code: e ? ((e as { code?: number }).code ?? null) : 0, out, err }));
+    });
+  const results: { code: number | null; out: string; err: string }[] = new Array(jobs.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: 4 }, async () => {
+    while (next < jobs.length) {
+      const i = next++;
+      results[i] = await one(jobs[i]);
+    }
+  }));
+  return results;
+}
+
+test('every subcommand of both CLIs: --help and "help <command>" print that command\'s own help', async () => {
+  const jobs: [string, string[]][] = [];
+  for (const [cli, , commands] of SUBCOMMANDS) for (const c of commands) jobs.push([cli, [c, '--help']], [cli, ['help', c]], [cli, [c, '-h']]);
+  const results = await runAll(jobs);
+  let i = 0;
+  for (const [, prog, commands] of SUBCOMMANDS) {
+    for (const c of commands) {
+      for (const how of [`${c} --help`, `help ${c}`, `${c} -h`]) {
+        const r = results[i++];
+        assert.equal(r.code, 0, `${prog} ${how}: ${r.err}`);
+        assert.match(r.out, new RegExp(`^(Usage: )?${prog} ${c}\\b`), `${prog} ${how} starts with its own usage`);
+        assert.doesNotMatch(r.out, new RegExp(`^${prog} \\d`), `${prog} ${how} is not the top-level help`);
+        assert.equal(r.err, '');
+      }
+    }
+  }
+});
+
+test('usage errors are one sentence of ours, name the command, and show its help (exit 1)', async () => {
+  const cases: [cli: string, args: string[], first: string][] = [
+    [AGENT, ['run', '--frob'], 'plantbridge-agent run: unknown option --frob'],
+    [AGENT, ['run', '--json'], 'plantbridge-agent run: unknown option --json'],
+    [AGENT, ['check-config', '--config'], 'plantbridge-agent check-config: --config needs a value'],
+    [AGENT, ['check-config', '--live=yes'], 'plantbridge-agent check-config: --live takes no value'],
+    [AGENT, ['outbox', '--limit', '--all'], 'plantbridge-agent outbox: --limit needs a value (one that starts with a dash goes as --limit=VALUE)'],
+    [AGENT, ['outbox'], 'plantbridge-agent outbox: a subcommand is needed'],
+    [AGENT, ['outbox', 'explode'], 'plantbridge-agent outbox: unknown subcommand "explode"'],
+    [AGENT, ['enroll', '-x'], 'plantbridge-agent enroll: unknown option -x'],
+    [AGENT, ['opcua'], 'plantbridge-agent opcua: expected browse <opc.tcp://host:port>'],
+    [AGENT, ['help', 'frobnicate'], 'plantbridge-agent: no help for "frobnicate": not a command'],
+    [AGENT, ['--frob'], 'plantbridge-agent: unknown option --frob'],
+    [HUB, ['serve', '--port', '1'], 'plantbridge-hub serve: unknown option --port'],
+    [HUB, ['dead-letters', 'list', '--limit'], 'plantbridge-hub dead-letters: --limit needs a value'],
+    [HUB, ['dead-letters'], 'plantbridge-hub dead-letters: a subcommand is needed'],
+    [HUB, ['agents', 'add', '--plants', 'P1'], 'plantbridge-hub agents: unknown option --plants'],
+  ];
+  const results = await runAll(cases.map(([cli, args]) => [cli, args]));
+  for (const [i, [, args, first]] of cases.entries()) {
+    const r = results[i];
+    assert.equal(r.code, 1, `${args.join(' ')}: ${r.err}`);
+    assert.equal(r.err.split('\n')[0], first);
+    assert.doesNotMatch(r.err, /To specify|positional argument|'--/, "no node:util parseArgs text");
+    assert.match(r.err, /Usage:/, 'followed by the help');
+    assert.equal(r.out, '');
+  }
+});
+
+test('enroll: --hub is optional (hub.url is used), --token may come from the environment', () => {
+  const h = run(AGENT, ['enroll', '--help']);
+  assert.equal(h.code, 0);
+  assert.match(h.out, /^Usage: plantbridge-agent enroll --token TOKEN \[--hub URL\] \[--config FILE\]$/m);
+  assert.match(h.out, /--hub URL\s+the hub to enroll with \(default: hub\.url from agent\.yaml\)/);
+  assert.match(h.out, /PLANTBRIDGE_ENROLL_TOKEN/);
+  const top = run(AGENT, ['--help']);
+  assert.match(top.out, /plantbridge-agent enroll --token T \[--hub URL\] \[--config FILE\]/);
+  assert.doesNotMatch(top.out, /enroll --hub URL --token/);
+});
+
 test("the README's commands from a checkout: npm run agent / hub run the CLIs through package.json's bin files, on the project's Node", () => {
   for (const [script, name] of [['agent', 'plantbridge-agent'], ['hub', 'plantbridge-hub']]) {
     const npm = (args: string[]) => spawnSync('npm', ['run', '-s', script, '--', ...args], { cwd: root, encoding: 'utf8', timeout: 60_000 });

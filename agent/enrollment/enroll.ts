@@ -5,6 +5,7 @@ import got from 'got';
 import { PlantBridgeError, enrollResponseSchema, parseConfig, parseYaml, resolveSecrets, schemaId, validate, issuesToText, type EnrollResponse } from '../../contracts/index.ts';
 import { agentConfigSchema } from '../config/schema.ts';
 import { explainTlsError, hubAgents, type HubTrust } from '../forwarder/hub-tls.ts';
+import { ENROLL_HELP } from './enroll-help.ts';
 
 /**
  * `plantbridge-agent enroll --hub URL --token T`: exchanges a one-time enrollment token for the agent's
@@ -88,13 +89,6 @@ export async function enroll(opts: EnrollOptions): Promise<EnrollResponse & { cr
   return { ...v.value, credentialFile: file };
 }
 
-export const ENROLL_HELP = `plantbridge-agent enroll --hub URL --token TOKEN [--config FILE]
-
-Exchanges a one-time enrollment token (from "plantbridge-hub agents add") for this agent's credential,
-stored in <agent.stateDir>/hub-credential (mode 0600). hub.ca / hub.fingerprint from agent.yaml are used
-to verify the hub. agent.yaml's hub.token must then read: file:<that path>.
-The token may also come from the environment variable PLANTBRIDGE_ENROLL_TOKEN (keeps it out of shell history).`;
-
 /**
  * The CLI command. `argv` is what follows "enroll". Reads agent.yaml without needing the credential
  * (it does not exist yet). Exit codes: 0 enrolled, 1 usage / config / refused, 2 hub unreachable.
@@ -159,9 +153,4 @@ export async function enrollCommand(configFile: string, argv: string[], io: { ou
   }
 }
 
-/** Entry point for agent/cli.ts: `plantbridge-agent enroll ...` with its own `--config` handling. */
-export async function enrollMain(argv: string[]): Promise<number> {
-  const i = argv.findIndex((a) => a === '--config' || a === '-c');
-  const file = (i >= 0 ? argv[i + 1] : undefined) ?? process.env.PLANTBRIDGE_AGENT_CONFIG ?? 'agent.yaml';
-  return enrollCommand(file, argv);
-}
+export { ENROLL_HELP };

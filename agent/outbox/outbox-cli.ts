@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import type { AgentConfig } from '../config/schema.ts';
 import { openOutbox, type Outbox, type TxStatus } from './outbox.ts';
+import { OUTBOX_USAGE } from './outbox-usage.ts';
 
 /**
  * `plantbridge-agent outbox …` on the live database, beside a running agent. The outbox is opened as a
@@ -8,17 +9,6 @@ import { openOutbox, type Outbox, type TxStatus } from './outbox.ts';
  * SQLite WAL lets reads run without blocking the agent; writes (replay, discard, resend) are short
  * IMMEDIATE transactions of at most a few hundred rows, so the agent's commits wait milliseconds at most.
  */
-
-export const OUTBOX_USAGE = `outbox commands (run beside the agent, on its live database):
-  outbox stats                          pending, oldest age, dead letters, bytes, disk free, alarms (JSON)
-  outbox list [--status S] [--after SEQ] [--limit N]
-                                        transactions in outbox order (S: pending|leased|sent|dead|shadow|discarded)
-  outbox dead-letters [--limit N]       open dead letters, newest first
-  outbox replay <id> | replay --all     queue dead-lettered transactions again (after the cause was fixed)
-  outbox discard <id>                   resolve a dead letter without sending it
-  outbox resend --since <time>          put transactions sent since <time> back to pending, for a hub restored
-                                        from a backup (the hub dedupes). <time>: ISO 8601, or 90m / 6h / 2d ago
-  outbox ack-alarm <code>               acknowledge an alarm (e.g. OUTBOX_CORRUPT)`;
 
 export interface OutboxCommandOptions {
   limit?: number;
@@ -128,3 +118,5 @@ export async function outboxCommand(config: AgentConfig, sub: string | undefined
     outbox.close();
   }
 }
+
+export { OUTBOX_USAGE };

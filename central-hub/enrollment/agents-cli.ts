@@ -4,19 +4,7 @@ import type { HubConfig } from '../config/schema.ts';
 import type { HubStore } from '../store/hub-store.ts';
 import { openHubStore } from '../store/open-store.ts';
 import { AGENT_ID, ENROLLMENT_TTL_MS, issueEnrollmentToken } from './enrollment.ts';
-
-export const AGENTS_HELP = `plantbridge-hub agents — agent identities (enrollment tokens, credentials)
-
-Usage:
-  plantbridge-hub agents add --plant P [--plant P2] --name N [--ttl 24h] [--config FILE]
-      prints a one-time enrollment token for agent N (the agent.id in its agent.yaml)
-  plantbridge-hub agents list [--json] [--config FILE]
-  plantbridge-hub agents revoke --name N [--config FILE]
-      the agent's credential and unused tokens stop working at once
-  plantbridge-hub agents rotate --name N [--plant P ...] [--ttl 24h] [--config FILE]
-      prints a new enrollment token; the old credential works until the agent enrolls with it
-
-The token works once and expires (default 24 h). The hub stores only hashes of tokens and credentials.`;
+import { AGENTS_HELP } from './agents-help.ts';
 
 export interface AgentsIo {
   out: (s: string) => void;
@@ -152,3 +140,5 @@ export async function agentsMain(argv: string[], io: AgentsIo = stdio): Promise<
   });
   return agentsCommand(config, argv, io);
 }
+
+export { AGENTS_HELP };

@@ -108,6 +108,12 @@ ${extra}`;
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /plantbridge-agent run/);
     assert.match(r.stdout, /check-config/);
+    // the executable points at what ships with it, not at the repository's files
+    assert.match(r.stdout, /Docs: INSTALL\.md and agent\.example\.yaml beside this executable in its release folder\n\(the \.deb puts them in \/usr\/share\/doc\/plantbridge-agent\/\)/);
+    assert.doesNotMatch(r.stdout, /docs\/ARCHITECTURE\.md|config\/agent\.example\.yaml/);
+    const sub = runExe(agent.file, ['outbox', '--help'], { cwd: workDir('help') });
+    assert.equal(sub.status, 0, sub.stderr);
+    assert.match(sub.stdout, /^Usage: plantbridge-agent outbox/);
   });
 
   test('check-config: a valid config exits 0', () => {
