@@ -60,8 +60,8 @@ export interface SecretSources {
   readFile: (path: string) => string;
 }
 
-/** Replaces every SecretRef in a parsed config with a Secret, reporting every missing one by path. */
-export function resolveSecrets<T>(config: T, sources: SecretSources): Resolved<T> {
+/** Replaces every SecretRef in a parsed config with a Secret, reporting every missing one by path (and the file's name). */
+export function resolveSecrets<T>(config: T, sources: SecretSources, file?: string): Resolved<T> {
   const issues: Issue[] = [];
   const walk = (v: unknown, path: PropertyKey[]): unknown => {
     if (v instanceof SecretRef) {
@@ -96,7 +96,7 @@ export function resolveSecrets<T>(config: T, sources: SecretSources): Resolved<T
     return v;
   };
   const out = walk(config, []) as Resolved<T>;
-  if (issues.length > 0) throw configError(issues);
+  if (issues.length > 0) throw configError(issues, file);
   return out;
 }
 
@@ -246,12 +246,40 @@ function levenshtein(a: string, b: string): number {
   return row[b.length];
 }
 
+const EXPECTED: Record<string, string> = {
+  number: 'a number',
+  int: 'a whole number',
+  string: 'a string',
+  boolean: 'true or false',
+  array: 'a list',
+  object: 'a mapping (key: value)',
+  bigint: 'a whole number',
+  date: 'a date',
+};
+
+function expectedText(expected: string): string {
+  return EXPECTED[expected] ?? expected;
+}
+
+/** What a value found in the YAML is, for "expected a number, got the string \"five\"". */
+export function describeValue(v: unknown): string {
+  if (v === null) return 'nothing (the key has no value)';
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v)}`;
+  if (typeof v === 'number') return `the number ${v}`;
+  if (typeof v === 'boolean') return `${v}`;
+  if (Array.isArray(v)) return `a list (${v.length} item${v.length === 1 ? '' : 's'})`;
+  if (v instanceof Date) return `the date ${v.toISOString().slice(0, 10)} (quote it to keep it a string)`;
+  if (typeof v === 'object') return 'a mapping';
+  return typeof v;
+}
+
 /**
  * Validates a parsed YAML document against a config schema. Every problem is reported at once, each
  * with its path and a hint; unknown keys suggest the nearest known one.
  */
 export function parseConfig<S extends z.ZodType>(schema: S, input: unknown, file?: string): z.infer<S> {
-  const r = schema.safeParse(input);
+  // reportInput: the issue carries the value found, so a wrong type can say what it got
+  const r = schema.safeParse(input, { reportInput: true });
   if (r.success) return r.data;
   const issues: Issue[] = [];
   for (const issue of r.error.issues) {
@@ -263,7 +291,10 @@ export function parseConfig<S extends z.ZodType>(schema: S, input: unknown, file
         issues.push({ path: formatPath([...issue.path, key]), message: `unknown key${hint ? ` (${hint})` : ''}` });
       }
     } else if (issue.code === 'invalid_type' && issue.input === undefined) {
-      issues.push({ path: formatPath(issue.path), message: `is required (expected ${issue.expected})` });
+      issues.push({ path: formatPath(issue.path), message: `is required (${expectedText(issue.expected)})` });
+    } else if (issue.code === 'invalid_type') {
+      const quote = issue.expected === 'string' && (typeof issue.input === 'number' || typeof issue.input === 'boolean') ? ` (in quotes it is one: "${String(issue.input)}")` : '';
+      issues.push({ path: formatPath(issue.path), message: `expected ${expectedText(issue.expected)}, got ${describeValue(issue.input)}${quote}` });
     } else if (issue.code === 'invalid_union' && (issue as any).discriminator) {
       issues.push({ path: formatPath([...issue.path, (issue as any).discriminator]), message: issue.message });
     } else {
@@ -284,23 +315,23 @@ export type Resolved<T> = T extends SecretRef
         ? { [K in keyof T]: Resolved<T[K]> }
         : T;
 
-/** Parses YAML text; syntax errors name the line and column. Duplicate keys are errors. */
+/**
+ * Parses YAML text. A syntax error is reported once, at the first problem: its line and column, a sentence
+ * of ours for the common mistakes, and the source line with a caret under the spot (the yaml library's
+ * later errors are mostly consequences of the first). Duplicate keys are errors.
+ */
 export function parseYaml(text: string, file: string): unknown {
   if (text.length > 4 * 1024 * 1024) throw configError([{ path: '(file)', message: `${text.length} bytes is far too large for a configuration file (limit 4 MiB)` }], file);
   let doc;
   try {
-    doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+    doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
   } catch (err) {
     throw configError([{ path: '(yaml)', message: `cannot parse: ${(err as Error).message}` }], file);
   }
   if (doc.errors.length > 0) {
-    throw configError(
-      doc.errors.map((e) => ({
-        path: e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '(yaml)',
-        message: e.message.split('\n')[0],
-      })),
-      file,
-    );
+    const e = doc.errors[0];
+    const { line, col, message } = explainYamlError(text, e.code, e.pos[0], e.message);
+    throw configError([{ path: `line ${line}, column ${col}`, message: `${message}\n${sourceExcerpt(text, line, col)}` }], file);
   }
   try {
     return doc.toJS({ maxAliasCount: 100 });
@@ -308,4 +339,93 @@ export function parseYaml(text: string, file: string): unknown {
     // alias bombs and absurd nesting end here, as a config error rather than a crash
     throw configError([{ path: '(yaml)', message: (err as Error).message }], file);
   }
+}
+
+/** 1-based line and column of a character offset. */
+function lineCol(text: string, offset: number): { line: number; col: number } {
+  const before = text.slice(0, Math.max(0, Math.min(offset, text.length)));
+  const line = before.split('\n').length;
+  return { line, col: offset - (before.lastIndexOf('\n') + 1) + 1 };
+}
+
+/**
+ * The yaml library's error in words a plant engineer recognises, at the line that needs the change: an
+ * unclosed quote or bracket is reported where it opens (the library notices it at the end of the file), a
+ * deeper-indented line after `key: value` at that line (the library blames the value above it).
+ */
+export function explainYamlError(text: string, code: string, offset: number, libraryMessage: string): { line: number; col: number; message: string } {
+  const lines = text.split('\n');
+  const at = lineCol(text, offset);
+  // the library's own first sentence, without the location it appends ("… at line 3, column 1:")
+  const own = libraryMessage.split('\n')[0].replace(/\s+at line \d+, column \d+:?\s*$/, '').trim();
+  const startLine = lines[at.line - 1] ?? '';
+  const firstChar = { line: at.line, col: startLine.length - startLine.trimStart().length + 1 };
+  if (code === 'MULTILINE_IMPLICIT_KEY' && !/:(\s|$)/.test(startLine) && startLine.trim() !== '') {
+    const key = startLine.trim();
+    return { ...firstChar, message: `${JSON.stringify(key)} needs a colon after it to be a key (${key}:)` };
+  }
+  if (code === 'BLOCK_AS_IMPLICIT_KEY' && /^\s*- /.test(startLine)) {
+    return { ...firstChar, message: 'a list item (- …) where the lines around it are key: value' };
+  }
+  if (code === 'BLOCK_AS_IMPLICIT_KEY' || code === 'MULTILINE_IMPLICIT_KEY') {
+    const next = lines.findIndex((l, i) => i >= at.line && l.trim() !== '' && !l.trim().startsWith('#'));
+    if (next >= 0) {
+      const indent = lines[next].length - lines[next].trimStart().length;
+      return { line: next + 1, col: indent + 1, message: `indented deeper than line ${at.line} above it, which already has a value: indent it like that line, or move the value of line ${at.line} onto lines of its own` };
+    }
+  }
+  if (code === 'MISSING_CHAR' && /quote/.test(own)) {
+    const q = /'/.test(own) && !/"/.test(own) ? "'" : '"';
+    const open = unclosed(lines, q, q);
+    if (open) return { ...open, message: `this ${q === '"' ? 'double' : 'single'} quote is never closed` };
+  }
+  if (code === 'BAD_INDENT' || code === 'MISSING_CHAR' || code === 'UNEXPECTED_TOKEN') {
+    for (const [o, c] of [['[', ']'], ['{', '}']] as const) {
+      if (own.includes(c)) {
+        const open = unclosed(lines, o, c);
+        if (open) return { ...open, message: `this ${o} is never closed with ${c}` };
+      }
+    }
+  }
+  if (code === 'DUPLICATE_KEY') {
+    const key = /^\s*([^:#]+?)\s*:/.exec(lines[at.line - 1] ?? '')?.[1];
+    if (key) return { ...at, message: `duplicate key ${JSON.stringify(key)}: each key may appear once in a mapping` };
+  }
+  if (code === 'BAD_INDENT' && /same column/.test(own)) {
+    return { ...firstChar, message: 'not in the column of the keys above it: the keys of one mapping start in the same column' };
+  }
+  if (code === 'MISSING_CHAR' && /Sequence item without - indicator/.test(own)) {
+    return { ...firstChar, message: 'not in the column of the list item\'s keys above it: the keys of one item start in the same column, after "- "' };
+  }
+  if (code === 'TAB_AS_INDENT') return { ...at, message: 'a tab is used for indentation: YAML allows spaces only' };
+  return { ...at, message: own || code };
+}
+
+/** The first line where `open` is not matched by `close` (outside comments; quotes count pairwise). */
+function unclosed(lines: string[], open: string, close: string): { line: number; col: number } | undefined {
+  let depth = 0;
+  let first: { line: number; col: number } | undefined;
+  for (const [i, raw] of lines.entries()) {
+    const l = open === close ? raw : raw.replace(/"(?:[^"\\]|\\.)*"|'(?:[^']|'')*'/g, (m) => ' '.repeat(m.length));
+    for (let j = 0; j < l.length; j++) {
+      if (l[j] === '#' && (j === 0 || /\s/.test(l[j - 1])) && depth === 0) break;
+      if (open === close) {
+        if (l[j] === open && (open !== '"' || l[j - 1] !== '\\')) {
+          if (depth === 0) first = { line: i + 1, col: j + 1 };
+          depth = depth === 0 ? 1 : 0;
+        }
+      } else if (l[j] === open) {
+        if (depth === 0) first = { line: i + 1, col: j + 1 };
+        depth++;
+      } else if (l[j] === close && depth > 0) depth--;
+    }
+  }
+  return depth > 0 ? first : undefined;
+}
+
+/** `  3 |    plant: "1010"` and a caret under the column. */
+export function sourceExcerpt(text: string, line: number, col: number): string {
+  const src = (text.split('\n')[line - 1] ?? '').replace(/\r$/, '').replace(/\t/g, ' ');
+  const gutter = `    ${line} | `;
+  return `${gutter}${src}\n${' '.repeat(gutter.length - 2)}| ${' '.repeat(Math.max(0, col - 1))}^`;
 }

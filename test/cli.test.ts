@@ -162,6 +162,7 @@ drivers: [{ type: opcua, name: plc, endpoint: "http://plc7", nodes: [{ ref: good
   const missingSecret = run(AGENT, ['check-config', '-c', broken]);
   assert.equal(missingSecret.code, 1);
   assert.match(missingSecret.err, /hub\.token: environment variable NOT_SET_ANYWHERE_4711 is not set/);
+  assert.ok(missingSecret.err.startsWith(`plantbridge-agent: ${broken}: invalid configuration\n`), 'the header names the file');
 });
 
 test('secrets never reach any output: hub and agent run with canary secrets, failing auth on purpose, at trace level', async () => {

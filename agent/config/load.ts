@@ -33,7 +33,7 @@ export function parseAgentConfig(text: string, file: string, sources?: SecretSou
   const baseDir = dirname(resolve(file));
   const raw = parseYaml(text, file);
   const parsed = parseConfig(agentConfigSchema, raw ?? {}, file);
-  const config = resolveSecrets(parsed, sources ?? defaultSecretSources(baseDir));
+  const config = resolveSecrets(parsed, sources ?? defaultSecretSources(baseDir), file);
   config.agent.stateDir = isAbsolute(config.agent.stateDir) ? config.agent.stateDir : resolve(baseDir, config.agent.stateDir);
   return { config, file, version: createHash('sha256').update(text).digest('hex').slice(0, 12) };
 }

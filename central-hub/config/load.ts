@@ -17,7 +17,7 @@ export function loadHubConfig(file: string, sources?: SecretSources): { config: 
 export function parseHubConfig(text: string, file: string, sources?: SecretSources): { config: HubConfig; version: string } {
   const baseDir = dirname(resolve(file));
   const parsed = parseConfig(hubConfigSchema, parseYaml(text, file) ?? {}, file);
-  const config = resolveSecrets(parsed, sources ?? { env: process.env, readFile: (p) => readFileSync(isAbsolute(p) ? p : resolve(baseDir, p), 'utf8') });
+  const config = resolveSecrets(parsed, sources ?? { env: process.env, readFile: (p) => readFileSync(isAbsolute(p) ? p : resolve(baseDir, p), 'utf8') }, file);
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   config.hub.dataDir = abs(config.hub.dataDir);
   if (config.hub.tls) config.hub.tls = { cert: abs(config.hub.tls.cert), key: abs(config.hub.tls.key) };
