@@ -33,7 +33,8 @@ const line = { intervalMs: 1000, partsPerTick: 5, scrapEvery: 20, orderSize: 300
 
 async function main(): Promise<void> {
   say('PlantBridge demo: starting the SAP simulator, the hub, a simulated OPC UA line and the agent…');
-  const sap = await startSapSimulator({ latencyMs: 40 });
+  // the ERP keeps its documents: a restarted demo continues the number ranges, so numbers never repeat
+  const sap = await startSapSimulator({ latencyMs: 40, stateFile: join(dataDir, 'sap-simulator.json') });
   const plc = await startLineServer({ params: line });
 
   const hubYaml = `# written by npm start (test/demo/run-demo.ts)

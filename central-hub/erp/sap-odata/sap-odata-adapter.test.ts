@@ -66,6 +66,39 @@ void describe('sap-odata mapping', () => {
   });
 });
 
+void describe('sap-odata simulator with a state file (the demo keeps ./data/sap-simulator.json)', () => {
+  void it('a restarted simulator keeps its documents and continues its number ranges', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'pb-sap-state-'));
+    const stateFile = join(dir, 'sap-simulator.json');
+    try {
+      const refs: string[] = [];
+      for (let run = 0; run < 2; run++) {
+        const sim = await startSapSimulator({ stateFile });
+        const adapter = basicAdapter(sim.url);
+        try {
+          assert.equal(sim.confirmations().length, run, 'the confirmation of the previous run is there');
+          assert.equal(sim.materialDocuments().length, run, 'and its material document');
+          for (const kind of ['ProductionConfirmation', 'MaterialConsumption'] as const) {
+            const r = await adapter.post(sampleTransaction(kind), ctx);
+            assert.equal(r.status, 'posted');
+            refs.push((r as { erpRef: string }).erpRef);
+          }
+        } finally {
+          await adapter.close?.();
+          await sim.stop();
+        }
+      }
+      const posted = refs;
+      assert.equal(new Set(posted).size, 4, `no document number handed out twice: ${posted.join(', ')}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 void describe('sap-odata adapter against the simulator', () => {
   let sim: SapSimulator;
   let adapter: ErpAdapter;

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FaultQueue, noAnswer, readBody, sendJson, sleep, startSimServer, writeHostile, type SimFault } from '../sim-kit.ts';
 
@@ -29,6 +30,19 @@ export interface SapSimulatorOptions {
   externalSystemConfirmationFilterable?: boolean;
   /** orders that are closed from the start */
   closedOrders?: string[];
+  /**
+   * Keeps the documents and the number ranges in this JSON file (written after every posting, read at
+   * start), as an ERP keeps them: the demo restarts without handing out document numbers again.
+   */
+  stateFile?: string;
+}
+
+interface SimState {
+  confirmations: SimConfirmation[];
+  materialDocuments: SimMaterialDocument[];
+  groups: [string, string][];
+  nextGroup: number;
+  nextMaterialDocument: number;
 }
 
 export interface SimConfirmation {
@@ -207,6 +221,21 @@ export async function startSapSimulator(opts: SapSimulatorOptions = {}): Promise
   const groups = new Map<string, string>();
   let nextGroup = 1000042;
   let nextMatDoc = 4900000001;
+  if (opts.stateFile && existsSync(opts.stateFile)) {
+    const saved = JSON.parse(readFileSync(opts.stateFile, 'utf8')) as SimState;
+    confirmations.push(...saved.confirmations);
+    matDocs.push(...saved.materialDocuments);
+    for (const [k, v] of saved.groups) groups.set(k, v);
+    nextGroup = saved.nextGroup;
+    nextMatDoc = saved.nextMaterialDocument;
+  }
+  const persist = () => {
+    if (!opts.stateFile) return;
+    const state: SimState = { confirmations, materialDocuments: matDocs, groups: [...groups], nextGroup, nextMaterialDocument: nextMatDoc };
+    const tmp = `${opts.stateFile}.tmp`;
+    writeFileSync(tmp, JSON.stringify(state));
+    renameSync(tmp, opts.stateFile);
+  };
   const stats = { posts: 0, gets: 0, csrfFetches: 0, tokenFetches: 0, csrfRejections: 0 };
 
   const authorised = (req: IncomingMessage): boolean => {
@@ -511,6 +540,7 @@ export async function startSapSimulator(opts: SapSimulatorOptions = {}): Promise
       } else {
         throw new SapFailure(404, '/IWBEP/CM_MGW_RT/021', `Resource not found for segment '${rest}'`);
       }
+      persist();
       if (fault?.kind === 'timeout-after-commit') return noAnswer(res, fault.mode);
       if (fault?.kind === 'hostile' && fault.commit) return writeHostile(res, fault.body, fault.status ?? 201);
       sendJson(res, 201, { d: entity }, { location });
