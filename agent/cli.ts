@@ -185,6 +185,8 @@ async function main(argv: string[]): Promise<number> {
           `${config.drivers.length} driver(s), ${config.rules.length} rule(s), mode ${config.agent.mode})\n`,
       );
       if (!flag('live')) return 0;
+      // the live checks' answer is stdout: node-opcua's own messages go to stderr
+      if (config.drivers.some((d) => d.type === 'opcua')) (await import('./drivers/opcua/library-log.ts')).routeNodeOpcuaLog();
       const { checkLiveAll } = await import('./check-live.ts');
       const live = await checkLiveAll(config);
       process.stdout.write(`${live.lines.join('\n')}\n${live.ok ? 'live checks passed' : 'live checks FAILED'}\n`);
@@ -233,6 +235,7 @@ async function main(argv: string[]): Promise<number> {
         }
       }
       const { browse, formatBrowse, emitConfig } = await import('./drivers/opcua/index.ts');
+      (await import('./drivers/opcua/library-log.ts')).routeNodeOpcuaLog();
       const nodes = await browse(arg, {
         stateDir,
         ...(str('node') ? { node: str('node') } : {}),

@@ -8,6 +8,8 @@ import { createLogger } from './log.ts';
  */
 export async function runAgent(config: AgentConfig, configVersion: string, stopSignal: Promise<string>, nativeBinding?: string): Promise<number> {
   const log = createLogger({ level: config.log.level, agentId: config.agent.id });
+  // node-opcua's own messages would go to stdout between the JSON lines: into the log instead
+  if (config.drivers.some((d) => d.type === 'opcua')) (await import('./drivers/opcua/library-log.ts')).routeNodeOpcuaLog(log.child({ component: 'node-opcua' }));
   const agent = buildAgent({ config, configVersion, log, ...(nativeBinding ? { nativeBinding } : {}) });
   const done = stopSignal.then((sig) => log.info({ signal: sig }, 'Stopping'));
   process.on('uncaughtException', (err) => {
@@ -23,5 +25,6 @@ export async function runAgent(config: AgentConfig, configVersion: string, stopS
   }
   await done;
   await agent.stop();
+  log.info('Stopped');
   return 0;
 }

@@ -1,13 +1,16 @@
 import type { HubConfig } from './config/schema.ts';
 import { buildHub } from './build-hub.ts';
 import { createHubLogger } from './log.ts';
+import { PostingSummary } from './posting-summary.ts';
 
 /** Serves until SIGINT / SIGTERM; then stops listening, lets ERP calls in flight finish and record, closes the store. */
 export async function serveHub(config: HubConfig, stopSignal: Promise<string>): Promise<number> {
   const log = createHubLogger(config.log.level);
-  const hub = buildHub({ config, log });
+  const summary = new PostingSummary(log.child({ component: 'posting' }));
+  const hub = buildHub({ config, log, onOutcome: (_tx, outcome) => summary.record(outcome) });
   try {
     await hub.start();
+    summary.start();
   } catch (err) {
     log.fatal({ err }, 'Hub failed to start');
     await hub.stop().catch(() => {});
@@ -16,5 +19,7 @@ export async function serveHub(config: HubConfig, stopSignal: Promise<string>): 
   const sig = await stopSignal;
   log.info({ signal: sig }, 'Stopping');
   await hub.stop();
+  summary.stop();
+  log.info('Stopped');
   return 0;
 }

@@ -35,6 +35,24 @@ export const AgentMetrics = {
   sparkplugRebirthRequests: 'plantbridge_agent_sparkplug_rebirth_requests_total',
   /** label {driver, state="online"|"offline"}: offline = its metrics are stale */
   sparkplugEdgeNodes: 'plantbridge_agent_sparkplug_edge_nodes',
+  // OPC UA client (opcua driver), label {driver}; read from the driver's stats() at scrape time
+  opcuaConnects: 'plantbridge_agent_opcua_connects_total',
+  opcuaConnectFailures: 'plantbridge_agent_opcua_connect_failures_total',
+  opcuaSessionsCreated: 'plantbridge_agent_opcua_sessions_created_total',
+  opcuaSessionsReactivated: 'plantbridge_agent_opcua_sessions_reactivated_total',
+  opcuaSubscriptionsCreated: 'plantbridge_agent_opcua_subscriptions_created_total',
+  opcuaSubscriptionsTransferred: 'plantbridge_agent_opcua_subscriptions_transferred_total',
+  opcuaSubscriptionsKept: 'plantbridge_agent_opcua_subscriptions_kept_total',
+  opcuaWatchdogRecreations: 'plantbridge_agent_opcua_watchdog_recreations_total',
+  opcuaNotifications: 'plantbridge_agent_opcua_notifications_total',
+  opcuaRepublished: 'plantbridge_agent_opcua_republished_messages_total',
+  opcuaMessagesLost: 'plantbridge_agent_opcua_lost_messages_total',
+  opcuaBadValues: 'plantbridge_agent_opcua_bad_values_total',
+  opcuaSignalsCommitted: 'plantbridge_agent_opcua_signals_committed_total',
+  opcuaCommitFailures: 'plantbridge_agent_opcua_commit_failures_total',
+  opcuaValuesFolded: 'plantbridge_agent_opcua_values_folded_total',
+  /** gauge, label {driver, state="ok"|"bad"}: monitored items as last created */
+  opcuaMonitoredItems: 'plantbridge_agent_opcua_monitored_items',
 } as const;
 
 export const HubMetrics = {

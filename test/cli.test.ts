@@ -316,3 +316,48 @@ test('check-config --live asks the hub, read-only, whether it accepts the creden
     await hub.stop();
   }
 });
+
+test('hub serve: a posting summary line and "Stopped" at the end, at info', async () => {
+  const { schemaId, ulid } = await import('../contracts/index.ts');
+  const { testTx } = await import('../central-hub/store/test-tx.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'pb-hub-summary-'));
+  const sap = await startSapSimulator();
+  try {
+    const port = await freePort();
+    const token = 'summary-test-token-0123456789';
+    writeFileSync(
+      join(dir, 'hub.yaml'),
+      `hub: { port: ${port}, dataDir: ${join(dir, 'hub')} }\nagents: [{ id: summary-edge, plants: ["P1"], token: "\${T}" }]\nerp: { type: sap-odata, url: "${sap.url}", auth: { type: basic, username: ${SAP_SIM_USER.username}, password: "\${SAP}" }, timeout: 2s }\n`,
+    );
+    let out = '';
+    const p = spawn(process.execPath, [HUB, 'serve', '-c', join(dir, 'hub.yaml')], { env: { ...process.env, T: token, SAP: SAP_SIM_USER.password }, stdio: ['ignore', 'pipe', 'pipe'] });
+    p.stdout.on('data', (d) => (out += String(d)));
+    p.stderr.on('data', (d) => (out += String(d)));
+    const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+    const until = async (what: string, ok: () => boolean | Promise<boolean>) => {
+      for (let i = 0; i < 300 && !(await ok()); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.ok(await ok(), `${what}\n${out}`);
+    };
+    await until('listening', () => /listening/i.test(out));
+    const items = [testTx({ agentId: 'summary-edge', order: '1000001' }), testTx({ agentId: 'summary-edge', order: '1000002' })];
+    const res = await fetch(`http://127.0.0.1:${port}/v1/ingest`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ schema: schemaId('ingest-batch', 1, 0), batchId: ulid(), agentId: 'summary-edge', sentAt: new Date().toISOString(), items }),
+    });
+    assert.equal(res.status, 200, await res.text());
+    await until('both posted', () => sap.confirmations().length === 2);
+    p.kill('SIGTERM');
+    assert.equal(await exited, 0, out);
+    const lines = out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: number; msg: string; posted?: number });
+    const summary = lines.find((l) => l.msg.startsWith('Posting in the last'));
+    assert.ok(summary, out);
+    assert.equal(summary.level, 30);
+    assert.equal(summary.posted, 2);
+    assert.match(summary.msg, /: 2 posted to the ERP$/);
+    assert.equal(lines.at(-1)?.msg, 'Stopped');
+    assert.equal(lines.at(-1)?.level, 30);
+  } finally {
+    await sap.stop();
+  }
+});

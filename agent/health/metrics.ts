@@ -39,24 +39,47 @@ interface CountingDriver {
 
 const hasStats = (d: Driver): d is Driver & CountingDriver => typeof (d as Partial<CountingDriver>).stats === 'function';
 
-/** stats() key -> counter. The mqtt session's keys apply to the mqtt and sparkplug drivers alike. */
-const DRIVER_COUNTERS: Array<[key: string, name: string, help: string]> = [
-  ['received', AgentMetrics.mqttMessagesReceived, 'MQTT messages received (before decoding), per driver'],
-  ['ignored', AgentMetrics.mqttMessagesIgnored, 'MQTT messages acknowledged without a signal (no matching mapping, retained and ignored, Sparkplug data before birth)'],
-  ['committed', AgentMetrics.mqttSignalsCommitted, 'Signals from MQTT messages committed to the outbox (duplicates included)'],
-  ['committedBatches', AgentMetrics.mqttCommits, 'Outbox commits of MQTT batches'],
-  ['commitFailures', AgentMetrics.mqttCommitFailures, 'MQTT batches whose commit failed (not acknowledged; redelivered after a reconnect)'],
-  ['connects', AgentMetrics.mqttConnects, 'MQTT connections established (first connect and reconnects)'],
-  ['acksSent', AgentMetrics.mqttAcksSent, 'PUBACKs sent after the outbox commit'],
-  ['acksDropped', AgentMetrics.mqttAcksDropped, 'PUBACKs not sent because the connection closed or the commit failed (the broker redelivers)'],
-  ['commitThreadCpuSeconds', AgentMetrics.mqttCommitThreadCpu, 'CPU time of the MQTT driver\'s commit thread (decoding, mapping, rules, outbox commits), seconds'],
-  ['births', AgentMetrics.sparkplugBirths, 'Sparkplug NBIRTH and DBIRTH messages'],
-  ['deaths', AgentMetrics.sparkplugDeaths, 'Sparkplug NDEATH and DDEATH messages that marked metrics stale'],
-  ['staleDeaths', AgentMetrics.sparkplugStaleDeaths, 'Sparkplug NDEATH messages ignored because their bdSeq is not the current birth'],
-  ['seqGaps', AgentMetrics.sparkplugSeqGaps, 'Sparkplug seq gaps (messages lost or reordered)'],
-  ['unknownNode', AgentMetrics.sparkplugUnknownNode, 'Sparkplug data from an edge node or device whose birth this agent has not seen'],
-  ['unknownAlias', AgentMetrics.sparkplugUnknownAlias, 'Sparkplug metrics with an alias the birth did not define'],
-  ['rebirthRequests', AgentMetrics.sparkplugRebirthRequests, 'Rebirth requests (NCMD) published'],
+const MQTT = ['mqtt', 'sparkplug'];
+const SPARKPLUG = ['sparkplug'];
+const OPCUA = ['opcua'];
+
+/**
+ * stats() key -> counter, for the driver types whose stats() mean that: the mqtt session's keys apply to
+ * the mqtt and sparkplug drivers, the OPC UA client's to opcua drivers (whose stats() has keys of the same
+ * spelling, such as connects and committed, that are not MQTT's).
+ */
+const DRIVER_COUNTERS: Array<[types: string[], key: string, name: string, help: string]> = [
+  [MQTT, 'received', AgentMetrics.mqttMessagesReceived, 'MQTT messages received (before decoding), per driver'],
+  [MQTT, 'ignored', AgentMetrics.mqttMessagesIgnored, 'MQTT messages acknowledged without a signal (no matching mapping, retained and ignored, Sparkplug data before birth)'],
+  [MQTT, 'committed', AgentMetrics.mqttSignalsCommitted, 'Signals from MQTT messages committed to the outbox (duplicates included)'],
+  [MQTT, 'committedBatches', AgentMetrics.mqttCommits, 'Outbox commits of MQTT batches'],
+  [MQTT, 'commitFailures', AgentMetrics.mqttCommitFailures, 'MQTT batches whose commit failed (not acknowledged; redelivered after a reconnect)'],
+  [MQTT, 'connects', AgentMetrics.mqttConnects, 'MQTT connections established (first connect and reconnects)'],
+  [MQTT, 'acksSent', AgentMetrics.mqttAcksSent, 'PUBACKs sent after the outbox commit'],
+  [MQTT, 'acksDropped', AgentMetrics.mqttAcksDropped, 'PUBACKs not sent because the connection closed or the commit failed (the broker redelivers)'],
+  [MQTT, 'commitThreadCpuSeconds', AgentMetrics.mqttCommitThreadCpu, 'CPU time of the MQTT driver\'s commit thread (decoding, mapping, rules, outbox commits), seconds'],
+  [SPARKPLUG, 'births', AgentMetrics.sparkplugBirths, 'Sparkplug NBIRTH and DBIRTH messages'],
+  [SPARKPLUG, 'deaths', AgentMetrics.sparkplugDeaths, 'Sparkplug NDEATH and DDEATH messages that marked metrics stale'],
+  [SPARKPLUG, 'staleDeaths', AgentMetrics.sparkplugStaleDeaths, 'Sparkplug NDEATH messages ignored because their bdSeq is not the current birth'],
+  [SPARKPLUG, 'seqGaps', AgentMetrics.sparkplugSeqGaps, 'Sparkplug seq gaps (messages lost or reordered)'],
+  [SPARKPLUG, 'unknownNode', AgentMetrics.sparkplugUnknownNode, 'Sparkplug data from an edge node or device whose birth this agent has not seen'],
+  [SPARKPLUG, 'unknownAlias', AgentMetrics.sparkplugUnknownAlias, 'Sparkplug metrics with an alias the birth did not define'],
+  [SPARKPLUG, 'rebirthRequests', AgentMetrics.sparkplugRebirthRequests, 'Rebirth requests (NCMD) published'],
+  [OPCUA, 'connects', AgentMetrics.opcuaConnects, 'OPC UA connections established (first connect and reconnects)'],
+  [OPCUA, 'connectFailures', AgentMetrics.opcuaConnectFailures, 'OPC UA connection attempts that failed'],
+  [OPCUA, 'sessionsCreated', AgentMetrics.opcuaSessionsCreated, 'OPC UA sessions created (a reconnect that could not reactivate the old one creates one)'],
+  [OPCUA, 'sessionsReactivated', AgentMetrics.opcuaSessionsReactivated, 'OPC UA sessions reactivated after a reconnect'],
+  [OPCUA, 'subscriptionsCreated', AgentMetrics.opcuaSubscriptionsCreated, 'OPC UA subscriptions created'],
+  [OPCUA, 'subscriptionsTransferred', AgentMetrics.opcuaSubscriptionsTransferred, 'OPC UA subscriptions transferred to a new session'],
+  [OPCUA, 'subscriptionsKept', AgentMetrics.opcuaSubscriptionsKept, 'OPC UA subscriptions kept through a session reactivation'],
+  [OPCUA, 'watchdogRecreations', AgentMetrics.opcuaWatchdogRecreations, 'OPC UA subscriptions recreated because the data watchdog found them silent'],
+  [OPCUA, 'notifications', AgentMetrics.opcuaNotifications, 'OPC UA value changes received'],
+  [OPCUA, 'republished', AgentMetrics.opcuaRepublished, 'OPC UA notification messages recovered by Republish after a sequence gap'],
+  [OPCUA, 'messagesLost', AgentMetrics.opcuaMessagesLost, 'OPC UA notification messages lost (the server no longer had them for Republish)'],
+  [OPCUA, 'badValues', AgentMetrics.opcuaBadValues, 'OPC UA values that could not be read into a signal (dead-lettered)'],
+  [OPCUA, 'committed', AgentMetrics.opcuaSignalsCommitted, 'Signals from OPC UA values committed to the outbox (duplicates included)'],
+  [OPCUA, 'emitFailures', AgentMetrics.opcuaCommitFailures, 'OPC UA batches whose commit failed (kept and retried)'],
+  [OPCUA, 'collapsed', AgentMetrics.opcuaValuesFolded, 'OPC UA values folded into a newer value of the same node while the outbox was blocked'],
 ];
 
 /**
@@ -65,7 +88,7 @@ const DRIVER_COUNTERS: Array<[key: string, name: string, help: string]> = [
  */
 function registerDriverCounters(registry: Registry, drivers: () => readonly Driver[]): void {
   const counting = () => drivers().filter(hasStats);
-  for (const [key, name, help] of DRIVER_COUNTERS) {
+  for (const [types, key, name, help] of DRIVER_COUNTERS) {
     new Counter({
       name,
       help,
@@ -74,12 +97,28 @@ function registerDriverCounters(registry: Registry, drivers: () => readonly Driv
       collect() {
         this.reset();
         for (const d of counting()) {
+          if (!types.includes(d.type)) continue;
           const v = d.stats()[key];
           if (typeof v === 'number') this.inc({ driver: d.name }, v);
         }
       },
     });
   }
+  new Gauge({
+    name: AgentMetrics.opcuaMonitoredItems,
+    help: 'OPC UA monitored items as last created, by state (bad: the server refused the node, see the driver\'s health)',
+    labelNames: ['driver', 'state'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const d of counting()) {
+        if (!OPCUA.includes(d.type)) continue;
+        const { itemsOk, itemsBad } = d.stats();
+        if (typeof itemsOk === 'number') this.set({ driver: d.name, state: 'ok' }, itemsOk);
+        if (typeof itemsBad === 'number') this.set({ driver: d.name, state: 'bad' }, itemsBad);
+      }
+    },
+  });
   new Counter({
     name: AgentMetrics.mqttDeadLetters,
     help: 'MQTT messages acknowledged and dead-lettered, by reason code (PAYLOAD_INVALID, SCHEMA_INVALID, INTERNAL)',
@@ -88,6 +127,7 @@ function registerDriverCounters(registry: Registry, drivers: () => readonly Driv
     collect() {
       this.reset();
       for (const d of counting()) {
+        if (!MQTT.includes(d.type)) continue;
         const byCode = d.stats().deadLettered;
         if (!byCode || typeof byCode !== 'object') continue;
         for (const [code, n] of Object.entries(byCode)) if (typeof n === 'number') this.inc({ driver: d.name, code }, n);
@@ -102,7 +142,7 @@ function registerDriverCounters(registry: Registry, drivers: () => readonly Driv
     collect() {
       this.reset();
       for (const d of counting()) {
-        if (typeof d.nodes !== 'function') continue;
+        if (!SPARKPLUG.includes(d.type) || typeof d.nodes !== 'function') continue;
         const nodes = d.nodes();
         const online = nodes.filter((n) => n.online).length;
         this.set({ driver: d.name, state: 'online' }, online);

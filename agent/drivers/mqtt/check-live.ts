@@ -54,7 +54,6 @@ export async function probe<T>(
   checkFiles(config);
   const timeout = opts.connectTimeoutMs ?? Math.min(config.connectTimeout, 10_000);
   const client = connect(
-    config.url,
     clientOptions(config, {
       clientId: `${config.clientId}-check-${randomBytes(4).toString('hex')}`.slice(0, 128),
       clean: true,

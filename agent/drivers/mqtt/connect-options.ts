@@ -35,11 +35,32 @@ export function checkFiles(c: MqttConnectionConfig): void {
 }
 
 /**
- * mqtt.js options for one connection attempt. Certificates are read on every attempt so that a renewed
+ * The broker's address as mqtt.js options, from the config's URL. mqtt.js would parse a URL string with
+ * the legacy url.parse(), which Node 24 deprecates (DEP0169) with a warning on stderr wherever the call is
+ * not inside node_modules: in the single executable, mqtt.js is bundled, so every connect warned. Given
+ * these options instead of a string, mqtt.js parses nothing.
+ */
+export function brokerOptions(url: string): Pick<IClientOptions, 'protocol' | 'host' | 'port' | 'path' | 'username' | 'password'> {
+  const u = new URL(url);
+  const protocol = u.protocol.replace(/:$/, '') as IClientOptions['protocol'];
+  return {
+    protocol,
+    host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+    ...(u.port ? { port: Number(u.port) } : {}),
+    // the path matters for WebSocket brokers only (mqtt.js drops it for the others)
+    ...(protocol?.startsWith('ws') ? { path: `${u.pathname}${u.search}` } : {}),
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+  };
+}
+
+/**
+ * mqtt.js options for one connection attempt, the broker's address included (connect(options), no URL). Certificates are read on every attempt so that a renewed
  * certificate is picked up at the next reconnect. Reconnects are ours (jittered backoff), not mqtt.js's.
  */
 export function clientOptions(c: MqttConnectionConfig, overrides: Partial<IClientOptions> = {}): IClientOptions {
   const opts: IClientOptions = {
+    ...brokerOptions(c.url),
     clientId: c.clientId,
     protocolVersion: c.protocolVersion,
     clean: false,

@@ -36,7 +36,8 @@ export interface MqttDriverOptions {
 export function create(config: MqttConfig, ctx: DriverContext, opts: MqttDriverOptions = {}): MqttDriver {
   assertAckHookSupported();
   checkFiles(config);
-  const log = ctx.log.child({ driver: config.name });
+  // the agent hands each driver a logger already bound to { component: driver, driver: <name> }
+  const log = ctx.log;
   const health = new HealthTracker(log);
   const mapper = new Mapper(config);
   const writer = config.commitThread === 'worker' ? ctx.writer : undefined;

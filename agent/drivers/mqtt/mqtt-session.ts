@@ -210,7 +210,7 @@ export class MqttSession {
       this.scheduleReconnect();
       return;
     }
-    const client = connect(this.o.config.url, opts);
+    const client = connect(opts);
     const conn = this.wire(client);
     this.conn = conn;
   }

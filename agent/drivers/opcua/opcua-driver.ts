@@ -116,7 +116,8 @@ export interface OpcuaDriver extends Driver {
 
 /** Validates (never connects). node-opcua is loaded with this module, which the registry imports lazily. */
 export function create(config: OpcuaConfig, ctx: DriverContext): OpcuaDriver {
-  const log = ctx.log.child({ driver: config.name });
+  // the agent hands each driver a logger already bound to { component: driver, driver: <name> }
+  const log = ctx.log;
   const health = new HealthTracker(log);
   if (config.securityMode === 'None' || ['None', 'Basic128Rsa15', 'Basic256'].includes(config.securityPolicy)) {
     if (!config.allowInsecure) {

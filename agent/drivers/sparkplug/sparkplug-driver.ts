@@ -24,7 +24,8 @@ export interface SparkplugDriver extends Driver {
 export function create(config: SparkplugConfig, ctx: DriverContext): SparkplugDriver {
   assertAckHookSupported();
   checkFiles(config);
-  const log = ctx.log.child({ driver: config.name });
+  // the agent hands each driver a logger already bound to { component: driver, driver: <name> }
+  const log = ctx.log;
   const health = new HealthTracker(log);
   const host = new SparkplugHost({
     source: config.name,

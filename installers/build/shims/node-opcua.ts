@@ -9,3 +9,5 @@
  */
 export * from 'node-opcua-client';
 export { OPCUACertificateManager } from 'node-opcua-certificate-manager';
+// the library's own log output, routed by agent/drivers/opcua/library-log.ts
+export { setErrorLogger, setWarningLogger } from 'node-opcua-debug';
