@@ -19,6 +19,8 @@ packages="wine wine64"
 stamp="debootstrap --variant=minbase $suite; apt-get install --no-install-recommends $packages"
 
 say() { echo "wine-check: $*"; }
+# shellcheck disable=SC2016 # ${Version} is dpkg-query's format, not the shell's
+wine_version() { chroot "$root" dpkg-query -W -f '${Version}' wine; }
 die() { echo "wine-check: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot and bind mounts)"
@@ -40,9 +42,9 @@ if [ "${1:-}" = "--rebuild-root" ] || [ "$(cat "$root/.plantbridge-stamp" 2>/dev
   rm -rf --one-file-system "$root"
   mv "$partial" "$root"
   rm -f "$partial.log"
-  say "chroot ready in $(($(date +%s) - t0)) s: $(chroot "$root" wine --version)"
+  say "chroot ready in $(($(date +%s) - t0)) s: wine $(wine_version)"
 else
-  say "reusing $root ($(chroot "$root" wine --version))"
+  say "reusing $root (wine $(wine_version))"
 fi
 t1=$(date +%s)
 
