@@ -1,13 +1,13 @@
 import type { AgentConfig } from './config/schema.ts';
 import { buildAgent } from './build-agent.ts';
-import { createLogger } from './log.ts';
+import { createLogger } from '../contracts/log.ts';
 
 /**
  * Runs the agent until SIGINT / SIGTERM, then stops it gracefully: drivers drain, the in-flight commit
  * finishes, the forwarder settles what it has in flight, and the database is closed.
  */
 export async function runAgent(config: AgentConfig, configVersion: string, stopSignal: Promise<string>, nativeBinding?: string): Promise<number> {
-  const log = createLogger({ level: config.log.level, agentId: config.agent.id });
+  const log = createLogger({ level: config.log.level, base: { agentId: config.agent.id } });
   const agent = buildAgent({ config, configVersion, log, ...(nativeBinding ? { nativeBinding } : {}) });
   const done = stopSignal.then((sig) => log.info({ signal: sig }, 'Stopping'));
   process.on('uncaughtException', (err) => {

@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { isPlantBridgeError } from '../contracts/errors.ts';
 import { VERSION } from '../contracts/version.ts';
+import type { StoreRuntime } from './store/open-store.ts';
 
 const HELP = `plantbridge-hub ${VERSION} — receives plant transactions, posts them to the ERP once, shows the fleet
 
@@ -41,9 +42,9 @@ function stopSignal(): Promise<string> {
   });
 }
 
-async function main(argv: string[]): Promise<number> {
+async function main(argv: string[], runtime: StoreRuntime): Promise<number> {
   // agents has its own options (--plant, --name, --ttl)
-  if (argv[0] === 'agents') return (await import('./enrollment/agents-cli.ts')).agentsMain(argv.slice(1));
+  if (argv[0] === 'agents') return (await import('./enrollment/agents-cli.ts')).agentsMain(argv.slice(1), undefined, runtime);
   let parsed;
   try {
     parsed = parseArgs({
@@ -84,7 +85,7 @@ async function main(argv: string[]): Promise<number> {
     case 'serve': {
       const { config } = loadHubConfig(file);
       const { serveHub } = await import('./main.ts');
-      return serveHub(config, stop!);
+      return serveHub(config, stop!, runtime);
     }
     case 'dead-letters': {
       const { config } = loadHubConfig(file);
@@ -93,27 +94,35 @@ async function main(argv: string[]): Promise<number> {
         ...(values.reason ? { reason: values.reason } : {}),
         ...(values.json ? { json: true } : {}),
         ...(values.limit ? { limit: Number(values.limit) } : {}),
-      });
+      }, runtime);
     }
     default:
       throw new UsageError(`unknown command "${command}"`);
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err) => {
-    if (err instanceof UsageError) {
-      process.stderr.write(`plantbridge-hub: ${err.message}\n\n${HELP}\n`);
-      process.exitCode = 1;
-    } else if (isPlantBridgeError(err, 'CONFIG_INVALID')) {
-      process.stderr.write(`plantbridge-hub: ${err.message}\n`);
-      process.exitCode = 1;
-    } else {
-      process.stderr.write(`plantbridge-hub: ${isPlantBridgeError(err) ? `${err.code}: ` : ''}${(err as Error)?.stack ?? String(err)}\n`);
-      process.exitCode = 2;
-    }
-  },
-);
+/**
+ * Runs the CLI. `runtime`: where the SQLite store's addon and checkpoint thread are, handed in by the
+ * single executable's entry (installers/build/hub-entry.ts); from a checkout, nothing.
+ */
+export function runHubCli(argv: string[], runtime: StoreRuntime = {}): void {
+  main(argv, runtime).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err) => {
+      if (err instanceof UsageError) {
+        process.stderr.write(`plantbridge-hub: ${err.message}\n\n${HELP}\n`);
+        process.exitCode = 1;
+      } else if (isPlantBridgeError(err, 'CONFIG_INVALID')) {
+        process.stderr.write(`plantbridge-hub: ${err.message}\n`);
+        process.exitCode = 1;
+      } else {
+        process.stderr.write(`plantbridge-hub: ${isPlantBridgeError(err) ? `${err.code}: ` : ''}${(err as Error)?.stack ?? String(err)}\n`);
+        process.exitCode = 2;
+      }
+    },
+  );
+}
+
+if (import.meta.main) runHubCli(process.argv.slice(2));

@@ -1,11 +1,12 @@
 import type { HubConfig } from './config/schema.ts';
 import { buildHub } from './build-hub.ts';
-import { createHubLogger } from './log.ts';
+import type { StoreRuntime } from './store/open-store.ts';
+import { createLogger } from '../contracts/log.ts';
 
 /** Serves until SIGINT / SIGTERM; then stops listening, lets ERP calls in flight finish and record, closes the store. */
-export async function serveHub(config: HubConfig, stopSignal: Promise<string>): Promise<number> {
-  const log = createHubLogger(config.log.level);
-  const hub = buildHub({ config, log });
+export async function serveHub(config: HubConfig, stopSignal: Promise<string>, storeRuntime: StoreRuntime = {}): Promise<number> {
+  const log = createLogger({ level: config.log.level, base: { component: 'hub' } });
+  const hub = buildHub({ config, log, storeRuntime });
   try {
     await hub.start();
   } catch (err) {
