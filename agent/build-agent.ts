@@ -17,8 +17,8 @@ import { Forwarder } from './forwarder/forwarder.ts';
 import { forwarderOptionsFromConfig } from './forwarder/options.ts';
 import { createAgentMetrics } from './health/metrics.ts';
 import { startStatusServer } from './health/status-server.ts';
-import { createLogger } from './log.ts';
-import { openOutbox, type AppendResult, type Outbox } from './outbox/outbox.ts';
+import { createLogger } from '../contracts/log.ts';
+import { openOutbox, type Alarm, type AppendResult, type Outbox } from './outbox/outbox.ts';
 import { RuleEngine, buildRules } from './rules/engine.ts';
 
 export interface AgentOptions {
@@ -39,7 +39,7 @@ export interface AgentHealth {
   drivers: Array<DriverHealth & { name: string; type: string }>;
   outbox: ReturnType<Outbox['stats']> | undefined;
   forwarder: ReturnType<Forwarder['state']> | undefined;
-  alarms: Array<{ code: string; message: string; since: string }>;
+  alarms: Alarm[];
 }
 
 export interface Agent {
@@ -60,7 +60,7 @@ export interface Agent {
  */
 export function buildAgent(opts: AgentOptions): Agent {
   const { config } = opts;
-  const log = opts.log ?? createLogger({ level: config.log.level, agentId: config.agent.id });
+  const log = opts.log ?? createLogger({ level: config.log.level, base: { agentId: config.agent.id } });
   const drivers: Driver[] = [];
   // driver counters (mqtt, sparkplug) are read from the drivers when /metrics is scraped
   const metrics = createAgentMetrics({ drivers: () => drivers });

@@ -1,13 +1,13 @@
 import type { AgentConfig } from './config/schema.ts';
 import { buildAgent } from './build-agent.ts';
-import { createLogger } from './log.ts';
+import { createLogger } from '../contracts/log.ts';
 
 /**
  * Runs the agent until SIGINT / SIGTERM, then stops it gracefully: drivers drain, the in-flight commit
  * finishes, the forwarder settles what it has in flight, and the database is closed.
  */
 export async function runAgent(config: AgentConfig, configVersion: string, stopSignal: Promise<string>, nativeBinding?: string): Promise<number> {
-  const log = createLogger({ level: config.log.level, agentId: config.agent.id });
+  const log = createLogger({ level: config.log.level, base: { agentId: config.agent.id } });
   // node-opcua's own messages would go to stdout between the JSON lines: into the log instead
   if (config.drivers.some((d) => d.type === 'opcua')) (await import('./drivers/opcua/library-log.ts')).routeNodeOpcuaLog(log.child({ component: 'node-opcua' }));
   const agent = buildAgent({ config, configVersion, log, ...(nativeBinding ? { nativeBinding } : {}) });

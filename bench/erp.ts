@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
-import { PostingService } from '../central-hub/erp/posting-service.ts';
+import { PostingService } from '../central-hub/posting/posting-service.ts';
 import { SqliteHubStore } from '../central-hub/store/sqlite/sqlite-store.ts';
 import { parseConfig, resolveSecrets, type Transaction } from '../contracts/index.ts';
 import { sapOdataConfigSchema } from '../central-hub/erp/sap-odata/config.ts';

@@ -13,6 +13,7 @@ function docs(): string {
     ? 'Docs: INSTALL.md and hub.example.yaml beside this executable in its release folder\n(install.ps1 copies hub.example.yaml to %ProgramData%\\PlantBridge\\hub\\config\\).'
     : 'Docs: INSTALL.md and hub.example.yaml beside this executable in its release folder\n(the .deb puts them in /usr/share/doc/plantbridge-hub/).';
 }
+import type { StoreRuntime } from './store/open-store.ts';
 
 const HELP = `plantbridge-hub ${VERSION} — receives plant transactions, posts them to the ERP once, shows the fleet
 
@@ -104,7 +105,7 @@ function stopSignal(): Promise<string> {
   });
 }
 
-async function main(argv: string[]): Promise<number> {
+async function main(argv: string[], runtime: StoreRuntime): Promise<number> {
   const cli = parseCli(SPEC, argv);
   if (cli.kind === 'version') {
     process.stdout.write(`${VERSION}\n`);
@@ -118,7 +119,7 @@ async function main(argv: string[]): Promise<number> {
   const str = (k: string) => (typeof cli.values[k] === 'string' ? (cli.values[k] as string) : undefined);
   const [sub, arg] = positionals;
   // agents parses its own options (checked above) and needs none of the ERP's secrets
-  if (command === 'agents') return (await import('./enrollment/agents-cli.ts')).agentsMain(cli.argv);
+  if (command === 'agents') return (await import('./enrollment/agents-cli.ts')).agentsMain(cli.argv, undefined, runtime);
   const file = str('config') ?? process.env.PLANTBRIDGE_HUB_CONFIG ?? 'hub.yaml';
   const stop = command === 'serve' ? stopSignal() : undefined;
   const { loadHubConfig } = await import('./config/load.ts');
@@ -131,7 +132,7 @@ async function main(argv: string[]): Promise<number> {
     case 'serve': {
       const { config } = loadHubConfig(file);
       const { serveHub } = await import('./main.ts');
-      return serveHub(config, stop!);
+      return serveHub(config, stop!, runtime);
     }
     case 'dead-letters': {
       if (!sub || !['list', 'show', 'replay', 'discard'].includes(sub)) throw new UsageError(sub ? `unknown subcommand ${JSON.stringify(sub)}` : 'a subcommand is needed', SPEC.commands['dead-letters'].help, 'dead-letters');
@@ -141,20 +142,28 @@ async function main(argv: string[]): Promise<number> {
         ...(str('reason') ? { reason: str('reason') } : {}),
         ...(cli.values.json === true ? { json: true } : {}),
         ...(str('limit') ? { limit: Number(str('limit')) } : {}),
-      });
+      }, runtime);
     }
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`, HELP);
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err) => {
-    const { text, exitCode } = describeFailure('plantbridge-hub', err);
-    process.stderr.write(text);
-    process.exitCode = exitCode;
-  },
-);
+/**
+ * Runs the CLI. `runtime`: where the SQLite store's addon and checkpoint thread are, handed in by the
+ * single executable's entry (installers/build/hub-entry.ts); from a checkout, nothing.
+ */
+export function runHubCli(argv: string[], runtime: StoreRuntime = {}): void {
+  main(argv, runtime).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err) => {
+      const { text, exitCode } = describeFailure('plantbridge-hub', err);
+      process.stderr.write(text);
+      process.exitCode = exitCode;
+    },
+  );
+}
+
+if (import.meta.main) runHubCli(process.argv.slice(2));

@@ -1,13 +1,19 @@
 import { userInfo } from 'node:os';
 import type { HubConfig } from './config/schema.ts';
-import { openHubStore } from './store/open-store.ts';
+import { openHubStore, type StoreRuntime } from './store/open-store.ts';
 
 /**
  * `plantbridge-hub dead-letters list | show <seq|key> | replay <seq> | discard <seq> --reason "…"`.
  * Works on the live store beside a running hub; every action is audited with the operator's name.
  */
-export async function deadLettersCommand(config: HubConfig, sub: string | undefined, arg: string | undefined, opts: { reason?: string; json?: boolean; limit?: number }): Promise<number> {
-  const store = await openHubStore(config);
+export async function deadLettersCommand(
+  config: HubConfig,
+  sub: string | undefined,
+  arg: string | undefined,
+  opts: { reason?: string; json?: boolean; limit?: number },
+  runtime: StoreRuntime = {},
+): Promise<number> {
+  const store = await openHubStore(config, runtime);
   const actor = `cli:${userInfo().username}`;
   const out = (s: string) => process.stdout.write(`${s}\n`);
   try {

@@ -16,7 +16,7 @@ test('posting summary: one info line per interval with activity, none when idle,
   s.start();
   for (let i = 0; i < 3; i++) s.record({ kind: 'posted', erpRef: `1000${i}/1` });
   s.record({ kind: 'failed', code: 'ERP_BUSINESS', message: 'Order closed' });
-  s.record({ kind: 'retry', delayMs: 1000, code: 'UPSTREAM_TIMEOUT', message: 'timeout', inDoubt: true });
+  s.record({ kind: 'retry', delayMs: 1000, code: 'UPSTREAM_UNAVAILABLE', message: 'timeout', inDoubt: true });
   t.mock.timers.tick(60_000);
   assert.equal(lines.length, 1);
   assert.equal(lines[0].level, 30);

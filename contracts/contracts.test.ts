@@ -118,3 +118,11 @@ test('docs/ERRORS.md has a row for every error code, with its retriable flag and
     assert.equal(cells[3], String(http), `${code}: http`);
   }
 });
+
+test('docs/ERRORS.md lists every ERP sub-code and every alarm code', async () => {
+  const { AlarmCodes, ErpSubCodes } = await import('./errors.ts');
+  const doc = readFileSync(join(import.meta.dirname, '..', 'docs', 'ERRORS.md'), 'utf8').split('\n');
+  for (const code of [...Object.keys(ErpSubCodes), ...Object.keys(AlarmCodes)]) {
+    assert.ok(doc.some((l) => l.startsWith(`| \`${code}\` |`)), `docs/ERRORS.md has no row for ${code}`);
+  }
+});

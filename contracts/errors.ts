@@ -46,6 +46,46 @@ export const ErrorCodes = {
 export type ErrorCode = keyof typeof ErrorCodes;
 export const errorCodeList = Object.keys(ErrorCodes) as ErrorCode[];
 
+/**
+ * Alarms an agent raises (its health and its heartbeat's `alarms[].code`): they stay until the cause is gone
+ * or someone acknowledges them. All but HUB_TLS_REFUSED are codes of the catalogue above.
+ */
+export const AlarmCodes = {
+  OUTBOX_FULL: 'the outbox reached maxBytes or the disk-free floor: sources are not acknowledged',
+  OUTBOX_IO: 'the outbox hit an I/O error; handled like OUTBOX_FULL',
+  OUTBOX_CORRUPT: 'the outbox file was corrupt at start and was moved aside (acknowledge with outbox ack-alarm)',
+  UNAUTHENTICATED: "the hub refuses the agent's credential: transactions stay in the outbox",
+  HUB_TLS_REFUSED: "the hub's certificate is not trusted (hub.ca / hub.fingerprint), or the hub refused the agent's client certificate",
+} as const;
+export type AlarmCode = keyof typeof AlarmCodes;
+
+/**
+ * `erpCode`: what an ERP adapter adds to UPSTREAM_UNAVAILABLE / ERP_IN_DOUBT / ERP_BUSINESS. Either one of
+ * the adapters' own sub-codes below (the ERP gave no code of its own), or the ERP's message code as it
+ * gave it (ErpMessageCode: SAP `RU/494`, `D365/Error`, `odoo/UserError`, a REST receiver's code).
+ */
+export const ErpSubCodes = {
+  /** the hub's ERP credentials were refused (never uses up a transaction's attempts: an operator problem) */
+  AUTH: 'the ERP refused the hub\'s credentials',
+  /** a success status with an answer the adapter cannot read (no document number, not JSON) */
+  BAD_RESPONSE: 'an answer the adapter cannot read',
+  /** the connection failed, reset or timed out */
+  TRANSPORT: 'the connection failed, was reset, or timed out',
+  /** D365: the message is accepted but not processed yet */
+  NOT_PROCESSED: 'the ERP has the message but has not processed it yet',
+  /** SAP: a freshly fetched CSRF token was refused (cookies lost on the way, e.g. by a proxy) */
+  CSRF: 'the ERP refused a fresh CSRF token',
+  /** SAP: an order has more confirmations than a lookup reads, so the lookup cannot decide */
+  LOOKUP_LIMIT: 'too many documents to look the key up',
+} as const;
+/** An adapter's own sub-code, or `HTTP_<status>` when the status is all the ERP said. */
+export type ErpSubCode = keyof typeof ErpSubCodes | `HTTP_${number}`;
+/** The ERP's own message code, passed on as it came (mark it with erpMessageCode()). */
+export type ErpMessageCode = string & { readonly __erpMessageCode: true };
+export type ErpCode = ErpSubCode | ErpMessageCode;
+/** Marks a code that came from the ERP itself (type only: the string is unchanged). */
+export const erpMessageCode = (code: string): ErpMessageCode => code as ErpMessageCode;
+
 export class PlantBridgeError extends Error {
   readonly code: ErrorCode;
   readonly retriable: boolean;
@@ -74,6 +114,11 @@ export class PlantBridgeError extends Error {
 
 export interface ErrorBody {
   error: { code: ErrorCode; message: string; retriable: boolean; correlationId?: string; details?: unknown };
+}
+
+/** A code read from a database or another process: a catalogue code, else undefined. */
+export function asErrorCode(v: unknown): ErrorCode | undefined {
+  return typeof v === 'string' && Object.hasOwn(ErrorCodes, v) ? (v as ErrorCode) : undefined;
 }
 
 export function isPlantBridgeError(err: unknown, code?: ErrorCode): err is PlantBridgeError {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { errorCodeList } from './errors.ts';
+import { errorCodeList, type ErrorCode } from './errors.ts';
 import { idString, isoTime, nonEmpty, schemaField } from './wire.ts';
 
 export const INGEST_MAX_ITEMS = 1000;
@@ -22,7 +22,7 @@ export const outcomeSchema = z.strictObject({
   state: z.enum(['pending', 'posted', 'failed']),
   erpRef: nonEmpty(100).optional(),
   postedAt: isoTime.optional(),
-  code: z.enum(errorCodeList as [string, ...string[]]).optional(),
+  code: z.enum(errorCodeList as [ErrorCode, ...ErrorCode[]]).optional(),
   message: z.string().max(1000).optional(),
 });
 export type Outcome = z.infer<typeof outcomeSchema>;
@@ -31,7 +31,7 @@ export const itemResultSchema = z.strictObject({
   id: z.string().max(200),
   idempotencyKey: z.string().max(300),
   status: z.enum(['accepted', 'duplicate', 'rejected']),
-  code: z.enum(errorCodeList as [string, ...string[]]).optional(),
+  code: z.enum(errorCodeList as [ErrorCode, ...ErrorCode[]]).optional(),
   reason: z.string().max(2000).optional(),
   /** for duplicates: the original item's outcome so far */
   outcome: outcomeSchema.optional(),

@@ -4,6 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { erpMessageCode } from '../contracts/errors.ts';
 import { VERSION } from '../contracts/version.ts';
 import { startSapSimulator, SAP_SIM_USER } from '../central-hub/erp/sap-odata/sap-simulator.ts';
 import { freePort } from './helpers/services.ts';
@@ -229,7 +230,7 @@ test('hub dead-letters list | show | replay | discard work on the store and are 
   const b = confirmation('5000002', 0);
   await store.ingest('test-agent', [a, b], new Date());
   for (const job of await store.claimPostings(10, 60_000, 'seed')) {
-    await store.completePosting(job.seq, 'seed', { kind: 'failed', code: 'ERP_BUSINESS', message: 'Order closed', erpCode: 'RU/494' });
+    await store.completePosting(job.seq, 'seed', { kind: 'failed', code: 'ERP_BUSINESS', message: 'Order closed', erpCode: erpMessageCode('RU/494') });
   }
   await store.close();
   writeFileSync(join(dir, 'hub.yaml'), `hub: { dataDir: ${join(dir, 'hub')} }\nerp: { type: sap-odata, url: "https://s4.example.com", auth: { type: basic, username: U, password: "\${X_SAP}" } }\n`);

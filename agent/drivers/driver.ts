@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { DriverState, Signal } from '../../contracts/index.ts';
+import type { DriverState, ErrorCode, Signal } from '../../contracts/index.ts';
 import type { RuleConfig } from '../config/schema.ts';
 import type { AppendResult, OutboxOptions } from '../outbox/outbox.ts';
 import type { EngineOptions } from '../rules/engine.ts';
@@ -24,7 +24,7 @@ export interface DriverContext {
    * (optional, like Signal.sourceId: the same input delivered again gives the same key) keeps a redelivery
    * from writing it twice while the first is open (agent/outbox/README.md).
    */
-  deadLetter(code: string, reason: string, payload: Buffer | string | null, dedupeKey?: string): void;
+  deadLetter(code: ErrorCode, reason: string, payload: Buffer | string | null, dedupeKey?: string): void;
   /**
    * For a driver that commits on a thread of its own (the MQTT driver): how to open a second appending
    * connection to the agent's outbox with the same rules, and where to report what it committed (metrics,

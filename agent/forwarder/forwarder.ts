@@ -9,9 +9,10 @@ import { Gauge, Histogram, type Registry } from 'prom-client';
 import {
   ErrorCodes,
   PlantBridgeError,
+  asErrorCode,
   schemaId,
   ulid,
-  type ErrorCode,
+  type AlarmCode,
   type IngestResult,
   type ItemResult,
   type Outcome,
@@ -83,7 +84,7 @@ export interface ForwarderState {
   lastSuccessAt?: string;
   consecutiveFailures: number;
   /** set while an operator must act (credential refused, hub certificate refused) */
-  alarm?: { code: string; message: string; since: string };
+  alarm?: { code: AlarmCode; message: string; since: string };
 }
 
 export interface DrainProgress {
@@ -96,6 +97,7 @@ export interface DrainProgress {
 class HttpStatusError extends Error {
   readonly status: number;
   readonly retryAfterMs: number | undefined;
+  /** the hub's error code as it came (any string: another process) */
   readonly code: string | undefined;
   constructor(status: number, message: string, retryAfterMs?: number, code?: string) {
     super(message);
@@ -496,7 +498,7 @@ export class Forwarder {
       } else if (r.status === 'duplicate') {
         settlements.push({ seq: c.seq, lease: c.lease, status: 'sent', result: { status: r.status, outcome: r.outcome } });
         sent++;
-      } else if (r.code && (ErrorCodes as Record<string, { retriable: boolean }>)[r.code]?.retriable) {
+      } else if (r.code && ErrorCodes[r.code].retriable) {
         const delayMs = backoffDelay(c.attempts, 1000, this.o.retryMaxDelayMs);
         settlements.push({ seq: c.seq, lease: c.lease, status: 'retry', delayMs, ...(r.reason ? { reason: r.reason } : {}) });
         retryDelay = Math.max(retryDelay ?? 0, delayMs);
@@ -539,7 +541,7 @@ export class Forwarder {
         this.status.alarm ??= { code: 'UNAUTHENTICATED', message: `the hub refuses this agent's credential: ${err.message}`, since: new Date().toISOString() };
         return putBack(Math.max(delay, Math.min(this.o.retryMaxDelayMs, 10_000)));
       }
-      const code = (err.code && err.code in ErrorCodes ? err.code : 'SCHEMA_INVALID') as ErrorCode;
+      const code = asErrorCode(err.code) ?? 'SCHEMA_INVALID';
       log.warn({ status: err.status, code, reason: err.message, items: claimed.length }, 'Hub refused the batch: its items are dead-lettered with the hub\'s reason');
       this.o.outbox.settle(claimed.map((c) => ({ seq: c.seq, lease: c.lease, status: 'dead' as const, code, reason: `${err.status}: ${err.message}` })));
       this.o.onRejected?.(claimed.length);

@@ -311,7 +311,7 @@ export function outboxContractSuite(factory: OutboxFactory): void {
     void it('writes an input dead letter with a dedupe key once while one with that key is open, and counts only what it wrote', async () => {
       const path = newPath();
       let o = open({ path });
-      const dl = (key: string | undefined, payload = 'not json') => ({ source: 'm', code: 'PAYLOAD_INVALID', reason: 'payload is not JSON', payload: Buffer.from(payload), ...(key ? { dedupeKey: key } : {}) });
+      const dl = (key: string | undefined, payload = 'not json') => ({ source: 'm', code: 'PAYLOAD_INVALID' as const, reason: 'payload is not JSON', payload: Buffer.from(payload), ...(key ? { dedupeKey: key } : {}) });
       // twice in one call (and so in one commit), and two without a key: those never conflict
       const a = await o.append([signal(1)], [dl('m/t@dl#aa'), dl('m/t@dl#aa'), dl(undefined), dl(undefined)]);
       assert.deepEqual(a, { accepted: 1, duplicates: 0, transactions: 0, deadLettered: 3 });

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, renameSync, statSync, statfsSync } from 'node:fs
 import { dirname } from 'node:path';
 import { inspect } from 'node:util';
 import type { Logger } from 'pino';
-import { PlantBridgeError, type Signal, type Transaction, transactionTypeOf } from '../../contracts/index.ts';
+import { PlantBridgeError, type AlarmCode, type ErrorCode, type Signal, type Transaction, transactionTypeOf } from '../../contracts/index.ts';
 import { instantMs } from '../../contracts/instant.ts';
 import { migrations } from './migrations.ts';
 import { isSqliteError, openDb, sqliteErrorKind, type SqlDb, type SqliteDriver, type SqlStatement } from './sqlite-db.ts';
@@ -21,7 +21,7 @@ export interface DerivedItem {
 }
 
 export interface Quarantined {
-  code: string;
+  code: ErrorCode;
   reason: string;
   source?: string;
   payload?: unknown;
@@ -161,7 +161,7 @@ class ClaimedRow implements ClaimedTx {
  */
 export type Settlement =
   | { seq: number; lease?: number; status: 'sent'; result?: unknown }
-  | { seq: number; lease?: number; status: 'dead'; code: string; reason: string }
+  | { seq: number; lease?: number; status: 'dead'; code: ErrorCode; reason: string }
   /** delayMs < 0 (or not finite): the outbox picks an exponential backoff from the attempt count */
   | { seq: number; lease?: number; status: 'retry'; delayMs: number; reason?: string };
 
@@ -184,7 +184,7 @@ export interface OutboxStats {
 }
 
 export interface Alarm {
-  code: string;
+  code: AlarmCode;
   message: string;
   since: string;
 }
@@ -194,7 +194,7 @@ export interface DeadLetter {
   kind: 'transaction' | 'signal' | 'quarantine';
   txSeq: number | null;
   source: string | null;
-  code: string;
+  code: ErrorCode;
   reason: string;
   payload: string | null;
   createdAt: string;
@@ -221,7 +221,7 @@ export interface ListedTx {
 /** An input that could not become a signal, committed with the signals of the same append. */
 export interface InputDeadLetter {
   source: string;
-  code: string;
+  code: ErrorCode;
   reason: string;
   /** the raw input, capped at 64 KiB */
   payload: Buffer | string | null;
@@ -1211,7 +1211,7 @@ export class Outbox {
    * Records an input that could not become a signal (undecodable payload): acknowledged, kept, visible.
    * False when an open dead letter already has `dedupeKey` (the same input delivered again): nothing written.
    */
-  deadLetterInput(source: string, code: string, reason: string, payload: Buffer | string | null, dedupeKey?: string): boolean {
+  deadLetterInput(source: string, code: ErrorCode, reason: string, payload: Buffer | string | null, dedupeKey?: string): boolean {
     try {
       return this.s.insertInputDead.run(source, code, reason, capPayload(payload), this.now(), dedupeKey ?? null).changes > 0;
     } catch (err) {
@@ -1228,7 +1228,8 @@ export class Outbox {
       kind: r.kind as DeadLetter['kind'],
       txSeq: r.tx_seq === null ? null : Number(r.tx_seq),
       source: r.source === null ? null : String(r.source),
-      code: String(r.code),
+      // the database holds only codes this outbox wrote
+      code: String(r.code) as ErrorCode,
       reason: String(r.reason),
       payload: r.payload === null ? null : Buffer.isBuffer(r.payload) ? r.payload.toString('utf8') : String(r.payload),
       createdAt: new Date(Number(r.created_at)).toISOString(),
@@ -1274,7 +1275,7 @@ export class Outbox {
 
   alarms(): Alarm[] {
     const rows = this.db.prepare('SELECT code, message, since FROM alarms ORDER BY since').all();
-    const out = rows.map((r) => ({ code: String(r.code), message: String(r.message), since: new Date(Number(r.since)).toISOString() }));
+    const out: Alarm[] = rows.map((r) => ({ code: String(r.code) as AlarmCode, message: String(r.message), since: new Date(Number(r.since)).toISOString() }));
     if (this.full) out.push({ code: this.full.cause === 'io' ? 'OUTBOX_IO' : 'OUTBOX_FULL', message: this.full.reason, since: new Date(this.full.since).toISOString() });
     return out;
   }

@@ -23,8 +23,10 @@ admin: { operators: [{ name: jane.doe, token: "\${OPS}" }] }
     join(dir, 'hub.yaml'),
     { env: { SAPPW: SAP_SIM_USER.password, OPS }, readFile: () => '' },
   );
+  // inject() and the posting service (to the SAP simulator); no port
   const hub = buildHub({ config, log: testLogger() });
-  await hub.start();
+  await hub.open();
+  hub.posting.start();
   t.after(() => hub.stop());
   await hub.store.ingest('a', [confirmation('6000001', 0), confirmation('6000002', 0)], new Date());
   hub.posting.notify();

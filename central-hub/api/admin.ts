@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { PlantBridgeError, type Secret } from '../../contracts/index.ts';
-import type { HubStore } from '../store/hub-store.ts';
+import { PlantBridgeError } from '../../contracts/index.ts';
+import type { HubContext } from '../hub-context.ts';
 import { auditRefusal, tokenHash } from './auth.ts';
 
 /**
@@ -9,9 +9,8 @@ import { auditRefusal, tokenHash } from './auth.ts';
  * named operators from hub.yaml `admin.operators`; every action is audited with the operator's name.
  * Without configured operators the API refuses every call.
  */
-export function adminRoutes(app: FastifyInstance, deps: { store: HubStore; operators: Array<{ name: string; token: Secret }> }): void {
-  const { store } = deps;
-  const hashes = deps.operators.map((o) => ({ name: o.name, hash: Buffer.from(tokenHash(o.token.reveal()), 'hex') }));
+export function adminRoutes(app: FastifyInstance, ctx: HubContext): void {
+  const hashes = ctx.config.admin.operators.map((o) => ({ name: o.name, hash: Buffer.from(tokenHash(o.token.reveal()), 'hex') }));
   const operator = async (req: FastifyRequest): Promise<string> => {
     const m = /^Bearer (\S{16,512})$/.exec(req.headers.authorization ?? '');
     if (hashes.length === 0) throw new PlantBridgeError('UNAUTHENTICATED', 'the admin API is disabled: configure admin.operators in hub.yaml', { correlationId: req.id });
@@ -20,7 +19,7 @@ export function adminRoutes(app: FastifyInstance, deps: { store: HubStore; opera
       const hit = hashes.find((o) => timingSafeEqual(o.hash, h));
       if (hit) return hit.name;
     }
-    await auditRefusal(store, req.ip, 'admin.auth.refused', { route: req.url.split('?')[0] });
+    await auditRefusal(ctx.store, req.ip, 'admin.auth.refused', { route: req.url.split('?')[0] });
     throw new PlantBridgeError('UNAUTHENTICATED', 'unknown operator token', { correlationId: req.id });
   };
   const seqOf = (req: FastifyRequest): number => {
@@ -32,12 +31,12 @@ export function adminRoutes(app: FastifyInstance, deps: { store: HubStore; opera
   app.get('/v1/admin/dead-letters', async (req) => {
     await operator(req);
     const limit = Math.min(1000, Math.max(1, Number((req.query as { limit?: string }).limit ?? 100) || 100));
-    return { deadLetters: await store.listTransactions({ limit, state: 'failed' }) };
+    return { deadLetters: await ctx.store.listTransactions({ limit, state: 'failed' }) };
   });
   app.post('/v1/admin/dead-letters/:seq/replay', async (req) => {
     const who = await operator(req);
     const seq = seqOf(req);
-    if (!(await store.replay(seq, `operator:${who}`))) throw new PlantBridgeError('NOT_FOUND', `no dead letter ${seq}`, { correlationId: req.id });
+    if (!(await ctx.store.replay(seq, `operator:${who}`))) throw new PlantBridgeError('NOT_FOUND', `no dead letter ${seq}`, { correlationId: req.id });
     return { ok: true, seq, state: 'queued' };
   });
   app.post('/v1/admin/dead-letters/:seq/discard', async (req) => {
@@ -49,12 +48,12 @@ export function adminRoutes(app: FastifyInstance, deps: { store: HubStore; opera
     if (typeof body?.reason !== 'string' || body.reason.trim().length < 3 || body.reason.length > 1000) {
       throw new PlantBridgeError('SCHEMA_INVALID', 'reason: say why this is not posted (3 to 1000 characters); it is audited', { correlationId: req.id });
     }
-    if (!(await store.discard(seq, `operator:${who}`, body.reason))) throw new PlantBridgeError('NOT_FOUND', `no dead letter ${seq}`, { correlationId: req.id });
+    if (!(await ctx.store.discard(seq, `operator:${who}`, body.reason))) throw new PlantBridgeError('NOT_FOUND', `no dead letter ${seq}`, { correlationId: req.id });
     return { ok: true, seq, state: 'discarded' };
   });
   app.get('/v1/admin/audit', async (req) => {
     await operator(req);
     const limit = Math.min(1000, Math.max(1, Number((req.query as { limit?: string }).limit ?? 100) || 100));
-    return { audit: await store.listAudit(limit) };
+    return { audit: await ctx.store.listAudit(limit) };
   });
 }

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { PlantBridgeError } from '../../contracts/index.ts';
+import type { HubContext } from '../hub-context.ts';
 import type { AgentRecord, HubStore } from '../store/hub-store.ts';
 
 export function tokenHash(token: string): string {
@@ -45,8 +46,9 @@ export async function auditRefusal(store: HubStore, ip: string, action: string, 
  * Authenticates an agent by its bearer token. The store keeps only the token's SHA-256; a revoked agent
  * is refused at once (no cache).
  */
-export function requireAgent(store: HubStore) {
+export function requireAgent(ctx: Pick<HubContext, 'store'>) {
   return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+    const store = ctx.store;
     const header = req.headers.authorization;
     const m = typeof header === 'string' ? /^Bearer ([\x21-\x7e]{16,512})$/.exec(header) : null;
     if (!m) throw new PlantBridgeError('UNAUTHENTICATED', 'a bearer token is required', { correlationId: req.id });

@@ -3,7 +3,7 @@ import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { schemaId, ulid, type Transaction } from '../../contracts/index.ts';
 import { testTx } from '../store/test-tx.ts';
-import { removeDir, startTestHub, type TestHub } from './test-hub.ts';
+import { openTestHub, removeDir, type TestHub } from './test-hub.ts';
 
 const batch = (agentId: string, items: unknown[], extra: Record<string, unknown> = {}) => ({
   schema: schemaId('ingest-batch', 1, 0),
@@ -14,14 +14,14 @@ const batch = (agentId: string, items: unknown[], extra: Record<string, unknown>
   ...extra,
 });
 
-void describe('hub API: ingest, outcomes, heartbeat (SQLite store, real hub on port 0)', () => {
+void describe('hub API: ingest, outcomes, heartbeat (SQLite store, inject(), no port)', () => {
   let t: TestHub;
   let token: string;
   const post = (path: string, body: unknown, tok = token, headers: Record<string, string> = {}) =>
-    fetch(`${t.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${tok}`, ...headers }, body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body) });
+    t.fetch(path, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${tok}`, ...headers }, body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body) });
 
   before(async () => {
-    t = await startTestHub({ bodyLimit: '64KiB', rateLimitPerAgent: 1000 });
+    t = await openTestHub({ bodyLimit: '64KiB', rateLimitPerAgent: 1000, posting: true });
     token = await t.addAgent('edge-1', ['P1']);
   });
   after(async () => {
@@ -172,7 +172,7 @@ void describe('hub API: ingest, outcomes, heartbeat (SQLite store, real hub on p
   });
 
   void it('no, unknown or revoked credentials get 401; revocation is immediate', async () => {
-    assert.equal((await fetch(`${t.url}/v1/ingest`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })).status, 401);
+    assert.equal((await t.fetch('/v1/ingest', { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })).status, 401);
     assert.equal((await post('/v1/ingest', batch('edge-1', [testTx()]), 'pbc_not-a-real-credential-at-all')).status, 401);
     const tok = await t.addAgent('edge-r', ['P1']);
     assert.equal((await post('/v1/ingest', batch('edge-r', [testTx({ agentId: 'edge-r' })]), tok)).status, 200);
@@ -212,7 +212,7 @@ void describe('hub API: ingest, outcomes, heartbeat (SQLite store, real hub on p
     let items: Array<{ idempotencyKey: string; outcome: { state: string; erpRef?: string } }> = [];
     let cursor = '0';
     for (let i = 0; i < 100 && !items.some((x) => x.idempotencyKey === a.idempotencyKey); i++) {
-      const r = await fetch(`${t.url}/v1/agents/me/outcomes?since=${cursor}`, { headers: { authorization: `Bearer ${token}` } });
+      const r = await t.fetch(`/v1/agents/me/outcomes?since=${cursor}`, { headers: { authorization: `Bearer ${token}` } });
       assert.equal(r.status, 200);
       const b = await r.json().then((x): any => x);
       items = items.concat(b.items);
@@ -222,11 +222,11 @@ void describe('hub API: ingest, outcomes, heartbeat (SQLite store, real hub on p
     const mine = items.find((x) => x.idempotencyKey === a.idempotencyKey);
     assert.equal(mine?.outcome.state, 'posted');
     assert.match(mine?.outcome.erpRef ?? '', /^DOC-/);
-    const bad = await fetch(`${t.url}/v1/agents/me/outcomes?since=abc&colour=red`, { headers: { authorization: `Bearer ${token}` } });
+    const bad = await t.fetch('/v1/agents/me/outcomes?since=abc&colour=red', { headers: { authorization: `Bearer ${token}` } });
     assert.equal(bad.status, 400);
     assert.match((await bad.json().then((x): any => x)).error.message, /colour: unknown field/);
     const other = await t.addAgent('edge-o', ['P1']);
-    const theirs = await (await fetch(`${t.url}/v1/agents/me/outcomes?since=0`, { headers: { authorization: `Bearer ${other}` } })).json().then((x): any => x);
+    const theirs = await (await t.fetch('/v1/agents/me/outcomes?since=0', { headers: { authorization: `Bearer ${other}` } })).json().then((x): any => x);
     assert.deepEqual(theirs.items, []);
   });
 
@@ -250,21 +250,21 @@ void describe('hub API: ingest, outcomes, heartbeat (SQLite store, real hub on p
     const r = await post('/v1/heartbeat', hb);
     assert.equal(r.status, 200);
     assert.ok((await r.json().then((x): any => x)).serverTime);
-    const fleet = await (await fetch(`${t.url}/v1/fleet/agents`)).json().then((x): any => x);
+    const fleet = await (await t.fetch('/v1/fleet/agents')).json().then((x): any => x);
     assert.equal(fleet.agents.find((a: { id: string }) => a.id === 'edge-1').status, 'online');
-    const hist = await (await fetch(`${t.url}/v1/fleet/agents/edge-1/history`)).json().then((x): any => x);
+    const hist = await (await t.fetch('/v1/fleet/agents/edge-1/history')).json().then((x): any => x);
     assert.equal(hist.history.length, 1);
     const wrongPlant = await post('/v1/heartbeat', { ...hb, id: ulid(), plant: 'P9' });
     assert.equal(wrongPlant.status, 403);
   });
 
   void it('a storm from one agent gets 429 with Retry-After, others are not affected', async () => {
-    const t2 = await startTestHub({ rateLimitPerAgent: 2 });
+    const t2 = await openTestHub({ rateLimitPerAgent: 2 });
     try {
       const tok = await t2.addAgent('edge-s', ['P1']);
       const other = await t2.addAgent('edge-t', ['P1']);
       const send = (tk: string, id: string) =>
-        fetch(`${t2.url}/v1/ingest`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${tk}` }, body: JSON.stringify(batch(id, [testTx({ agentId: id })])) });
+        t2.fetch('/v1/ingest', { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${tk}` }, body: JSON.stringify(batch(id, [testTx({ agentId: id })])) });
       const rs = await Promise.all(Array.from({ length: 10 }, () => send(tok, 'edge-s')));
       const limited = rs.filter((r) => r.status === 429);
       assert.ok(limited.length >= 5, `expected 429s, got ${rs.map((r) => r.status)}`);
@@ -278,9 +278,9 @@ void describe('hub API: ingest, outcomes, heartbeat (SQLite store, real hub on p
   });
 
   void it('healthz and metrics answer', async () => {
-    const h = await fetch(`${t.url}/healthz`);
+    const h = await t.fetch('/healthz');
     assert.equal(h.status, 200);
-    const m = await (await fetch(`${t.url}/metrics`)).text();
+    const m = await (await t.fetch('/metrics')).text();
     assert.match(m, /plantbridge_hub_transactions_received_total/);
   });
 });

@@ -11,19 +11,19 @@ import {
   type ItemResult,
   type Transaction,
 } from '../../contracts/index.ts';
-import type { HubMetricsSet } from '../metrics.ts';
-import type { HubStore } from '../store/hub-store.ts';
+import type { HubContext } from '../hub-context.ts';
 import { requireAgent } from './auth.ts';
-import type { RateLimiter } from './rate-limit.ts';
+import { RateLimiter } from './rate-limit.ts';
 
 /**
  * POST /v1/ingest — strict, per-item results (DESIGN.md §2 "Accept"). A bad item is rejected alone; a
  * write for a plant the credential does not cover refuses the whole batch (403, audited, nothing stored).
  */
-export function ingestRoutes(app: FastifyInstance, deps: { store: HubStore; metrics: HubMetricsSet; limiter: RateLimiter; onAccepted: () => void }): void {
-  const { store, metrics, limiter } = deps;
+export function ingestRoutes(app: FastifyInstance, ctx: HubContext): void {
+  const { metrics } = ctx;
+  const limiter = new RateLimiter(ctx.config.hub.rateLimitPerAgent);
   // authentication and the rate limit run before the body is read: refused requests cost no parsing
-  const authenticate = requireAgent(store);
+  const authenticate = requireAgent(ctx);
   const onRequest = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     await authenticate(req, reply);
     const wait = limiter.take(req.agent!.id);
@@ -34,6 +34,7 @@ export function ingestRoutes(app: FastifyInstance, deps: { store: HubStore; metr
     }
   };
   const handler = async (req: FastifyRequest) => {
+    const store = ctx.store;
     const agent = req.agent!;
     const frame = validateFast(ingestBatchSchema, req.body);
     if (!frame.ok) throw new PlantBridgeError('SCHEMA_INVALID', issuesToText(frame.issues), { details: frame.issues, correlationId: req.id });
@@ -97,7 +98,7 @@ export function ingestRoutes(app: FastifyInstance, deps: { store: HubStore; metr
       // one metrics update per batch and plant, not per item
       for (const [plant, n] of perPlant) metrics.received.inc({ plant }, n);
       if (duplicates) metrics.duplicate.inc(duplicates);
-      if (accepted > 0) deps.onAccepted();
+      if (accepted > 0) ctx.notifyAccepted();
     }
     const body: IngestResult = {
       schema: schemaId('ingest-result', 1, 0),

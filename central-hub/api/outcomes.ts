@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { PlantBridgeError, issuesToText, outcomesQuerySchema, schemaId, validate, type OutcomesResponse } from '../../contracts/index.ts';
-import type { HubStore } from '../store/hub-store.ts';
+import type { HubContext } from '../hub-context.ts';
 import { requireAgent } from './auth.ts';
 
 /**
@@ -8,13 +8,13 @@ import { requireAgent } from './auth.ts';
  * or failed with a code) of the calling agent's transactions, in the order they happened. The agent keeps
  * the cursor with the rows it marks, so a restart continues where it stopped and a replay is harmless.
  */
-export function outcomesRoutes(app: FastifyInstance, deps: { store: HubStore }): void {
-  app.get('/v1/agents/me/outcomes', { onRequest: requireAgent(deps.store) }, async (req) => {
+export function outcomesRoutes(app: FastifyInstance, ctx: HubContext): void {
+  app.get('/v1/agents/me/outcomes', { onRequest: requireAgent(ctx) }, async (req) => {
     const q = validate(outcomesQuerySchema, req.query);
     if (!q.ok) throw new PlantBridgeError('SCHEMA_INVALID', issuesToText(q.issues), { details: q.issues, correlationId: req.id });
     const since = Number(q.value.since ?? '0');
     const limit = Math.min(1000, Math.max(1, Number(q.value.limit ?? '500')));
-    const r = await deps.store.outcomesSince(req.agent!.id, since, limit);
+    const r = await ctx.store.outcomesSince(req.agent!.id, since, limit);
     const body: OutcomesResponse = {
       schema: schemaId('agent-outcomes', 1, 0),
       cursor: String(r.cursor),

@@ -7,7 +7,7 @@ import type { Transaction } from '../../contracts/index.ts';
 import { pgSchemaForTest } from '../store/postgres/pg-test-kit.ts';
 import { testTx } from '../store/test-tx.ts';
 import { itemsText } from './ingest.ts';
-import { removeDir, startTestHub, type TestHub } from './test-hub.ts';
+import { openTestHub, removeDir, type TestHub } from './test-hub.ts';
 
 /**
  * The hub hands the store the items' bytes as received when the frame has the agent's layout, and the
@@ -53,14 +53,14 @@ void describe('hub on PostgreSQL stores the items as received', { skip }, () => 
   let t: TestHub;
   let token: string;
   let db: pg.Client;
-  const post = (body: string | Buffer) => fetch(`${t.url}/v1/ingest`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body });
+  const post = (body: string | Buffer) => t.fetch('/v1/ingest', { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body });
   const storedText = async (key: string): Promise<string | undefined> => (await db.query(`SELECT body FROM ${(pgt as { schema: string }).schema}.transactions WHERE idempotency_key = $1`, [key])).rows[0]?.body;
 
   before(async () => {
     if ('skip' in pgt) return;
     const store = pgt.open();
     await store.migrate();
-    t = await startTestHub({ store });
+    t = await openTestHub({ store });
     token = await t.addAgent('edge-1', ['P1']);
     db = new pg.Client({ connectionString: pgt.url });
     await db.connect();

@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { it } from 'node:test';
 import { testLogger } from '../../test/helpers/log.ts';
-import { buildHub } from '../build-hub.ts';
+import { buildHub, type Hub } from '../build-hub.ts';
 import { parseHubConfig } from '../config/load.ts';
 import { agentsCommand } from '../enrollment/agents-cli.ts';
-import { instantErp, removeDir } from './test-hub.ts';
+import { injected, instantErp, removeDir } from './test-hub.ts';
 
 /** Agents listed in hub.yaml with a static token: a revocation outlives a restart; rotation is refused. */
 
@@ -22,8 +22,8 @@ erp: { type: sap-odata, url: "http://127.0.0.1:9", auth: { type: basic, username
     { env: { T: token }, readFile: (p) => readFileSync(p, 'utf8') },
   ).config;
 
-async function heartbeatStatus(url: string, token: string): Promise<number> {
-  const r = await fetch(`${url}/v1/agents/me/outcomes?since=0`, { headers: { authorization: `Bearer ${token}` } });
+async function heartbeatStatus(hub: Hub, token: string): Promise<number> {
+  const r = await injected(hub, '/v1/agents/me/outcomes?since=0', { headers: { authorization: `Bearer ${token}` } });
   await r.arrayBuffer();
   return r.status;
 }
@@ -33,23 +33,23 @@ void it('a revoked hub.yaml agent stays revoked after a restart; a new token in 
   t.after(() => removeDir(dir));
   const token = 'pbc_static-token-of-edge-s-0123456789';
   let hub = buildHub({ config: config(dir, token), log: testLogger(), adapter: instantErp() });
-  await hub.start();
-  assert.equal(await heartbeatStatus(hub.url, token), 200);
+  await hub.open();
+  assert.equal(await heartbeatStatus(hub, token), 200);
   assert.equal(await hub.store.revokeAgent('edge-s', 'admin:test'), true);
-  assert.equal(await heartbeatStatus(hub.url, token), 401);
+  assert.equal(await heartbeatStatus(hub, token), 401);
   await hub.stop();
   // the same hub.yaml again
   hub = buildHub({ config: config(dir, token), log: testLogger(), adapter: instantErp() });
-  await hub.start();
-  assert.equal(await heartbeatStatus(hub.url, token), 401, 'still revoked after the restart');
+  await hub.open();
+  assert.equal(await heartbeatStatus(hub, token), 401, 'still revoked after the restart');
   await hub.stop();
   // the operator gives the agent a new token in hub.yaml
   const fresh = 'pbc_static-token-of-edge-s-abcdefghij';
   hub = buildHub({ config: config(dir, fresh), log: testLogger(), adapter: instantErp() });
-  await hub.start();
+  await hub.open();
   t.after(() => hub.stop());
-  assert.equal(await heartbeatStatus(hub.url, fresh), 200);
-  assert.equal(await heartbeatStatus(hub.url, token), 401);
+  assert.equal(await heartbeatStatus(hub, fresh), 200);
+  assert.equal(await heartbeatStatus(hub, token), 401);
 });
 
 void it('agents rotate or add for an agent listed in hub.yaml is refused, saying why', async (t) => {

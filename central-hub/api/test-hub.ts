@@ -9,7 +9,12 @@ import type { ErpAdapter } from '../erp/erp-adapter.ts';
 import type { HubStore } from '../store/hub-store.ts';
 import { testLogger } from '../../test/helpers/log.ts';
 
-/** Test harness: a real hub on port 0 with an instant ERP, its SQLite file in a temp dir (or a given store). */
+/**
+ * Test harness: a real hub with an instant ERP, its SQLite file in a temp dir (or a given store).
+ * openTestHub: opened for `inject()`, no port (and no posting unless asked); startTestHub: listening on
+ * port 0 with posting, for what needs a socket (TLS, the agent's forwarder and enrollment, child processes).
+ * `t.fetch(path, init)` talks to either the same way.
+ */
 
 export function instantErp(latencyMs = 0): ErpAdapter & { posted: string[] } {
   const posted: string[] = [];
@@ -34,6 +39,8 @@ export interface TestHubOptions {
   bodyLimit?: string;
   tls?: { cert: string; key: string };
   adapter?: ErpAdapter;
+  /** openTestHub only: run the posting service (without listening) */
+  posting?: boolean;
 }
 
 export interface TestHub {
@@ -43,12 +50,22 @@ export interface TestHub {
   adapter: ErpAdapter;
   /** registers an agent with a static credential and returns the credential */
   addAgent(id: string, plants: string[]): Promise<string>;
+  /** a request to the hub: over the socket when it listens, else through `app.inject()` */
+  fetch(path: string, init?: { method?: string; headers?: Record<string, string>; body?: string | Uint8Array }): Promise<Response>;
   stop(): Promise<void>;
 }
 
 export const hashOf = (s: string) => createHash('sha256').update(s).digest('hex');
 
 export async function startTestHub(opts: TestHubOptions = {}): Promise<TestHub> {
+  return testHub(opts, true);
+}
+
+export async function openTestHub(opts: TestHubOptions = {}): Promise<TestHub> {
+  return testHub(opts, false);
+}
+
+async function testHub(opts: TestHubOptions, listen: boolean): Promise<TestHub> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'pb-hub-'));
   const yaml = `
 hub:
@@ -75,12 +92,17 @@ posting:
   const { config } = parseHubConfig(yaml, join(dir, 'hub.yaml'), { env: { SAP_PASSWORD: 'x' }, readFile: (p) => readFileSync(p, 'utf8') });
   const adapter = opts.adapter ?? instantErp();
   const hub = buildHub({ config, log: testLogger(), adapter, ...(opts.store ? { store: opts.store } : {}) });
-  await hub.start();
+  if (listen) await hub.start();
+  else {
+    await hub.open();
+    if (opts.posting) hub.posting.start();
+  }
   return {
     hub,
     url: hub.url,
     dir,
     adapter,
+    fetch: (path, init = {}) => (listen ? fetch(`${hub.url}${path}`, init) : injected(hub, path, init)),
     addAgent: async (id, plants) => {
       const token = `pbc_${randomBytes(24).toString('base64url')}`;
       await hub.store.upsertAgent({ id, plants, tokenHash: hashOf(token) });
@@ -88,6 +110,19 @@ posting:
     },
     stop: () => hub.stop(),
   };
+}
+
+/** `app.inject()` with fetch's shape, so a test reads the same whether the hub listens or not. */
+export async function injected(hub: Hub, path: string, init: { method?: string; headers?: Record<string, string>; body?: string | Uint8Array } = {}): Promise<Response> {
+  const res = await hub.app.inject({
+    method: (init.method ?? 'GET') as 'GET',
+    url: path,
+    headers: init.headers ?? {},
+    ...(init.body !== undefined ? { payload: typeof init.body === 'string' ? init.body : Buffer.from(init.body) } : {}),
+  });
+  const headers = new Headers();
+  for (const [k, v] of Object.entries(res.headers)) for (const x of Array.isArray(v) ? v : [v]) if (x !== undefined) headers.append(k, String(x));
+  return new Response(res.statusCode === 204 ? null : res.rawPayload, { status: res.statusCode, headers });
 }
 
 export function removeDir(dir: string): void {

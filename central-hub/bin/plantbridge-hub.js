@@ -3,4 +3,6 @@
 // puts node_modules/.bin first on the PATH, so `node` is the project's pinned Node 24, which runs the
 // TypeScript CLI as it is. (`npx plantbridge-hub` does not: npx does not run a project's own bins.) Plant
 // servers and installed hubs run the single executable instead (installers/).
-import '../cli.ts';
+import { runHubCli } from '../cli.ts';
+
+runHubCli(process.argv.slice(2));

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { duration } from '../../contracts/index.ts';
 import type { HubConfig } from '../config/schema.ts';
 import type { HubStore } from '../store/hub-store.ts';
-import { openHubStore } from '../store/open-store.ts';
+import { openHubStore, type StoreRuntime } from '../store/open-store.ts';
 import { AGENT_ID, ENROLLMENT_TTL_MS, issueEnrollmentToken } from './enrollment.ts';
 import { AGENTS_HELP } from './agents-help.ts';
 
@@ -20,7 +20,7 @@ const stdio: AgentsIo = { out: (s) => void process.stdout.write(s), err: (s) => 
  * `plantbridge-hub agents <add|list|revoke|rotate>`; `argv` is what follows "agents" (with --config
  * removed or not: it is ignored here). Exit codes: 0 ok, 1 usage or refused, 2 runtime failure.
  */
-export async function agentsCommand(config: HubConfig, argv: string[], io: AgentsIo = stdio): Promise<number> {
+export async function agentsCommand(config: HubConfig, argv: string[], io: AgentsIo = stdio, runtime: StoreRuntime = {}): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
@@ -60,7 +60,7 @@ export async function agentsCommand(config: HubConfig, argv: string[], io: Agent
     if (!values.name) return usage('--name is needed (the agent.id in the agent\'s agent.yaml)');
     if (!AGENT_ID.test(values.name)) return usage(`--name "${values.name}": expected letters, digits, dot, dash or underscore`);
   }
-  const store = io.store ?? (await openHubStore(config));
+  const store = io.store ?? (await openHubStore(config, runtime));
   const actor = `admin:${process.env.SUDO_USER ?? process.env.USER ?? process.env.USERNAME ?? 'cli'}`;
   try {
     await store.migrate();
@@ -120,7 +120,7 @@ export async function agentsCommand(config: HubConfig, argv: string[], io: Agent
  * Entry point for central-hub/cli.ts: `plantbridge-hub agents ...` with its own `--config` handling.
  * Secrets the admin commands do not need (ERP passwords) may be unset here; the store's are used.
  */
-export async function agentsMain(argv: string[], io: AgentsIo = stdio): Promise<number> {
+export async function agentsMain(argv: string[], io: AgentsIo = stdio, runtime: StoreRuntime = {}): Promise<number> {
   const i = argv.findIndex((a) => a === '--config' || a === '-c');
   const file = (i >= 0 ? argv[i + 1] : undefined) ?? process.env.PLANTBRIDGE_HUB_CONFIG ?? 'hub.yaml';
   if (argv.includes('--help') || argv.includes('-h') || argv.length === 0) return agentsCommand(undefined as never, argv, io);
@@ -138,7 +138,7 @@ export async function agentsMain(argv: string[], io: AgentsIo = stdio): Promise<
       }
     },
   });
-  return agentsCommand(config, argv, io);
+  return agentsCommand(config, argv, io, runtime);
 }
 
 export { AGENTS_HELP };

@@ -1,4 +1,4 @@
-import { PlantBridgeError, type Transaction } from '../../contracts/index.ts';
+import { PlantBridgeError, type ErpCode, type Transaction } from '../../contracts/index.ts';
 
 /**
  * The ErpAdapter contract (DESIGN.md §4). None of the ERP APIs accepts an idempotency key, so the hub
@@ -7,7 +7,11 @@ import { PlantBridgeError, type Transaction } from '../../contracts/index.ts';
  */
 export type ErpPostResult =
   | { status: 'posted'; erpRef: string; detail?: Record<string, unknown> }
-  /** a business refusal: order closed, unit unknown, ... A person must act; never retried by itself. */
+  /**
+   * a business refusal: order closed, unit unknown, ... A person must act; never retried by itself. `code`:
+   * the ERP's own message code (SAP `RU/494`, `odoo/UserError`), or the adapter's `PLANTBRIDGE/…` for a
+   * refusal before any call; it becomes the dead letter's `erpCode`.
+   */
   | { status: 'rejected'; code: string; reason: string; detail?: Record<string, unknown> };
 
 export type ErpLookupResult = { found: true; erpRef: string } | { found: false };
@@ -41,11 +45,11 @@ export interface ErpAdapter {
  */
 export class ErpError extends PlantBridgeError {
   readonly retryAfterMs: number | undefined;
-  readonly erpCode: string | undefined;
+  readonly erpCode: ErpCode | undefined;
   constructor(
     code: 'UPSTREAM_UNAVAILABLE' | 'ERP_IN_DOUBT',
     message: string,
-    opts: { retryAfterMs?: number; erpCode?: string; cause?: unknown; correlationId?: string } = {},
+    opts: { retryAfterMs?: number; erpCode?: ErpCode; cause?: unknown; correlationId?: string } = {},
   ) {
     super(code, message, { cause: opts.cause, correlationId: opts.correlationId });
     this.name = 'ErpError';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { schemaId, ulid, type AgentHeartbeat } from '../../contracts/index.ts';
+import { erpMessageCode, schemaId, ulid, type AgentHeartbeat } from '../../contracts/index.ts';
 import type { HubStore } from './hub-store.ts';
 import { testTx } from './test-tx.ts';
 
@@ -205,7 +205,7 @@ export function hubStoreContract(name: string, factory: StoreFactory): void {
       const jy2 = again.find((j) => j.tx.idempotencyKey === y1.idempotencyKey)!;
       const jx2 = again.find((j) => j.tx.idempotencyKey === x2.idempotencyKey)!;
       assert.equal(await s.completePosting(jy2.seq, 'owner-c', { kind: 'retry', delayMs: 60_000, code: 'ERP_IN_DOUBT', message: 'timeout', inDoubt: true }, later), true);
-      assert.equal(await s.completePosting(jx2.seq, 'owner-c', { kind: 'failed', code: 'ERP_BUSINESS', message: 'order closed', erpCode: 'CO 123' }, later), true);
+      assert.equal(await s.completePosting(jx2.seq, 'owner-c', { kind: 'failed', code: 'ERP_BUSINESS', message: 'order closed', erpCode: erpMessageCode('CO 123') }, later), true);
       // duplicates now answer with the outcome
       const dup = await s.ingest('edge-q', [x1, x2, y1], new Date());
       assert.deepEqual(dup.map((r) => r.outcome?.state), ['posted', 'failed', 'pending']);

@@ -1,4 +1,4 @@
-import { ErrorCodes, type AgentHeartbeat, type ItemResult, type Outcome, type Transaction } from '../../contracts/index.ts';
+import { asErrorCode, type AgentHeartbeat, type ErpCode, type ErrorCode, type ItemResult, type Outcome, type Transaction } from '../../contracts/index.ts';
 
 /**
  * The HubStore contract (DESIGN.md §4). SQLite (embedded default) and PostgreSQL (scale-out) implement it
@@ -39,9 +39,9 @@ export type PostingOutcome =
    * from now (the ERP may still be processing the attempt that went in doubt; a lookup too early finds
    * nothing and posts it twice).
    */
-  | { kind: 'failed'; code: string; message: string; erpCode?: string; lookUpAfterMs?: number }
+  | { kind: 'failed'; code: ErrorCode; message: string; erpCode?: ErpCode; lookUpAfterMs?: number }
   /** inDoubt: after this attempt the ERP may hold the posting (the next attempt's job.inDoubt) */
-  | { kind: 'retry'; delayMs: number; code: string; message: string; inDoubt: boolean };
+  | { kind: 'retry'; delayMs: number; code: ErrorCode; message: string; inDoubt: boolean };
 
 export interface TransactionRow {
   seq: number;
@@ -60,7 +60,8 @@ export interface TransactionRow {
   inDoubt: boolean;
   erpRef: string | null;
   postedAt: string | null;
-  errorCode: string | null;
+  /** a catalogue code; an unknown value read from the database is shown as ERP_BUSINESS (outcomeFromRow) */
+  errorCode: ErrorCode | null;
   errorMessage: string | null;
 }
 
@@ -236,7 +237,7 @@ export function quantityOf(tx: Transaction): { qty: number; uom: string } | unde
 export function outcomeFromRow(row: { state: PostingState; erpRef: string | null; postedAt: string | null; errorCode: string | null; errorMessage: string | null }): Outcome {
   if (row.state === 'posted') return { state: 'posted', ...(row.erpRef ? { erpRef: row.erpRef } : {}), ...(row.postedAt ? { postedAt: row.postedAt } : {}) };
   if (row.state === 'failed' || row.state === 'discarded') {
-    const code = row.errorCode && Object.hasOwn(ErrorCodes, row.errorCode) ? row.errorCode : 'ERP_BUSINESS';
+    const code = asErrorCode(row.errorCode) ?? 'ERP_BUSINESS';
     return { state: 'failed', code, ...(row.errorMessage ? { message: row.errorMessage.slice(0, 1000) } : {}) };
   }
   return { state: 'pending' };

@@ -23,7 +23,7 @@ export const TARGETS: Target[] = ['linux-x64', 'win-x64'];
 /** `workers`: worker-thread entries bundled on their own and embedded as assets (asset name -> entry) */
 export const APPS: Record<App, { name: string; entry: string; workers?: Record<string, string> }> = {
   agent: { name: 'plantbridge-agent', entry: 'agent/cli.ts', workers: { [COMMIT_WORKER_ASSET]: 'agent/drivers/mqtt/commit-worker.ts' } },
-  hub: { name: 'plantbridge-hub', entry: 'central-hub/cli.ts', workers: { [HUB_CHECKPOINT_ASSET]: 'central-hub/store/sqlite/checkpoint-worker.ts' } },
+  hub: { name: 'plantbridge-hub', entry: 'installers/build/hub-entry.ts', workers: { [HUB_CHECKPOINT_ASSET]: 'central-hub/store/sqlite/checkpoint-worker.ts' } },
 };
 
 const NODE_PACKAGE: Record<Target, { pkg: string; member: string }> = {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { connect, MqttClient as MqttClientClass, type IClientOptions, type IClientPublishOptions, type IPublishPacket, type MqttClient } from 'mqtt';
-import { isPlantBridgeError, PlantBridgeError, type Signal } from '../../../contracts/index.ts';
+import { isPlantBridgeError, PlantBridgeError, type ErrorCode, type Signal } from '../../../contracts/index.ts';
 import { backoffDelay, type DriverContext, type HealthTracker } from '../driver.ts';
 import type { MqttConnectionConfig } from './config.ts';
 import { RawBatch } from './commit-thread.ts';
@@ -40,7 +40,7 @@ export interface InboundMessage {
 
 export type HandleResult =
   | { signals: Signal[] }
-  | { deadLetter: { code: string; reason: string } }
+  | { deadLetter: { code: ErrorCode; reason: string } }
   /**
    * nothing to store. `commitPoint`: the message changed the handler's own state (a Sparkplug birth or
    * death without metrics): it is acknowledged only once everything before it is committed, and the
@@ -128,7 +128,7 @@ interface Batch {
   /** holds a commit point: goes through the commit chain even without signals */
   force: boolean;
   /** dead letters of this batch's messages: written when the batch commits, in its turn (key: deadLetterKey's) */
-  dead: Array<{ code: string; reason: string; payload: Buffer; key?: string }>;
+  dead: Array<{ code: ErrorCode; reason: string; payload: Buffer; key?: string }>;
 }
 
 type SendPacket = (packet: Record<string, unknown>, cb?: (err?: Error) => void, cbStorePut?: unknown, noStore?: boolean) => void;

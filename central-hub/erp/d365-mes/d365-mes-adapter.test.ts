@@ -9,7 +9,7 @@ import { testLogger } from '../../../test/helpers/log.ts';
 import { SqliteHubStore } from '../../store/sqlite/sqlite-store.ts';
 import { erpConfigSchema } from '../config.ts';
 import { ErpError } from '../erp-adapter.ts';
-import { PostingService } from '../posting-service.ts';
+import { PostingService } from '../../posting/posting-service.ts';
 import { sampleTransaction } from '../sample-transactions.ts';
 import { toD365Message } from './d365-mes-adapter.ts';
 import { d365TestAdapter } from './d365-test-kit.ts';

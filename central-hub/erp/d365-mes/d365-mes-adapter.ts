@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { transactionTypeOf, type GoodsReceipt, type MaterialConsumption, type ProductionConfirmation, type Transaction } from '../../../contracts/index.ts';
+import { transactionTypeOf, type ErpCode, type GoodsReceipt, type MaterialConsumption, type ProductionConfirmation, type Transaction } from '../../../contracts/index.ts';
 import { ErpError, type ErpAdapter, type ErpCallContext, type ErpLookupResult, type ErpPostResult } from '../erp-adapter.ts';
 import { ClientCredentialsToken, ErpHttpClient, excerpt, jsonBody, retryAfterMs, reveal, type ErpHttpResponse } from '../http/erp-http.ts';
 import { PerKeySerial } from '../per-key-serial.ts';
@@ -165,7 +165,7 @@ export function createD365MesAdapter(config: D365MesConfig, deps: { logger?: Log
     }
   };
 
-  const transient = (what: string, res: ErpHttpResponse, erpCode: string, why: string) =>
+  const transient = (what: string, res: ErpHttpResponse, erpCode: ErpCode, why: string) =>
     new ErpError('UPSTREAM_UNAVAILABLE', `${what}: D365 answered ${res.status} (${why}): ${parseD365Error(res)?.message ?? excerpt(res.body)}`, {
       erpCode,
       retryAfterMs: retryAfterMs(res.headers),

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { transactionTypeOf, uuidv5, type GoodsReceipt, type MaterialConsumption, type ProductionConfirmation } from '../../../contracts/index.ts';
+import { erpMessageCode, transactionTypeOf, uuidv5, type GoodsReceipt, type MaterialConsumption, type ProductionConfirmation } from '../../../contracts/index.ts';
 import { ErpError, type ErpAdapter, type ErpCallContext, type ErpLookupResult, type ErpPostResult } from '../erp-adapter.ts';
 import { ErpHttpClient, excerpt, jsonBody, retryAfterMs, reveal, type ErpHttpResponse } from '../http/erp-http.ts';
 import { PerKeySerial } from '../per-key-serial.ts';
@@ -31,14 +31,14 @@ function classifyOdooFault(f: OdooFault, what: string, status: number): ErpError
     return new ErpError('UPSTREAM_UNAVAILABLE', `${what}: Odoo refused access (${short}): ${f.message}`, { erpCode: 'AUTH' });
   }
   if (/SerializationFailure|LockNotAvailable|ConcurrencyError|concurrent update/i.test(`${f.name} ${f.message}`)) {
-    return new ErpError('UPSTREAM_UNAVAILABLE', `${what}: Odoo record locked by a concurrent update: ${f.message}`, { erpCode: short });
+    return new ErpError('UPSTREAM_UNAVAILABLE', `${what}: Odoo record locked by a concurrent update: ${f.message}`, { erpCode: erpMessageCode(short) });
   }
   if (/UserError|ValidationError|MissingError|RedirectWarning/.test(f.name)) {
     return { status: 'rejected', code: `odoo/${short}`, reason: f.message.slice(0, 500) };
   }
   // any other exception is a bug or a setup problem on the Odoo side (a missing field, a module); Odoo
   // rolled the call back, so it is safe to try again after someone fixed it
-  return new ErpError('UPSTREAM_UNAVAILABLE', `${what}: Odoo raised ${f.name} (HTTP ${status}): ${f.message}`, { erpCode: short });
+  return new ErpError('UPSTREAM_UNAVAILABLE', `${what}: Odoo raised ${f.name} (HTTP ${status}): ${f.message}`, { erpCode: erpMessageCode(short) });
 }
 
 function asFault(v: unknown): OdooFault | undefined {
@@ -143,7 +143,7 @@ export function createOdooAdapter(config: OdooConfig, deps: { logger?: Logger } 
 
   const searchRead = async (model: string, domain: Domain, fields: string[], ctx: ErpCallContext, limit = 10): Promise<Array<Record<string, unknown>>> => {
     const r = await call(model, 'search_read', { domain, fields, limit }, { args: [domain], kwargs: { fields, limit } }, { ...ctx, mutating: false });
-    if (!r.ok) throw new ErpError('UPSTREAM_UNAVAILABLE', `${model}.search_read refused: ${r.rejected.reason}`, { erpCode: r.rejected.code });
+    if (!r.ok) throw new ErpError('UPSTREAM_UNAVAILABLE', `${model}.search_read refused: ${r.rejected.reason}`, { erpCode: erpMessageCode(r.rejected.code) });
     if (!Array.isArray(r.result) || !r.result.every((x) => x && typeof x === 'object' && typeof (x as { id?: unknown }).id === 'number')) {
       throw new ErpError('UPSTREAM_UNAVAILABLE', `${model}.search_read: not a list of records: ${excerpt(JSON.stringify(r.result) ?? '', 120)}`, { erpCode: 'BAD_RESPONSE' });
     }

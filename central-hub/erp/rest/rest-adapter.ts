@@ -1,6 +1,6 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { PlantBridgeError, transactionTypeOf, uuidv5, type Transaction } from '../../../contracts/index.ts';
+import { PlantBridgeError, erpMessageCode, transactionTypeOf, uuidv5, type Transaction } from '../../../contracts/index.ts';
 import { ErpError, type ErpAdapter, type ErpCallContext, type ErpLookupResult, type ErpPostResult } from '../erp-adapter.ts';
 import { ErpHttpClient, excerpt, jsonBody, retryAfterMs, reveal, type ErpHttpResponse } from '../http/erp-http.ts';
 import type { RestConfig } from './config.ts';
@@ -46,6 +46,7 @@ export function createRestAdapter(config: RestConfig, deps: { logger?: Logger } 
     return {};
   };
 
+  const erpCodeOf = (code: string | undefined) => (code === undefined ? undefined : erpMessageCode(code));
   const errorInfo = (res: ErpHttpResponse): { code?: string; message?: string } => {
     const json = jsonBody(res);
     if (json === undefined) return {};
@@ -111,7 +112,7 @@ export function createRestAdapter(config: RestConfig, deps: { logger?: Logger } 
     }
     if (s.transient.includes(status)) {
       if (status === 401 || status === 403) log?.warn({ status }, 'the receiver refused the credentials');
-      throw new ErpError('UPSTREAM_UNAVAILABLE', `${what}: ${status}: ${excerpt(res.body)}`, { erpCode: errorInfo(res).code ?? `HTTP_${status}`, retryAfterMs: ra });
+      throw new ErpError('UPSTREAM_UNAVAILABLE', `${what}: ${status}: ${excerpt(res.body)}`, { erpCode: erpCodeOf(errorInfo(res).code) ?? `HTTP_${status}`, retryAfterMs: ra });
     }
     if (s.inDoubt.includes(status) || (status >= 200 && status < 300) || status >= 500) {
       throw new ErpError('ERP_IN_DOUBT', `${what}: ${status}; the posting may have been applied: ${excerpt(res.body)}`, { erpCode: `HTTP_${status}`, retryAfterMs: ra });

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { transactionTypeOf, uuidv5, type GoodsReceipt, type MaterialConsumption, type ProductionConfirmation, type Transaction } from '../../../contracts/index.ts';
+import { erpMessageCode, transactionTypeOf, uuidv5, type ErpCode, type GoodsReceipt, type MaterialConsumption, type ProductionConfirmation, type Transaction } from '../../../contracts/index.ts';
 import { ErpError, type ErpAdapter, type ErpCallContext, type ErpLookupResult, type ErpPostResult } from '../erp-adapter.ts';
 import { ClientCredentialsToken, CookieJar, ErpHttpClient, excerpt, jsonBody, retryAfterMs, reveal, type ErpHttpResponse } from '../http/erp-http.ts';
 import type { SapOdataConfig } from './config.ts';
@@ -286,12 +286,13 @@ export function createSapOdataAdapter(input: SapOdataConfig, deps: { logger?: Lo
     const sap = parseSapError(res);
     const ra = retryAfterMs(res.headers);
     const detail = sap ? `${sap.code} ${sap.message}` : excerpt(res.body) || '(no body)';
-    const transient = (erpCode: string, why: string) =>
+    const transient = (erpCode: ErpCode, why: string) =>
       new ErpError('UPSTREAM_UNAVAILABLE', `${what}: SAP answered ${status} (${why}): ${detail}`, { erpCode, retryAfterMs: ra });
+    const sapCode = sap ? erpMessageCode(sap.code) : undefined;
     const locked = sap !== undefined && (transientCodes.has(sap.code) || /\blocked\b/i.test(sap.message));
 
-    if (status === 429) return transient(sap?.code ?? 'HTTP_429', 'rate limited');
-    if (status === 423 || locked) return transient(sap?.code ?? 'HTTP_423', 'locked');
+    if (status === 429) return transient(sapCode ?? 'HTTP_429', 'rate limited');
+    if (status === 423 || locked) return transient(sapCode ?? 'HTTP_423', 'locked');
     if (status === 401) {
       log?.warn({ status }, 'SAP refused the credentials; check the user, password or OAuth client');
       return transient('AUTH', 'authentication failed; an operator must fix the credentials');
@@ -305,11 +306,11 @@ export function createSapOdataAdapter(input: SapOdataConfig, deps: { logger?: Lo
       // 500: SAP may have committed before failing; 502/504: a gateway cannot know what SAP did
       if (op === 'post' && (status === 500 || status === 502 || status === 504)) {
         return new ErpError('ERP_IN_DOUBT', `${what}: SAP answered ${status}; the posting may have been applied: ${detail}`, {
-          erpCode: sap?.code ?? `HTTP_${status}`,
+          erpCode: sapCode ?? `HTTP_${status}`,
           retryAfterMs: ra,
         });
       }
-      return transient(sap?.code ?? `HTTP_${status}`, 'server unavailable');
+      return transient(sapCode ?? `HTTP_${status}`, 'server unavailable');
     }
     if (status >= 400) {
       // a business refusal needs SAP's own message code; Gateway framework codes (/IWBEP/, /IWFND/) and
@@ -323,7 +324,7 @@ export function createSapOdataAdapter(input: SapOdataConfig, deps: { logger?: Lo
           detail: { httpStatus: status, ...(sap.transactionId ? { transactionId: sap.transactionId } : {}) },
         };
       }
-      return transient(sap?.code ?? `HTTP_${status}`, sap ? 'request refused by the Gateway' : 'not an SAP answer');
+      return transient(sapCode ?? `HTTP_${status}`, sap ? 'request refused by the Gateway' : 'not an SAP answer');
     }
     if (status >= 300) return transient(`HTTP_${status}`, 'redirected, probably to a logon page');
     // a 2xx we cannot read

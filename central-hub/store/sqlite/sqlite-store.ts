@@ -1,10 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { getAsset, isSea } from 'node:sea';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { AgentHeartbeat, ItemResult, Outcome, Transaction } from '../../../contracts/index.ts';
-import { HUB_CHECKPOINT_ASSET } from '../../../installers/build/sea-runtime.ts';
 import {
   orderKeyOf,
   outcomeFromRow,
@@ -183,13 +181,13 @@ export interface CheckpointerStart {
   reason?: string;
 }
 
-/** Where the checkpoint thread's code is: this folder's checkpoint-worker.ts, or (single executable) a bundled asset. */
+/**
+ * Where the checkpoint thread's code is: this folder's checkpoint-worker.ts by default; the single
+ * executable's entry (installers/build/) hands in its bundled copy as code.
+ */
 export type CheckpointerSource = { file: URL } | { code: string };
 
-function checkpointerSource(): CheckpointerSource {
-  if (isSea()) return { code: getAsset(HUB_CHECKPOINT_ASSET, 'utf8') };
-  return { file: new URL('./checkpoint-worker.ts', import.meta.url) };
-}
+const CHECKPOINT_WORKER: CheckpointerSource = { file: new URL('./checkpoint-worker.ts', import.meta.url) };
 
 export class SqliteHubStore implements HubStore {
   readonly kind = 'sqlite' as const;
@@ -198,7 +196,7 @@ export class SqliteHubStore implements HubStore {
 
   /**
    * `nativeBinding`: better-sqlite3's addon extracted by the single executable. `checkpointer`: where the
-   * checkpoint thread's code is (tests); by default checkpoint-worker.ts, or the executable's asset.
+   * checkpoint thread's code is (the executable's asset, tests); by default checkpoint-worker.ts.
    */
   constructor(path: string, nativeBinding?: string, opts: { checkpointer?: CheckpointerSource } = {}) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -244,7 +242,7 @@ export class SqliteHubStore implements HubStore {
     };
     let w: Worker;
     try {
-      const src = source ?? checkpointerSource();
+      const src = source ?? CHECKPOINT_WORKER;
       const workerData = { path, nativeBinding, intervalMs: CHECKPOINT_INTERVAL_MS };
       w = 'file' in src ? new Worker(src.file, { workerData, name: 'hub-checkpoint' }) : new Worker(src.code, { eval: true, workerData, name: 'hub-checkpoint' });
     } catch (err) {

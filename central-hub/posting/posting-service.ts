@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { isPlantBridgeError, type Transaction } from '../../contracts/index.ts';
+import { erpMessageCode, isPlantBridgeError, type Transaction } from '../../contracts/index.ts';
 import type { HubMetricsSet } from '../metrics.ts';
 import type { HubStore, PostingJob, PostingOutcome } from '../store/hub-store.ts';
-import { ErpError, type ErpAdapter } from './erp-adapter.ts';
+import { ErpError, type ErpAdapter } from '../erp/erp-adapter.ts';
 
 /**
  * Claims accepted transactions and posts them to the ERP, exactly once (DESIGN.md §2 "Post").
@@ -176,7 +176,7 @@ export class PostingService {
         const r = await adapter.post(job.tx, ctx);
         if (r.status === 'posted') outcome = { kind: 'posted', erpRef: r.erpRef, ...(r.detail ? { detail: r.detail } : {}) };
         else {
-          outcome = { kind: 'failed', code: 'ERP_BUSINESS', message: r.reason, erpCode: r.code };
+          outcome = { kind: 'failed', code: 'ERP_BUSINESS', message: r.reason, erpCode: erpMessageCode(r.code) };
           metrics?.erpFailed.inc({ adapter: adapter.name, class: 'business' });
           log.warn({ erpCode: r.code, reason: r.reason }, 'ERP refused the posting: dead letter, a person must act');
         }

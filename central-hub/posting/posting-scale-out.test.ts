@@ -7,9 +7,9 @@ import { testLogger } from '../../test/helpers/log.ts';
 import { MissingService, postgresUrl } from '../../test/helpers/services.ts';
 import { PostgresHubStore } from '../store/postgres/postgres-store.ts';
 import { PostingService } from './posting-service.ts';
-import { createSapOdataAdapter, sapExternalId } from './sap-odata/sap-odata-adapter.ts';
-import { startSapSimulator, SAP_SIM_USER } from './sap-odata/sap-simulator.ts';
-import { confirmation } from './test-kit/transactions.ts';
+import { createSapOdataAdapter, sapExternalId } from '../erp/sap-odata/sap-odata-adapter.ts';
+import { startSapSimulator, SAP_SIM_USER } from '../erp/sap-odata/sap-simulator.ts';
+import { confirmation } from '../erp/test-kit/transactions.ts';
 
 /**
  * Scale-out: three hub instances, each with its own connection pool and posting service, share one

@@ -9,13 +9,13 @@ import { testLogger } from '../../test/helpers/log.ts';
 import { renderDashboard } from '../dashboard/page.ts';
 import { createHubMetrics } from '../metrics.ts';
 import { SqliteHubStore } from '../store/sqlite/sqlite-store.ts';
-import { d365TestAdapter } from './d365-mes/d365-test-kit.ts';
-import { startD365Simulator } from './d365-mes/d365-simulator.ts';
-import { ErpError, type ErpAdapter } from './erp-adapter.ts';
+import { d365TestAdapter } from '../erp/d365-mes/d365-test-kit.ts';
+import { startD365Simulator } from '../erp/d365-mes/d365-simulator.ts';
+import { ErpError, type ErpAdapter } from '../erp/erp-adapter.ts';
 import { PostingService } from './posting-service.ts';
-import { createSapOdataAdapter } from './sap-odata/sap-odata-adapter.ts';
-import { startSapSimulator, SAP_SIM_USER, type SapSimulator } from './sap-odata/sap-simulator.ts';
-import { confirmation } from './test-kit/transactions.ts';
+import { createSapOdataAdapter } from '../erp/sap-odata/sap-odata-adapter.ts';
+import { startSapSimulator, SAP_SIM_USER, type SapSimulator } from '../erp/sap-odata/sap-simulator.ts';
+import { confirmation } from '../erp/test-kit/transactions.ts';
 
 /**
  * The posting service against the real SAP simulator and a real store: exactly one ERP document per
@@ -60,7 +60,7 @@ async function setup(t: { after: (fn: () => unknown) => void }, opts: { timeoutM
   return { dir, sap, store, service };
 }
 
-const { sapExternalId } = await import('./sap-odata/sap-odata-adapter.ts');
+const { sapExternalId } = await import('../erp/sap-odata/sap-odata-adapter.ts');
 
 test('the ERP answers 500 for a minute, then recovers: with the shipped retry policy everything is posted once, nothing dead-lettered', async (t) => {
   const { sap, store, service } = await setup(t, { productRetry: true });

@@ -4,10 +4,10 @@
  */
 import { pino } from 'pino';
 import { SqliteHubStore } from '../../store/sqlite/sqlite-store.ts';
-import { createSapOdataAdapter } from '../sap-odata/sap-odata-adapter.ts';
+import { createSapOdataAdapter } from '../../erp/sap-odata/sap-odata-adapter.ts';
 import { PostingService } from '../posting-service.ts';
 import { Secret } from '../../../contracts/index.ts';
-import { SAP_SIM_USER } from '../sap-odata/sap-simulator.ts';
+import { SAP_SIM_USER } from '../../erp/sap-odata/sap-simulator.ts';
 
 const [storePath, sapUrl, leaseMs] = process.argv.slice(2);
 const store = new SqliteHubStore(storePath);

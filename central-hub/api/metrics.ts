@@ -1,0 +1,16 @@
+import type { FastifyInstance } from 'fastify';
+import type { HubContext } from '../hub-context.ts';
+import { fleetStatus } from '../monitor/fleet-status.ts';
+
+/** GET /metrics — Prometheus text (DESIGN.md §9); the queue and fleet gauges are read from the store when scraped. */
+export function metricsRoutes(app: FastifyInstance, ctx: HubContext): void {
+  const { metrics } = ctx;
+  app.get('/metrics', async (_req, reply) => {
+    const counts = await ctx.store.counts();
+    for (const [state, n] of Object.entries(counts)) metrics.queue.set({ state }, n);
+    const agents = (await ctx.store.listAgents()).map((r) => fleetStatus(r, ctx.fleet));
+    metrics.agents.reset();
+    for (const st of ['online', 'degraded', 'offline', 'never-seen']) metrics.agents.set({ status: st }, agents.filter((a) => a.status === st).length);
+    void reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+}
