@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { isSea } from 'node:sea';
-import { describeFailure, parseCli, UsageError, type CliSpec } from '../contracts/cli-kit.ts';
+import { commandHelp, docsLine, finish, GLOBAL_OPTIONS, parseCli, UsageError, type CliSpec } from '../contracts/cli-kit.ts';
 import { VERSION } from '../contracts/version.ts';
 import { ENROLL_HELP } from './enrollment/enroll-help.ts';
 import { OUTBOX_USAGE } from './outbox/outbox-usage.ts';
@@ -15,13 +15,6 @@ const OUTBOX_SUBCOMMANDS = ['stats', 'list', 'dead-letters', 'replay', 'discard'
 
 const CONFIG_OPTION = `  -c, --config FILE   agent.yaml (default: $PLANTBRIDGE_AGENT_CONFIG, else ./agent.yaml)`;
 
-/** Where the docs are: in a checkout, the repository's files; the executable ships its own beside it. */
-function docs(): string {
-  if (!isSea()) return 'Docs: README.md, docs/INSTALL.md, config/agent.example.yaml';
-  return process.platform === 'win32'
-    ? 'Docs: INSTALL.md and agent.example.yaml beside this executable in its release folder\n(install.ps1 copies agent.example.yaml to %ProgramData%\\PlantBridge\\agent\\config\\).'
-    : 'Docs: INSTALL.md and agent.example.yaml beside this executable in its release folder\n(the .deb puts them in /usr/share/doc/plantbridge-agent/).';
-}
 
 const HELP = `plantbridge-agent ${VERSION} — reads machines, keeps a durable outbox, forwards to the PlantBridge hub
 
@@ -49,19 +42,14 @@ Options:
 ${CONFIG_OPTION}
 
 Exit codes: 0 ok, 1 invalid configuration or usage, 2 runtime failure (check-config --live: a live check failed).
-${docs()}`;
+${docsLine('agent', isSea())}`;
 
-const command = (usage: string, text: string, options = '', exit = 'Exit codes: 0 ok, 1 invalid configuration or usage, 2 runtime failure.') =>
-  `Usage: ${usage}\n\n${text}\n\nOptions:\n${CONFIG_OPTION}${options ? `\n${options}` : ''}\n\n${exit}`;
+const command = (usage: string, text: string, options?: string, exit?: string) => commandHelp(CONFIG_OPTION, usage, text, options, exit);
 
 const SPEC: CliSpec = {
   prog: 'plantbridge-agent',
   help: HELP,
-  globals: {
-    config: { type: 'string', short: 'c' },
-    version: { type: 'boolean', short: 'v' },
-    help: { type: 'boolean', short: 'h' },
-  },
+  globals: GLOBAL_OPTIONS,
   commands: {
     run: {
       options: {},
@@ -268,13 +256,4 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err) => {
-    const { text, exitCode } = describeFailure('plantbridge-agent', err);
-    process.stderr.write(text);
-    process.exitCode = exitCode;
-  },
-);
+finish('plantbridge-agent', main(process.argv.slice(2)));

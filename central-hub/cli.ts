@@ -1,18 +1,11 @@
 #!/usr/bin/env node
 import { isSea } from 'node:sea';
-import { describeFailure, parseCli, UsageError, type CliSpec } from '../contracts/cli-kit.ts';
+import { commandHelp, docsLine, finish, GLOBAL_OPTIONS, parseCli, UsageError, type CliSpec } from '../contracts/cli-kit.ts';
 import { VERSION } from '../contracts/version.ts';
 import { AGENTS_HELP } from './enrollment/agents-help.ts';
 
 const CONFIG_OPTION = '  -c, --config FILE   hub.yaml (default: $PLANTBRIDGE_HUB_CONFIG, else ./hub.yaml)';
 
-/** Where the docs are: in a checkout, the repository's files; the executable ships its own beside it. */
-function docs(): string {
-  if (!isSea()) return 'Docs: README.md, docs/INSTALL.md, config/hub.example.yaml';
-  return process.platform === 'win32'
-    ? 'Docs: INSTALL.md and hub.example.yaml beside this executable in its release folder\n(install.ps1 copies hub.example.yaml to %ProgramData%\\PlantBridge\\hub\\config\\).'
-    : 'Docs: INSTALL.md and hub.example.yaml beside this executable in its release folder\n(the .deb puts them in /usr/share/doc/plantbridge-hub/).';
-}
 import type { StoreRuntime } from './store/open-store.ts';
 
 const HELP = `plantbridge-hub ${VERSION} — receives plant transactions, posts them to the ERP once, shows the fleet
@@ -34,19 +27,14 @@ Options:
 ${CONFIG_OPTION}
 
 Exit codes: 0 ok, 1 invalid configuration or usage, 2 runtime failure.
-${docs()}`;
+${docsLine('hub', isSea())}`;
 
-const command = (usage: string, text: string, options = '', exit = 'Exit codes: 0 ok, 1 invalid configuration or usage, 2 runtime failure.') =>
-  `Usage: ${usage}\n\n${text}\n\nOptions:\n${CONFIG_OPTION}${options ? `\n${options}` : ''}\n\n${exit}`;
+const command = (usage: string, text: string, options?: string, exit?: string) => commandHelp(CONFIG_OPTION, usage, text, options, exit);
 
 const SPEC: CliSpec = {
   prog: 'plantbridge-hub',
   help: HELP,
-  globals: {
-    config: { type: 'string', short: 'c' },
-    version: { type: 'boolean', short: 'v' },
-    help: { type: 'boolean', short: 'h' },
-  },
+  globals: GLOBAL_OPTIONS,
   commands: {
     serve: {
       options: {},
@@ -154,16 +142,7 @@ async function main(argv: string[], runtime: StoreRuntime): Promise<number> {
  * single executable's entry (installers/build/hub-entry.ts); from a checkout, nothing.
  */
 export function runHubCli(argv: string[], runtime: StoreRuntime = {}): void {
-  main(argv, runtime).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err) => {
-      const { text, exitCode } = describeFailure('plantbridge-hub', err);
-      process.stderr.write(text);
-      process.exitCode = exitCode;
-    },
-  );
+  finish('plantbridge-hub', main(argv, runtime));
 }
 
 if (import.meta.main) runHubCli(process.argv.slice(2));

@@ -100,3 +100,44 @@ export function describeFailure(prog: string, err: unknown): { text: string; exi
   if (isPlantBridgeError(err, 'CONFIG_INVALID')) return { text: `${prog}: ${err.message}\n`, exitCode: 1 };
   return { text: `${prog}: ${isPlantBridgeError(err) ? `${err.code}: ` : ''}${(err as Error)?.stack ?? String(err)}\n`, exitCode: 2 };
 }
+
+/** --config, --help and --version: what every command of both CLIs takes. */
+export const GLOBAL_OPTIONS: ParseArgsOptionsConfig = {
+  config: { type: 'string', short: 'c' },
+  version: { type: 'boolean', short: 'v' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+const DEFAULT_EXIT = 'Exit codes: 0 ok, 1 invalid configuration or usage, 2 runtime failure.';
+
+/** One command's help: its usage line, what it does, its options (after --config), its exit codes. */
+export function commandHelp(configOption: string, usage: string, text: string, options = '', exit = DEFAULT_EXIT): string {
+  return `Usage: ${usage}\n\n${text}\n\nOptions:\n${configOption}${options ? `\n${options}` : ''}\n\n${exit}`;
+}
+
+/**
+ * Where the docs are, for the program's help: in a checkout the repository's files; a single executable
+ * ships INSTALL.md and the example config beside it in its release folder.
+ */
+export function docsLine(app: 'agent' | 'hub', singleExecutable: boolean, platform: string = process.platform): string {
+  if (!singleExecutable) return `Docs: README.md, docs/INSTALL.md, config/${app}.example.yaml`;
+  const where =
+    platform === 'win32'
+      ? `install.ps1 copies ${app}.example.yaml to %ProgramData%\\PlantBridge\\${app}\\config\\`
+      : `the .deb puts them in /usr/share/doc/plantbridge-${app}/`;
+  return `Docs: INSTALL.md and ${app}.example.yaml beside this executable in its release folder\n(${where}).`;
+}
+
+/** Ends the CLI: the exit code main resolved to, or the failure described on stderr (see describeFailure). */
+export function finish(prog: string, main: Promise<number>): void {
+  main.then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err) => {
+      const { text, exitCode } = describeFailure(prog, err);
+      process.stderr.write(text);
+      process.exitCode = exitCode;
+    },
+  );
+}

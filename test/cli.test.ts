@@ -362,3 +362,12 @@ test('hub serve: a posting summary line and "Stopped" at the end, at info', asyn
     await sap.stop();
   }
 });
+
+test("the executables' help points at the files that ship with them, per platform", async () => {
+  const { docsLine } = await import('../contracts/cli-kit.ts');
+  assert.equal(docsLine('agent', false), 'Docs: README.md, docs/INSTALL.md, config/agent.example.yaml');
+  assert.equal(docsLine('agent', true, 'win32'), 'Docs: INSTALL.md and agent.example.yaml beside this executable in its release folder\n(install.ps1 copies agent.example.yaml to %ProgramData%\\PlantBridge\\agent\\config\\).');
+  assert.equal(docsLine('hub', true, 'linux'), 'Docs: INSTALL.md and hub.example.yaml beside this executable in its release folder\n(the .deb puts them in /usr/share/doc/plantbridge-hub/).');
+  // and from a checkout, those files exist
+  for (const f of ['README.md', 'docs/INSTALL.md', 'config/agent.example.yaml', 'config/hub.example.yaml']) assert.ok(existsSync(join(root, f)), f);
+});
