@@ -6,6 +6,7 @@ import {
   VERSION,
   isPlantBridgeError,
   schemaId,
+  toWireText,
   ulid,
   type AgentHeartbeat,
   type Signal,
@@ -145,7 +146,7 @@ export function buildAgent(opts: AgentOptions): Agent {
         type: d.type,
         state: d.state,
         since: d.since,
-        ...(d.message ? { message: d.message.slice(0, 1000) } : {}),
+        ...(d.message ? { message: toWireText(d.message.slice(0, 1000)) } : {}),
         ...(d.lastValueAt ? { lastValueAt: d.lastValueAt } : {}),
       })),
       outbox: {
@@ -157,7 +158,7 @@ export function buildAgent(opts: AgentOptions): Agent {
         full: s?.full ?? false,
       },
       rates: { signalsPerS: rates.signalsPerS, forwardedPerS: rates.forwardedPerS },
-      alarms: h.alarms.slice(0, 100).map((a) => ({ code: a.code.slice(0, 40), message: a.message.slice(0, 1000), since: a.since })),
+      alarms: h.alarms.slice(0, 100).map((a) => ({ code: a.code.slice(0, 40), message: toWireText(a.message.slice(0, 1000)), since: a.since })),
       ...(clockOffsetMs !== undefined ? { clockOffsetMs } : {}),
     };
   };

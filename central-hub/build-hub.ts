@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { Server as TlsServer } from 'node:tls';
+import type { SecureContextOptions, Server as TlsServer } from 'node:tls';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import { ErrorCodes, PlantBridgeError, VERSION, type ErrorBody, type Transaction } from '../contracts/index.ts';
@@ -14,6 +14,7 @@ import { heartbeatRoutes } from './api/heartbeat.ts';
 import { ingestRoutes } from './api/ingest.ts';
 import { metricsRoutes } from './api/metrics.ts';
 import { outcomesRoutes } from './api/outcomes.ts';
+import { rateLimitEveryRoute } from './api/rate-limit.ts';
 import type { HubConfig } from './config/schema.ts';
 import { dashboardRoutes } from './dashboard/routes.ts';
 import type { ErpAdapter } from './erp/erp-adapter.ts';
@@ -24,6 +25,9 @@ import { PostingService } from './posting/posting-service.ts';
 import type { HubStore, PostingOutcome } from './store/hub-store.ts';
 import { openHubStore, type StoreRuntime } from './store/open-store.ts';
 import { SqliteHubStore, type CheckpointerStart } from './store/sqlite/sqlite-store.ts';
+
+/** The body limit of a route that declares none (ingest declares hub.bodyLimit, enroll 4 KiB). */
+export const ROUTE_BODY_LIMIT = 1024 * 1024;
 
 export interface HubOptions {
   config: HubConfig;
@@ -86,6 +90,17 @@ export function buildHub(opts: HubOptions): Hub {
   };
 
   const app = createApp(config, log);
+  // first: every route registered after this has its rate limits (api/rate-limit.ts)
+  rateLimitEveryRoute(app, {
+    onLimited: (route, by) => {
+      ctx.metrics.rateLimited.inc({ route, by });
+      if (route === '/v1/ingest') ctx.metrics.rejected.inc({ code: 'RATE_LIMITED' });
+    },
+  });
+  // hub.bodyLimit is ingest's (batches); every other route takes small bodies unless it declares its own limit
+  app.addHook('onRoute', (route) => {
+    route.bodyLimit ??= ROUTE_BODY_LIMIT;
+  });
   acceptGzip(app);
   ingestRoutes(app, ctx);
   heartbeatRoutes(app, ctx);
@@ -138,7 +153,7 @@ export function buildHub(opts: HubOptions): Hub {
       const s = ctx.store;
       hub.posting.start();
       // the certificate files are read now, not at build
-      if (config.hub.tls) (app.server as unknown as TlsServer).setSecureContext({ cert: readFileSync(config.hub.tls.cert), key: readFileSync(config.hub.tls.key) });
+      if (config.hub.tls) (app.server as unknown as TlsServer).setSecureContext(secureContextOptions(config.hub.tls));
       const address = await app.listen({ host: config.hub.host, port: config.hub.port });
       url = address.replace('[::1]', '127.0.0.1');
       // the SQLite store's checkpoints: on a thread of their own, or (it could not start) on the event loop
@@ -159,6 +174,18 @@ export function buildHub(opts: HubOptions): Hub {
     },
   };
   return hub;
+}
+
+/** The listener's TLS: certificate, key, the oldest version, the cipher list, and the agents' client CA (read now). */
+function secureContextOptions(tls: NonNullable<HubConfig['hub']['tls']>): SecureContextOptions {
+  return {
+    cert: readFileSync(tls.cert),
+    key: readFileSync(tls.key),
+    minVersion: tls.minVersion,
+    ciphers: tls.ciphers,
+    honorCipherOrder: true,
+    ...(tls.clientCa ? { ca: readFileSync(tls.clientCa) } : {}),
+  };
 }
 
 /** Agents listed in hub.yaml with a static token. A revocation outlives restarts: the same token stays refused. */
@@ -192,14 +219,18 @@ function createApp(config: HubConfig, log: Logger): FastifyInstance {
       void (reply as unknown as FastifyReply).status(ErrorCodes[e.code].http).send(body);
     },
     genReqId: () => `req-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`,
-    // an HTTPS server without its certificate yet: start() reads the files and sets them before listening
-    ...(config.hub.tls ? { https: {} } : {}),
+    // an HTTPS server without its certificate yet: start() reads the files and sets them before listening.
+    // With hub.tls.clientCa every client is asked for a certificate; one without is let through to the
+    // routes (the console's browsers have none) and the agents' routes refuse it (api/mtls.ts).
+    ...(config.hub.tls
+      ? { https: { minVersion: config.hub.tls.minVersion, ciphers: config.hub.tls.ciphers, honorCipherOrder: true, ...(config.hub.tls.clientCa ? { requestCert: true, rejectUnauthorized: false } : {}) } }
+      : {}),
   }) as unknown as FastifyInstance;
 
   app.setErrorHandler((err: FastifyError | PlantBridgeError, req, reply) => {
     let e: PlantBridgeError;
     if (err instanceof PlantBridgeError) e = err;
-    else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') e = new PlantBridgeError('PAYLOAD_TOO_LARGE', `request body exceeds ${config.hub.bodyLimit} bytes; send smaller batches`);
+    else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') e = new PlantBridgeError('PAYLOAD_TOO_LARGE', `request body exceeds ${req.routeOptions.bodyLimit ?? config.hub.bodyLimit} bytes${req.routeOptions.url === '/v1/ingest' ? '; send smaller batches' : ''}`);
     else if (isZlibError(err)) e = new PlantBridgeError('SCHEMA_INVALID', `body is not valid gzip: ${err.message}`);
     else if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') e = new PlantBridgeError('SCHEMA_INVALID', 'expected content-type application/json');
     else if (err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || err instanceof SyntaxError || err.statusCode === 400) e = new PlantBridgeError('SCHEMA_INVALID', `body is not valid JSON: ${err.message}`);

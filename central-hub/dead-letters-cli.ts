@@ -1,4 +1,5 @@
 import { userInfo } from 'node:os';
+import { printable, printableJson } from '../contracts/index.ts';
 import type { HubConfig } from './config/schema.ts';
 import { openHubStore, type StoreRuntime } from './store/open-store.ts';
 
@@ -21,9 +22,10 @@ export async function deadLettersCommand(
     switch (sub) {
       case 'list': {
         const rows = await store.listTransactions({ limit: opts.limit ?? 100, state: 'failed' });
-        if (opts.json) out(JSON.stringify(rows, null, 2));
+        // every value came from an agent or the ERP: escaped, so none can move the cursor or rewrite the line
+        if (opts.json) out(printableJson(rows));
         else if (rows.length === 0) out('no dead letters');
-        else for (const r of rows) out(`${r.seq}\t${r.plant}\t${r.order}\t${r.quantity ?? ''} ${r.uom ?? ''}\t${r.errorCode}: ${r.errorMessage}\t${r.idempotencyKey}`);
+        else for (const r of rows) out([r.seq, r.plant, r.order, `${r.quantity ?? ''} ${r.uom ?? ''}`, `${r.errorCode}: ${r.errorMessage}`, r.idempotencyKey].map((v) => printable(String(v))).join('\t'));
         return 0;
       }
       case 'show': {
@@ -32,10 +34,10 @@ export async function deadLettersCommand(
         const key = /^\d+$/.test(arg) ? (await store.listTransactions({ limit: 1000, state: 'failed' })).find((r) => r.seq === Number(arg))?.idempotencyKey : arg;
         const tx = key ? await store.getTransaction(key) : undefined;
         if (!tx) {
-          out(`no transaction ${arg}`);
+          out(`no transaction ${printable(arg)}`);
           return 1;
         }
-        out(JSON.stringify(tx, null, 2));
+        out(printableJson(tx));
         return 0;
       }
       case 'replay': {

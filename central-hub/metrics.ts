@@ -24,6 +24,7 @@ export function createHubMetrics() {
       registers: [registry],
     }),
     queue: new Gauge({ name: HubMetrics.postingQueue, help: 'Transactions by posting state', labelNames: ['state'], registers: [registry] }),
+    rateLimited: new Counter({ name: HubMetrics.requestsRateLimited, help: 'Requests refused with 429, by route and by what was limited (address, caller)', labelNames: ['route', 'by'], registers: [registry] }),
     heartbeats: new Counter({ name: HubMetrics.heartbeatsReceived, help: 'Agent heartbeats received', registers: [registry] }),
     agents: new Gauge({ name: HubMetrics.agentsOnline, help: 'Agents by fleet status', labelNames: ['status'], registers: [registry] }),
   };

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { idString, isoTime, nonEmpty, schemaField } from './wire.ts';
+import { idString, isoTime, nonEmpty, schemaField, wireText } from './wire.ts';
 
 export const driverStates = ['starting', 'up', 'degraded', 'down', 'stopped'] as const;
 export type DriverState = (typeof driverStates)[number];
@@ -9,7 +9,7 @@ export const driverHealthSchema = z.strictObject({
   type: nonEmpty(32),
   state: z.enum(driverStates),
   since: isoTime,
-  message: z.string().max(1000).optional(),
+  message: wireText(1000).optional(),
   lastValueAt: isoTime.optional(),
 });
 export type DriverHealthReport = z.infer<typeof driverHealthSchema>;
@@ -37,7 +37,7 @@ export const agentHeartbeatSchema = z.strictObject({
     signalsPerS: z.number().nonnegative(),
     forwardedPerS: z.number().nonnegative(),
   }),
-  alarms: z.array(z.strictObject({ code: nonEmpty(40), message: z.string().max(1000), since: isoTime })).max(100),
+  alarms: z.array(z.strictObject({ code: nonEmpty(40), message: wireText(1000), since: isoTime })).max(100),
   clockOffsetMs: z.number().optional(),
 });
 export type AgentHeartbeat = z.infer<typeof agentHeartbeatSchema>;

@@ -9,3 +9,4 @@ export * from './validate.ts';
 export * from './config-kit.ts';
 export * from './metrics-names.ts';
 export * from './version.ts';
+export * from './wire-text.ts';

@@ -48,7 +48,8 @@ export type IngestResult = z.infer<typeof ingestResultSchema>;
 
 /** `GET /v1/agents/me/outcomes?since=<cursor>` — ERP outcomes of the calling agent's transactions, oldest first. */
 export const outcomesQuerySchema = z.strictObject({
-  since: z.string().regex(/^\d{1,18}$/, 'expected a cursor from an earlier answer (digits), or 0').optional(),
+  // 15 digits stay below 2^53: a longer cursor would round to another one
+  since: z.string().regex(/^\d{1,15}$/, 'expected a cursor from an earlier answer (at most 15 digits), or 0').optional(),
   limit: z.string().regex(/^\d{1,4}$/, 'expected a number 1-1000').optional(),
 });
 
@@ -65,7 +66,7 @@ export type OutcomesResponse = z.infer<typeof outcomesResponseSchema>;
 /** `POST /v1/enroll` — a one-time enrollment token (24 h, single use) for a long-lived agent credential. */
 export const enrollRequestSchema = z.strictObject({
   schema: schemaField('enroll-request', 1, 0),
-  token: z.string().min(16).max(200),
+  token: z.string().min(16).max(200).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces'),
   /** the agent id in agent.yaml; when given it must match the id the token was issued for */
   agentId: idString.optional(),
 });

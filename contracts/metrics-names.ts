@@ -65,4 +65,5 @@ export const HubMetrics = {
   postingQueue: 'plantbridge_hub_posting_queue',
   heartbeatsReceived: 'plantbridge_hub_heartbeats_received_total',
   agentsOnline: 'plantbridge_hub_agents',
+  requestsRateLimited: 'plantbridge_hub_requests_rate_limited_total',
 } as const;

@@ -92,3 +92,13 @@ export function transactionTypeOf(tx: { schema: string }): TransactionType | und
   }
   return undefined;
 }
+
+/**
+ * Idempotency keys are bound to their plant (issue #22): a key starts with the transaction's plant and a
+ * colon (`1010:WC-01:…`, as every rule derives it). Keys are unique across the hub, so without this an
+ * agent of one plant could store another plant's future keys first and have that plant's real
+ * transactions refused. The hub refuses any other key (PLANT_MISMATCH, audited with the sender).
+ */
+export function keyBelongsToPlant(tx: { idempotencyKey: string; plant: string }): boolean {
+  return tx.idempotencyKey.length > tx.plant.length + 1 && tx.idempotencyKey.startsWith(`${tx.plant}:`);
+}

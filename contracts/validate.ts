@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import { PlantBridgeError, type ErrorCode } from './errors.ts';
 import { parseSchemaId } from './wire.ts';
+import { isWireText, printable } from './wire-text.ts';
 import { transactionSchemas, type Transaction } from './transactions.ts';
 import { compileFastAccept } from './fast-accept.ts';
 
@@ -16,6 +17,8 @@ export function formatPath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const seg of path) {
     if (typeof seg === 'number') out += `[${seg}]`;
+    // a key with control characters (an unknown field anyone can send) is quoted, its controls escaped
+    else if (typeof seg === 'string' && !isWireText(seg)) out += `["${printable(seg).replace(/"/g, '\\"')}"]`;
     else out += out === '' ? String(seg) : `.${String(seg)}`;
   }
   return out === '' ? '(root)' : out;

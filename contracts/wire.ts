@@ -1,11 +1,15 @@
 import { z } from 'zod';
+import { isWireText, wireTextMessage } from './wire-text.ts';
 
 /**
  * Building blocks shared by every wire object. Objects are strict: an unknown field is an error that
  * names the field, so a typo or a newer minor version never passes silently (DESIGN.md §5).
  */
 export const isoTime = z.iso.datetime({ offset: true, error: 'expected an ISO 8601 timestamp such as 2026-01-01T08:15:02.120Z' });
-export const nonEmpty = (max: number) => z.string().min(1, 'must not be empty').max(max, `must be at most ${max} characters`);
+/** Free text of at most `max` characters under the wire text rule (contracts/wire-text.ts). */
+export const wireText = (max: number) => z.string().max(max, `must be at most ${max} characters`).refine(isWireText, { error: (iss) => wireTextMessage(iss.input) });
+/** Every string field of a wire object is one of these (or a stricter pattern): one text rule for both stores. */
+export const nonEmpty = (max: number) => z.string().min(1, 'must not be empty').max(max, `must be at most ${max} characters`).refine(isWireText, { error: (iss) => wireTextMessage(iss.input) });
 export const idString = nonEmpty(200).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces');
 export const traceparent = z
   .string()

@@ -32,10 +32,11 @@ export function txDeriver(agentId: string): Deriver {
 }
 
 let seq = 0;
+/** the default key (the signal's sourceId) starts with the plant, as the hub requires of every key */
 export function signal(spec: TxSpec = {}, key?: string): Signal {
   seq++;
   const now = new Date().toISOString();
-  return { source: 'test', ref: 'r', value: spec as Record<string, unknown>, quality: 'good', sourceTime: now, receivedAt: now, sourceId: key ?? `k-${process.pid}-${Date.now()}-${seq}` };
+  return { source: 'test', ref: 'r', value: spec as Record<string, unknown>, quality: 'good', sourceTime: now, receivedAt: now, sourceId: key ?? `${spec.plant ?? 'P1'}:k-${process.pid}-${Date.now()}-${seq}` };
 }
 
 export function testOutbox(agentId = 'edge-1'): { outbox: Outbox; dir: string } {

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { printable, printableJson } from '../../contracts/index.ts';
 import type { AgentConfig } from '../config/schema.ts';
 import { openOutbox, type Outbox, type TxStatus } from './outbox.ts';
 import { OUTBOX_USAGE } from './outbox-usage.ts';
@@ -40,7 +41,8 @@ const stdio: CommandIo = { out: (t) => process.stdout.write(t), err: (t) => proc
 
 /** Runs one outbox subcommand against an open outbox; returns the exit code (0 ok, 1 usage or not found). */
 export function runOutboxCommand(outbox: Outbox, sub: string | undefined, arg: string | undefined, opts: OutboxCommandOptions = {}, io: CommandIo = stdio): number {
-  const json = (v: unknown) => io.out(`${JSON.stringify(v, null, 2)}\n`);
+  // dead letters hold raw payloads and hub reasons: JSON with every control character escaped
+  const json = (v: unknown) => io.out(`${printableJson(v)}\n`);
   const limit = opts.limit !== undefined && Number.isFinite(opts.limit) && opts.limit > 0 ? Math.floor(opts.limit) : 50;
   switch (sub) {
     case 'stats': {
@@ -73,8 +75,8 @@ export function runOutboxCommand(outbox: Outbox, sub: string | undefined, arg: s
         return 1;
       }
       const ok = sub === 'replay' ? outbox.replayDeadLetter(id) : outbox.discardDeadLetter(id);
-      if (ok) io.out(`dead letter ${id}: ${sub === 'replay' ? 'queued again' : 'discarded'}\n`);
-      else io.err(`dead letter ${id}: not found, already resolved${sub === 'replay' ? ', or not a transaction (inputs are replayed at their source)' : ''}\n`);
+      if (ok) io.out(`dead letter ${printable(String(id))}: ${sub === 'replay' ? 'queued again' : 'discarded'}\n`);
+      else io.err(`dead letter ${printable(String(id))}: not found, already resolved${sub === 'replay' ? ', or not a transaction (inputs are replayed at their source)' : ''}\n`);
       return ok ? 0 : 1;
     }
     case 'resend': {
@@ -94,8 +96,8 @@ export function runOutboxCommand(outbox: Outbox, sub: string | undefined, arg: s
         return 1;
       }
       const ok = outbox.acknowledgeAlarm(arg);
-      if (ok) io.out(`alarm ${arg} acknowledged\n`);
-      else io.err(`no alarm ${arg}\n`);
+      if (ok) io.out(`alarm ${printable(arg)} acknowledged\n`);
+      else io.err(`no alarm ${printable(arg)}\n`);
       return ok ? 0 : 1;
     }
     default:

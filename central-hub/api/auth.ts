@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { PlantBridgeError } from '../../contracts/index.ts';
 import type { HubContext } from '../hub-context.ts';
 import type { AgentRecord, HubStore } from '../store/hub-store.ts';
+import { clientCertificateOf } from './mtls.ts';
 
 export function tokenHash(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
@@ -44,9 +45,10 @@ export async function auditRefusal(store: HubStore, ip: string, action: string, 
 
 /**
  * Authenticates an agent by its bearer token. The store keeps only the token's SHA-256; a revoked agent
- * is refused at once (no cache).
+ * is refused at once (no cache). With mutual TLS on (hub.tls.clientCa), the connection's client
+ * certificate must also name this agent (mtls.ts): a stolen token alone does not work.
  */
-export function requireAgent(ctx: Pick<HubContext, 'store'>) {
+export function requireAgent(ctx: Pick<HubContext, 'store' | 'config'>) {
   return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
     const store = ctx.store;
     const header = req.headers.authorization;
@@ -57,6 +59,12 @@ export function requireAgent(ctx: Pick<HubContext, 'store'>) {
     if (!agent || !timingSafeEqual(Buffer.from(agent.tokenHash), Buffer.from(hash)) || agent.revokedAt) {
       await auditRefusal(store, req.ip, 'auth.refused', { route: req.url.split('?')[0] });
       throw new PlantBridgeError('UNAUTHENTICATED', 'unknown or revoked credential', { correlationId: req.id });
+    }
+    const cert = clientCertificateOf(req, ctx.config);
+    if (cert && (!cert.ok || cert.agentId !== agent.id)) {
+      const reason = cert.ok ? `the client certificate is for agent "${cert.agentId}", not for this credential's agent "${agent.id}"` : cert.reason;
+      await auditRefusal(store, req.ip, 'auth.client_certificate_refused', { route: req.url.split('?')[0], agentId: agent.id, reason });
+      throw new PlantBridgeError('UNAUTHENTICATED', reason, { correlationId: req.id });
     }
     req.agent = agent;
   };

@@ -126,7 +126,7 @@ void describe('hub API: ingest, outcomes, heartbeat (SQLite store, inject(), no 
     assert.equal(stored?.body.correlationId, `é${tx.correlationId}`);
   });
 
-  void it("another plant's idempotency key: the item is refused and audited, and that plant's outcome is not handed out", async () => {
+  void it("another plant's idempotency key: the item is refused and its sender audited, and that plant's outcome is not handed out", async () => {
     const tokB = await t.addAgent('edge-b', ['P2']);
     const mine = testTx();
     assert.equal((await (await post('/v1/ingest', batch('edge-1', [mine]))).json().then((x): any => x)).results[0].status, 'accepted');
@@ -138,7 +138,9 @@ void describe('hub API: ingest, outcomes, heartbeat (SQLite store, inject(), no 
     assert.deepEqual(b.results.map((x: any) => [x.status, x.code]), [['rejected', 'PLANT_MISMATCH'], ['accepted', undefined]]);
     assert.equal(b.results[0].outcome, undefined);
     assert.equal((await t.hub.store.getTransaction(mine.idempotencyKey))?.agentId, 'edge-1');
-    const row = (await t.hub.store.listAudit(5)).find((e) => e.action === 'ingest.key_of_another_plant');
+    // keys are bound to their plant: a P1 key on a P2 item is refused before the store (which refuses it too)
+    assert.match(b.results[0].reason, /must start with the item's plant "P2:"/);
+    const row = (await t.hub.store.listAudit(5)).find((e) => e.action === 'ingest.key_outside_plant');
     assert.ok(row, 'audit row');
     assert.equal(row.actor, 'agent:edge-b');
     assert.deepEqual((row.detail as { keys: string[] }).keys, [mine.idempotencyKey]);

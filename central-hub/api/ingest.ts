@@ -1,9 +1,9 @@
-import { isUtf8 } from 'node:buffer';
-import { errorCodes, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import {
   PlantBridgeError,
   ingestBatchSchema,
   issuesToText,
+  keyBelongsToPlant,
   schemaId,
   validateFast,
   validateTransaction,
@@ -13,7 +13,7 @@ import {
 } from '../../contracts/index.ts';
 import type { HubContext } from '../hub-context.ts';
 import { requireAgent } from './auth.ts';
-import { RateLimiter } from './rate-limit.ts';
+import { parseJsonBytes } from './json-body.ts';
 
 /**
  * POST /v1/ingest — strict, per-item results (DESIGN.md §2 "Accept"). A bad item is rejected alone; a
@@ -21,18 +21,10 @@ import { RateLimiter } from './rate-limit.ts';
  */
 export function ingestRoutes(app: FastifyInstance, ctx: HubContext): void {
   const { metrics } = ctx;
-  const limiter = new RateLimiter(ctx.config.hub.rateLimitPerAgent);
-  // authentication and the rate limit run before the body is read: refused requests cost no parsing
-  const authenticate = requireAgent(ctx);
-  const onRequest = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    await authenticate(req, reply);
-    const wait = limiter.take(req.agent!.id);
-    if (wait > 0) {
-      reply.header('retry-after', String(Math.max(1, Math.ceil(wait / 1000))));
-      metrics.rejected.inc({ code: 'RATE_LIMITED' });
-      throw new PlantBridgeError('RATE_LIMITED', `too many requests from agent ${req.agent!.id}; retry after ${Math.ceil(wait / 1000)} s`, { correlationId: req.id });
-    }
-  };
+  // authentication runs before the body is read, and the rate limits (rate-limit.ts) around it: refused
+  // requests cost no parsing. Per address generously: several agents may share one (a plant's NAT).
+  const rateLimit = { perCaller: ctx.config.hub.rateLimitPerAgent, perAddress: Math.max(200, 10 * ctx.config.hub.rateLimitPerAgent) };
+  const onRequest = requireAgent(ctx);
   const handler = async (req: FastifyRequest) => {
     const store = ctx.store;
     const agent = req.agent!;
@@ -41,11 +33,15 @@ export function ingestRoutes(app: FastifyInstance, ctx: HubContext): void {
     // the items as parsed, not zod's copies: a copy drops an own "__proto__" key the item schema must see and reject
     const batch = { ...frame.value, items: (req.body as { items: Array<Record<string, unknown>> }).items };
     if (batch.agentId !== agent.id) {
+      await store.audit({ actor: `agent:${agent.id}`, action: 'ingest.agent_mismatch', target: agent.id, detail: { agentId: batch.agentId.slice(0, 200), batchId: batch.batchId, ip: req.ip } });
       throw new PlantBridgeError('SCHEMA_INVALID', `agentId "${batch.agentId}" does not match the credential's agent "${agent.id}"`, { correlationId: req.id });
     }
     const results: Array<ItemResult | undefined> = new Array(batch.items.length);
     const valid: Array<{ index: number; tx: Transaction }> = [];
     const foreignPlants = new Set<string>();
+    // items naming another agent, and keys outside their plant: refused one by one, audited once per batch
+    const otherAgents: string[] = [];
+    const keysOutsidePlant: string[] = [];
     // every item stored as parsed (not a copy made by validation): the received text can be stored as is
     let asParsed = true;
     batch.items.forEach((item, index) => {
@@ -63,6 +59,13 @@ export function ingestRoutes(app: FastifyInstance, ctx: HubContext): void {
       if (v.value.agentId !== agent.id) {
         results[index] = { id, idempotencyKey: key, status: 'rejected', code: 'SCHEMA_INVALID', reason: `agentId "${v.value.agentId}" is not the sender "${agent.id}"` };
         metrics.rejected.inc({ code: 'SCHEMA_INVALID' });
+        otherAgents.push(v.value.agentId);
+        return;
+      }
+      if (!keyBelongsToPlant(v.value)) {
+        results[index] = { id, idempotencyKey: key, status: 'rejected', code: 'PLANT_MISMATCH', reason: `idempotencyKey must start with the item's plant "${v.value.plant}:" (keys are bound to their plant); not stored` };
+        metrics.rejected.inc({ code: 'PLANT_MISMATCH' });
+        keysOutsidePlant.push(key);
         return;
       }
       valid.push({ index, tx: v.value });
@@ -72,6 +75,14 @@ export function ingestRoutes(app: FastifyInstance, ctx: HubContext): void {
       await store.audit({ actor: `agent:${agent.id}`, action: 'ingest.plant_mismatch', target: agent.id, detail: { plants: [...foreignPlants], allowed: agent.plants, batchId: batch.batchId, items: batch.items.length, ip: req.ip } });
       req.log.warn({ agentId: agent.id, plants: [...foreignPlants] }, 'Agent tried to write for a plant it is not enrolled for');
       throw new PlantBridgeError('PLANT_MISMATCH', `agent ${agent.id} may write for ${agent.plants.join(', ')} only, not ${[...foreignPlants].join(', ')}`, { correlationId: req.id });
+    }
+    if (keysOutsidePlant.length > 0) {
+      // the sender is the one audited: it tried to take keys of another plant's namespace before that plant could
+      await store.audit({ actor: `agent:${agent.id}`, action: 'ingest.key_outside_plant', target: agent.id, detail: { keys: keysOutsidePlant.slice(0, 20), items: keysOutsidePlant.length, batchId: batch.batchId, ip: req.ip } });
+      req.log.warn({ agentId: agent.id, items: keysOutsidePlant.length }, "Agent sent idempotency keys outside its items' plant: refused");
+    }
+    if (otherAgents.length > 0) {
+      await store.audit({ actor: `agent:${agent.id}`, action: 'ingest.agent_mismatch', target: agent.id, detail: { agentIds: [...new Set(otherAgents)].slice(0, 20), items: otherAgents.length, batchId: batch.batchId, ip: req.ip } });
     }
     if (valid.length > 0) {
       const itemsJson = asParsed && valid.length === batch.items.length ? receivedItems.get(req.body as object) : undefined;
@@ -113,7 +124,7 @@ export function ingestRoutes(app: FastifyInstance, ctx: HubContext): void {
     // bytes, decoded once: as a string, fastify decodes each chunk and joins them (a second heap copy of
     // the ~1 MB body per request, which the hub paid for in garbage collection)
     scope.addContentTypeParser('application/json', { parseAs: 'buffer' }, parseIngestJson);
-    scope.post('/v1/ingest', { onRequest }, handler);
+    scope.post('/v1/ingest', { onRequest, bodyLimit: ctx.config.hub.bodyLimit, config: { rateLimit } }, handler);
   });
 }
 
@@ -127,14 +138,9 @@ export function ingestRoutes(app: FastifyInstance, ctx: HubContext): void {
  * would store U+FFFD in their place, a posting changed without anyone being told.
  */
 function parseIngestJson(_req: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void): void {
-  if (body.length === 0) return done(new errorCodes.FST_ERR_CTP_EMPTY_JSON_BODY());
-  if (typeof body !== 'string' && !isUtf8(body)) return done(new PlantBridgeError('SCHEMA_INVALID', 'body is not valid UTF-8 (JSON must be UTF-8 encoded)'));
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(typeof body === 'string' ? body : body.toString('utf8'));
-  } catch {
-    return done(new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY());
-  }
+  const r = parseJsonBytes(body);
+  if (!r.ok) return done(r.err);
+  const parsed = r.value;
   if (typeof body !== 'string' && parsed !== null && typeof parsed === 'object') {
     const items = itemsText(body);
     if (items) receivedItems.set(parsed, items);

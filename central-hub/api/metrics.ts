@@ -5,7 +5,8 @@ import { fleetStatus } from '../monitor/fleet-status.ts';
 /** GET /metrics — Prometheus text (DESIGN.md §9); the queue and fleet gauges are read from the store when scraped. */
 export function metricsRoutes(app: FastifyInstance, ctx: HubContext): void {
   const { metrics } = ctx;
-  app.get('/metrics', async (_req, reply) => {
+  // a scrape reads the store: Prometheus asks every 15-60 s, so 5 a second per address is plenty
+  app.get('/metrics', { config: { rateLimit: { perAddress: 5 } } }, async (_req, reply) => {
     const counts = await ctx.store.counts();
     for (const [state, n] of Object.entries(counts)) metrics.queue.set({ state }, n);
     const agents = (await ctx.store.listAgents()).map((r) => fleetStatus(r, ctx.fleet));

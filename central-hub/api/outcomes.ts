@@ -9,7 +9,7 @@ import { requireAgent } from './auth.ts';
  * the cursor with the rows it marks, so a restart continues where it stopped and a replay is harmless.
  */
 export function outcomesRoutes(app: FastifyInstance, ctx: HubContext): void {
-  app.get('/v1/agents/me/outcomes', { onRequest: requireAgent(ctx) }, async (req) => {
+  app.get('/v1/agents/me/outcomes', { onRequest: requireAgent(ctx), config: { rateLimit: { perCaller: 20, perAddress: 200 } } }, async (req) => {
     const q = validate(outcomesQuerySchema, req.query);
     if (!q.ok) throw new PlantBridgeError('SCHEMA_INVALID', issuesToText(q.issues), { details: q.issues, correlationId: req.id });
     const since = Number(q.value.since ?? '0');

@@ -20,6 +20,9 @@ export function parseHubConfig(text: string, file: string, sources?: SecretSourc
   const config = resolveSecrets(parsed, sources ?? { env: process.env, readFile: (p) => readFileSync(isAbsolute(p) ? p : resolve(baseDir, p), 'utf8') }, file);
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   config.hub.dataDir = abs(config.hub.dataDir);
-  if (config.hub.tls) config.hub.tls = { cert: abs(config.hub.tls.cert), key: abs(config.hub.tls.key) };
+  if (config.hub.tls) {
+    const t = config.hub.tls;
+    config.hub.tls = { ...t, cert: abs(t.cert), key: abs(t.key), ...(t.clientCa ? { clientCa: abs(t.clientCa) } : {}) };
+  }
   return { config, version: createHash('sha256').update(text).digest('hex').slice(0, 12) };
 }

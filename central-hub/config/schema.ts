@@ -8,6 +8,19 @@ import { erpConfigSchema } from '../erp/config.ts';
  */
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
+/** TLS 1.3's suites and TLS 1.2's ECDHE + AEAD suites: every one forward-secret and authenticated-encryption. */
+export const FORWARD_SECRET_CIPHERS = [
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'TLS_AES_128_GCM_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
 export const hubConfigSchema = z
   .strictObject({
     hub: z.strictObject({
@@ -15,7 +28,18 @@ export const hubConfigSchema = z
       port: z.number().int().min(0).max(65535).default(8080),
       /** where the embedded SQLite store and other files live; relative to the config file */
       dataDir: z.string().min(1).default('./data/hub'),
-      tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
+      tls: z
+        .strictObject({
+          cert: z.string().min(1),
+          key: z.string().min(1),
+          /** the oldest TLS version accepted */
+          minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+          /** OpenSSL cipher list; the default has forward-secret AEAD suites only (no RSA key exchange, no CBC, no SHA-1) */
+          ciphers: z.string().min(1).default(FORWARD_SECRET_CIPHERS),
+          /** mutual TLS for agents: the CA that signs agents' client certificates (subject CN = agent id); relative to the config file */
+          clientCa: z.string().min(1).optional(),
+        })
+        .optional(),
       /** plain HTTP on a non-loopback address must be asked for explicitly (e.g. behind a TLS-terminating proxy) */
       allowPlainHttp: z.boolean().default(false),
       bodyLimit: byteSize.prefault('8MiB'),

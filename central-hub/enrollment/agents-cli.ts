@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { duration } from '../../contracts/index.ts';
+import { duration, isWireText, printable } from '../../contracts/index.ts';
 import type { HubConfig } from '../config/schema.ts';
 import type { HubStore } from '../store/hub-store.ts';
 import { openHubStore, type StoreRuntime } from '../store/open-store.ts';
@@ -76,7 +76,8 @@ export async function agentsCommand(config: HubConfig, argv: string[], io: Agent
           io.out('No agents yet. Add one: plantbridge-hub agents add --plant P --name N\n');
           return 0;
         }
-        const rows = agents.map((a) => [a.id, a.plants.join(','), a.revokedAt ? 'revoked' : a.enrolled ? 'enrolled' : 'awaiting enrollment', a.pendingEnrollments ? String(a.pendingEnrollments) : '-', a.lastHeartbeatAt ?? 'never']);
+        // values from the database are escaped: a plant name must not be able to drive the terminal
+        const rows = agents.map((a) => [printable(a.id), printable(a.plants.join(',')), a.revokedAt ? 'revoked' : a.enrolled ? 'enrolled' : 'awaiting enrollment', a.pendingEnrollments ? String(a.pendingEnrollments) : '-', printable(a.lastHeartbeatAt ?? 'never')]);
         const head = ['AGENT', 'PLANTS', 'STATE', 'OPEN TOKENS', 'LAST HEARTBEAT'];
         const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
         for (const r of [head, ...rows]) io.out(`${r.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd()}\n`);
@@ -94,6 +95,9 @@ export async function agentsCommand(config: HubConfig, argv: string[], io: Agent
         if (sub === 'rotate' && !existing) return usage(`no agent ${name}; use "agents add --plant P --name ${name}"`);
         const plants = values.plant?.length ? values.plant : (existing?.plants ?? []);
         if (plants.length === 0) return usage('--plant is needed (repeat it for an agent serving several plants)');
+        const badPlant = plants.find((p) => p.length === 0 || p.length > 64 || !isWireText(p) || p.includes(':'));
+        // a plant is the first part of every idempotency key (`1010:WC-01:…`): no colon, no control characters
+        if (badPlant !== undefined) return usage(`--plant ${JSON.stringify(printable(badPlant))}: expected 1 to 64 characters without ":" or control characters`);
         const { token, expiresAt } = await issueEnrollmentToken(store, { agentId: name, plants, ttlMs, actor, ...(io.now ? { now: io.now } : {}) });
         io.out(
           `${sub === 'add' ? 'Agent' : 'New enrollment for agent'} ${name} (plants ${plants.join(', ')}): one-time enrollment token, valid until ${expiresAt.toISOString()}:\n\n  ${token}\n\n` +

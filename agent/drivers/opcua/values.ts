@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Signal, SignalValue } from '../../../contracts/index.ts';
+import { trimPlcPadding } from '../plc-text.ts';
 
 /**
  * Pure conversions from OPC UA values to Signals. No node-opcua import here: the shapes below are the
@@ -113,7 +114,7 @@ function scalar(dataType: number, v: unknown): unknown {
       return int64ToValue(v, false);
     case DT.String:
     case DT.XmlElement:
-      return String(v);
+      return trimPlcPadding(String(v));
     case DT.DateTime:
       return v instanceof Date ? (Number.isNaN(v.getTime()) ? null : v.toISOString()) : String(v);
     case DT.ByteString:

@@ -1,6 +1,7 @@
 import { gunzipSync, inflateSync } from 'node:zlib';
 import sparkplugPayload from 'sparkplug-payload';
 import type { SignalValue } from '../../../contracts/index.ts';
+import { trimPlcPadding } from '../plc-text.ts';
 
 /** Sparkplug B payload decoding (Eclipse Tahu's sparkplug-payload) and value normalisation. */
 
@@ -127,7 +128,8 @@ export function toValue(type: string, v: unknown): SignalValue {
     case 'File':
       return Buffer.from(v as Uint8Array).toString('base64');
     default:
-      if (typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean') return v;
+      if (typeof v === 'string') return trimPlcPadding(v);
+      if (typeof v === 'number' || typeof v === 'boolean') return v;
       if (isLong(v)) return int64(v, !v.unsigned);
       // DataSet, Template, PropertySet: a JSON object (Longs as numbers or strings)
       return { [type]: JSON.parse(JSON.stringify(v, (_k, x: unknown) => (isLong(x) ? int64(x, !x.unsigned) : x instanceof Uint8Array ? Buffer.from(x).toString('base64') : x))) };
