@@ -1,8 +1,14 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { z } from 'zod';
 import { PlantBridgeError } from '../../contracts/index.ts';
 import type { HubContext } from '../hub-context.ts';
 import { auditRefusal, tokenHash } from './auth.ts';
+import { countParam, seqParam, strictParams } from './query.ts';
+
+const seqParams = z.strictObject({ seq: seqParam });
+const limitQuery = z.strictObject({ limit: countParam(1000).optional() });
+const noQuery = z.strictObject({});
 
 /**
  * Operator API for dead letters and the audit log (what the dashboard and scripts use). Bearer tokens of
@@ -23,15 +29,14 @@ export function adminRoutes(app: FastifyInstance, ctx: HubContext): void {
     throw new PlantBridgeError('UNAUTHENTICATED', 'unknown operator token', { correlationId: req.id });
   };
   const seqOf = (req: FastifyRequest): number => {
-    const seq = Number((req.params as { seq: string }).seq);
-    if (!Number.isSafeInteger(seq) || seq < 1) throw new PlantBridgeError('SCHEMA_INVALID', 'seq: expected a positive integer', { correlationId: req.id });
-    return seq;
+    strictParams(noQuery, req.query, req);
+    return strictParams(seqParams, req.params, req).seq;
   };
+  const limitOf = (req: FastifyRequest): number => strictParams(limitQuery, req.query, req).limit ?? 100;
 
   app.get('/v1/admin/dead-letters', async (req) => {
     await operator(req);
-    const limit = Math.min(1000, Math.max(1, Number((req.query as { limit?: string }).limit ?? 100) || 100));
-    return { deadLetters: await ctx.store.listTransactions({ limit, state: 'failed' }) };
+    return { deadLetters: await ctx.store.listTransactions({ limit: limitOf(req), state: 'failed' }) };
   });
   app.post('/v1/admin/dead-letters/:seq/replay', async (req) => {
     const who = await operator(req);
@@ -53,7 +58,6 @@ export function adminRoutes(app: FastifyInstance, ctx: HubContext): void {
   });
   app.get('/v1/admin/audit', async (req) => {
     await operator(req);
-    const limit = Math.min(1000, Math.max(1, Number((req.query as { limit?: string }).limit ?? 100) || 100));
-    return { audit: await ctx.store.listAudit(limit) };
+    return { audit: await ctx.store.listAudit(limitOf(req)) };
   });
 }

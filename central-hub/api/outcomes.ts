@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
-import { PlantBridgeError, issuesToText, outcomesQuerySchema, schemaId, validate, type OutcomesResponse } from '../../contracts/index.ts';
+import { outcomesQuerySchema, schemaId, type OutcomesResponse } from '../../contracts/index.ts';
 import type { HubContext } from '../hub-context.ts';
 import { requireAgent } from './auth.ts';
+import { strictParams } from './query.ts';
 
 /**
  * GET /v1/agents/me/outcomes?since=<cursor>&limit=<n> — the ERP outcomes (posted with the ERP document,
@@ -10,10 +11,9 @@ import { requireAgent } from './auth.ts';
  */
 export function outcomesRoutes(app: FastifyInstance, ctx: HubContext): void {
   app.get('/v1/agents/me/outcomes', { onRequest: requireAgent(ctx), config: { rateLimit: { perCaller: 20, perAddress: 200 } } }, async (req) => {
-    const q = validate(outcomesQuerySchema, req.query);
-    if (!q.ok) throw new PlantBridgeError('SCHEMA_INVALID', issuesToText(q.issues), { details: q.issues, correlationId: req.id });
-    const since = Number(q.value.since ?? '0');
-    const limit = Math.min(1000, Math.max(1, Number(q.value.limit ?? '500')));
+    const q = strictParams(outcomesQuerySchema, req.query, req);
+    const since = Number(q.since ?? '0');
+    const limit = Math.min(1000, Math.max(1, Number(q.limit ?? '500')));
     const r = await ctx.store.outcomesSince(req.agent!.id, since, limit);
     const body: OutcomesResponse = {
       schema: schemaId('agent-outcomes', 1, 0),
