@@ -1,9 +1,10 @@
-import { existsSync, mkdirSync, renameSync, statSync, statfsSync } from 'node:fs';
+import { existsSync, renameSync, statSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { inspect } from 'node:util';
 import type { Logger } from 'pino';
 import { PlantBridgeError, type AlarmCode, type ErrorCode, type Signal, type Transaction, transactionTypeOf } from '../../contracts/index.ts';
 import { instantMs } from '../../contracts/instant.ts';
+import { preparePrivateDatabase } from '../../contracts/private-files.ts';
 import { migrations } from './migrations.ts';
 import { isSqliteError, openDb, sqliteErrorKind, type SqlDb, type SqliteDriver, type SqlStatement } from './sqlite-db.ts';
 
@@ -347,7 +348,7 @@ export class Outbox {
     } else if (this.role === 'writer') {
       this.db = this.openWriter();
     } else {
-      mkdirSync(dirname(this.path), { recursive: true });
+      preparePrivateDatabase(this.path);
       this.db = this.openChecked();
     }
     this.s = this.prepare();

@@ -1,8 +1,7 @@
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { AgentHeartbeat, ItemResult, Outcome, Transaction } from '../../../contracts/index.ts';
+import { preparePrivateDatabase } from '../../../contracts/private-files.ts';
 import {
   orderKeyOf,
   outcomeFromRow,
@@ -199,7 +198,7 @@ export class SqliteHubStore implements HubStore {
    * checkpoint thread's code is (the executable's asset, tests); by default checkpoint-worker.ts.
    */
   constructor(path: string, nativeBinding?: string, opts: { checkpointer?: CheckpointerSource } = {}) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    preparePrivateDatabase(path);
     this.db = new Database(path, nativeBinding ? { nativeBinding } : undefined);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
