@@ -72,5 +72,8 @@ export function toWireText(s: string): string {
  */
 export function printableJson(value: unknown, indent = 2): string {
   const text = JSON.stringify(value, null, indent) ?? 'null';
-  return FORBIDDEN.test(text) ? text.replace(FORBIDDEN_ALL, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`) : text;
+  // C0 inside strings is escaped by JSON.stringify already (the newlines left are the indentation's)
+  return NOT_ESCAPED_BY_JSON.test(text) ? text.replace(NOT_ESCAPED_BY_JSON_ALL, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`) : text;
 }
+const NOT_ESCAPED_BY_JSON = /[\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+const NOT_ESCAPED_BY_JSON_ALL = /[\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
