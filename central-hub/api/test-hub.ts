@@ -37,7 +37,9 @@ export interface TestHubOptions {
   store?: HubStore;
   rateLimitPerAgent?: number;
   bodyLimit?: string;
-  tls?: { cert: string; key: string };
+  tls?: { cert: string; key: string; clientCa?: string };
+  /** an operator of the admin API with this bearer token (name "test-operator") */
+  operatorToken?: string;
   adapter?: ErpAdapter;
   /** openTestHub only: run the posting service (without listening) */
   posting?: boolean;
@@ -74,7 +76,8 @@ hub:
   dataDir: ${dir}
   bodyLimit: ${opts.bodyLimit ?? '8MiB'}
   rateLimitPerAgent: ${opts.rateLimitPerAgent ?? 1000}
-${opts.tls ? `  tls:\n    cert: ${opts.tls.cert}\n    key: ${opts.tls.key}\n` : ''}
+${opts.tls ? `  tls:\n    cert: ${opts.tls.cert}\n    key: ${opts.tls.key}\n${opts.tls.clientCa ? `    clientCa: ${opts.tls.clientCa}\n` : ''}` : ''}
+${opts.operatorToken ? `admin:\n  operators:\n    - name: test-operator\n      token: \${OPERATOR_TOKEN}\n` : ''}
 log:
   level: warn
 store:
@@ -89,7 +92,7 @@ erp:
 posting:
   concurrency: 4
 `;
-  const { config } = parseHubConfig(yaml, join(dir, 'hub.yaml'), { env: { SAP_PASSWORD: 'x' }, readFile: (p) => readFileSync(p, 'utf8') });
+  const { config } = parseHubConfig(yaml, join(dir, 'hub.yaml'), { env: { SAP_PASSWORD: 'x', ...(opts.operatorToken ? { OPERATOR_TOKEN: opts.operatorToken } : {}) }, readFile: (p) => readFileSync(p, 'utf8') });
   const adapter = opts.adapter ?? instantErp();
   const hub = buildHub({ config, log: testLogger(), adapter, ...(opts.store ? { store: opts.store } : {}) });
   if (listen) await hub.start();
