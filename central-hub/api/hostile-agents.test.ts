@@ -11,7 +11,7 @@ import type { ErpAdapter } from '../erp/erp-adapter.ts';
 import { confirmation } from '../erp/test-kit/transactions.ts';
 import type { HubStore } from '../store/hub-store.ts';
 import { pgSchemaForTest } from '../store/postgres/pg-test-kit.ts';
-import { makeTestPki, removeDir, startTestHub, type TestHub, type TestPki } from './test-hub.ts';
+import { heartbeatOf, makeTestPki, removeDir, startTestHub, type TestHub, type TestPki } from './test-hub.ts';
 
 /**
  * Issue #22, each finding reproduced against a TLS hub with two agents, of plants 1010 and 2020, on both
@@ -45,26 +45,6 @@ function call(url: string, init: { method?: string; headers?: Record<string, str
     req.on('error', reject);
     req.end(init.body);
   });
-}
-
-export function heartbeatOf(agentId: string, plant: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  const now = new Date().toISOString();
-  return {
-    schema: schemaId('agent-heartbeat', 1, 0),
-    id: ulid(),
-    agentId,
-    plant,
-    sentAt: now,
-    version: '0.1.0',
-    uptimeS: 1,
-    configVersion: 'cfg-1',
-    mode: 'live',
-    drivers: [{ name: 'plc', type: 'opcua', state: 'up', since: now }],
-    outbox: { pending: 0, oldestPendingAgeS: 0, deadLetters: 0, bytes: 0, diskFreeBytes: 1, full: false },
-    rates: { signalsPerS: 0, forwardedPerS: 0 },
-    alarms: [],
-    ...extra,
-  };
 }
 
 const batchOf = (agentId: string, items: unknown[]) => ({ schema: schemaId('ingest-batch', 1, 0), batchId: ulid(), agentId, sentAt: new Date().toISOString(), items });

@@ -7,6 +7,7 @@ import { buildHub, type Hub } from '../build-hub.ts';
 import { parseHubConfig } from '../config/load.ts';
 import type { ErpAdapter } from '../erp/erp-adapter.ts';
 import type { HubStore } from '../store/hub-store.ts';
+import { schemaId, ulid } from '../../contracts/index.ts';
 import { testLogger } from '../../test/helpers/log.ts';
 
 /**
@@ -126,6 +127,27 @@ export async function injected(hub: Hub, path: string, init: { method?: string; 
   const headers = new Headers();
   for (const [k, v] of Object.entries(res.headers)) for (const x of Array.isArray(v) ? v : [v]) if (x !== undefined) headers.append(k, String(x));
   return new Response(res.statusCode === 204 ? null : res.rawPayload, { status: res.statusCode, headers });
+}
+
+/** a valid heartbeat of an agent (tests edit what they are about) */
+export function heartbeatOf(agentId: string, plant: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const now = new Date().toISOString();
+  return {
+    schema: schemaId('agent-heartbeat', 1, 0),
+    id: ulid(),
+    agentId,
+    plant,
+    sentAt: now,
+    version: '0.1.0',
+    uptimeS: 1,
+    configVersion: 'cfg-1',
+    mode: 'live',
+    drivers: [{ name: 'plc', type: 'opcua', state: 'up', since: now }],
+    outbox: { pending: 0, oldestPendingAgeS: 0, deadLetters: 0, bytes: 0, diskFreeBytes: 1, full: false },
+    rates: { signalsPerS: 0, forwardedPerS: 0 },
+    alarms: [],
+    ...extra,
+  };
 }
 
 export function removeDir(dir: string): void {
