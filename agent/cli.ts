@@ -20,7 +20,7 @@ const HELP = `plantbridge-agent ${VERSION} — reads machines, keeps a durable o
 
 Usage:
   plantbridge-agent run [--config FILE]              run the agent (Ctrl-C / SIGTERM stop it cleanly)
-  plantbridge-agent enroll --token T [--hub URL] [--config FILE]
+  plantbridge-agent enroll --token-stdin [--hub URL] [--config FILE]
                                                      exchange a one-time enrollment token for this agent's credential
   plantbridge-agent check-config [--config FILE] [--live]
                                                      validate the config offline; --live also connects to every
@@ -74,7 +74,7 @@ const SPEC: CliSpec = {
         'Exit codes: 0 valid (and every live check passed), 1 invalid configuration or usage, 2 a live check failed.',
       ),
     },
-    enroll: { options: { hub: { type: 'string' }, token: { type: 'string' } }, help: ENROLL_HELP },
+    enroll: { options: { hub: { type: 'string' }, token: { type: 'string' }, 'token-stdin': { type: 'boolean' } }, help: ENROLL_HELP },
     outbox: {
       options: { limit: { type: 'string' }, status: { type: 'string' }, after: { type: 'string' }, since: { type: 'string' }, all: { type: 'boolean' } },
       help: command(

@@ -110,11 +110,11 @@ test('usage errors are one sentence of ours, name the command, and show its help
 test('enroll: --hub is optional (hub.url is used), --token may come from the environment', () => {
   const h = run(AGENT, ['enroll', '--help']);
   assert.equal(h.code, 0);
-  assert.match(h.out, /^Usage: plantbridge-agent enroll --token TOKEN \[--hub URL\] \[--config FILE\]$/m);
+  assert.match(h.out, /^Usage: plantbridge-agent enroll --token-stdin \| --token TOKEN \[--hub URL\] \[--config FILE\]$/m);
   assert.match(h.out, /--hub URL\s+the hub to enroll with \(default: hub\.url from agent\.yaml\)/);
   assert.match(h.out, /PLANTBRIDGE_ENROLL_TOKEN/);
   const top = run(AGENT, ['--help']);
-  assert.match(top.out, /plantbridge-agent enroll --token T \[--hub URL\] \[--config FILE\]/);
+  assert.match(top.out, /plantbridge-agent enroll --token-stdin \[--hub URL\] \[--config FILE\]/);
   assert.doesNotMatch(top.out, /enroll --hub URL --token/);
 });
 

@@ -22,12 +22,16 @@ const ingestWith = (url: string, credential: string, agentId: string) =>
     body: JSON.stringify({ schema: schemaId('ingest-batch', 1, 0), batchId: ulid(), agentId, sentAt: new Date().toISOString(), items: [testTx({ agentId })] }),
   });
 
-async function addToken(t: TestHub, name: string, plants: string[], extra: string[] = [], now?: Date): Promise<string> {
+async function addToken(t: TestHub, name: string, plants: string[], extra: string[] = [], now?: Date, sub: 'add' | 'rotate' = 'add'): Promise<string> {
   const c = capture();
-  const code = await agentsCommand(undefined as never, ['add', '--name', name, ...plants.flatMap((p) => ['--plant', p]), ...extra], { ...c.io, store: t.hub.store, ...(now ? { now } : {}) });
+  const code = await agentsCommand(undefined as never, [sub, '--name', name, ...plants.flatMap((p) => ['--plant', p]), ...extra], { ...c.io, store: t.hub.store, ...(now ? { now } : {}) });
   assert.equal(code, 0, c.err);
   const m = /\n {2}(pbe_[A-Za-z0-9_-]+)\n/.exec(c.out);
   assert.ok(m, c.out);
+  // the hint keeps the token out of argv (issue #22)
+  assert.match(c.out, /enroll --hub https:\/\/<this hub> --token-stdin/);
+  assert.match(c.out, /PLANTBRIDGE_ENROLL_TOKEN/);
+  assert.ok(!c.out.includes(`--token ${m[1]}`), 'the hint does not put the token on a command line');
   return m[1];
 }
 
@@ -113,6 +117,15 @@ void describe('enrollment: one-time tokens -> credential in the state dir (hub o
     const again = capture();
     assert.equal(await enrollCommand(file, ['--token', token], again.io), 1);
     assert.match(again.err, /UNAUTHENTICATED: .*already used/);
+
+    // --token-stdin: the token comes from standard input, never from argv (issue #22)
+    const token2 = await addToken(t, 'edge-cli', ['P1'], [], undefined, 'rotate');
+    const viaStdin = capture();
+    assert.equal(await enrollCommand(file, ['--token-stdin'], { ...viaStdin.io, stdin: async () => `${token2}\n` }), 0, viaStdin.err);
+    assert.match(viaStdin.out, /Enrolled as agent edge-cli/);
+    const both = capture();
+    assert.equal(await enrollCommand(file, ['--token-stdin', '--token', token2], both.io), 1);
+    assert.match(both.err, /give the token once/);
   });
 });
 

@@ -93,10 +93,14 @@ export async function enroll(opts: EnrollOptions): Promise<EnrollResponse & { cr
  * The CLI command. `argv` is what follows "enroll". Reads agent.yaml without needing the credential
  * (it does not exist yet). Exit codes: 0 enrolled, 1 usage / config / refused, 2 hub unreachable.
  */
-export async function enrollCommand(configFile: string, argv: string[], io: { out: (s: string) => void; err: (s: string) => void } = { out: (s) => void process.stdout.write(s), err: (s) => void process.stderr.write(s) }): Promise<number> {
+export async function enrollCommand(
+  configFile: string,
+  argv: string[],
+  io: { out: (s: string) => void; err: (s: string) => void; stdin?: () => Promise<string> } = { out: (s) => void process.stdout.write(s), err: (s) => void process.stderr.write(s) },
+): Promise<number> {
   let values;
   try {
-    values = parseArgs({ args: argv, options: { hub: { type: 'string' }, token: { type: 'string' }, config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } } }).values;
+    values = parseArgs({ args: argv, options: { hub: { type: 'string' }, token: { type: 'string' }, 'token-stdin': { type: 'boolean' }, config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } } }).values;
   } catch (err) {
     io.err(`plantbridge-agent enroll: ${(err as Error).message}\n\n${ENROLL_HELP}\n`);
     return 1;
@@ -105,9 +109,14 @@ export async function enrollCommand(configFile: string, argv: string[], io: { ou
     io.out(`${ENROLL_HELP}\n`);
     return 0;
   }
-  const token = values.token ?? process.env.PLANTBRIDGE_ENROLL_TOKEN;
+  if (values.token !== undefined && values['token-stdin']) {
+    io.err(`plantbridge-agent enroll: give the token once: --token or --token-stdin\n\n${ENROLL_HELP}\n`);
+    return 1;
+  }
+  // the token's ways in, most private first: standard input and the environment keep it out of argv (ps, shell history)
+  const token = values['token-stdin'] ? (await (io.stdin ?? readStdin)()).trim() : (values.token ?? process.env.PLANTBRIDGE_ENROLL_TOKEN);
   if (!token) {
-    io.err(`plantbridge-agent enroll: --token is needed\n\n${ENROLL_HELP}\n`);
+    io.err(`plantbridge-agent enroll: the one-time token is needed: --token-stdin (then paste or pipe it), PLANTBRIDGE_ENROLL_TOKEN, or --token\n\n${ENROLL_HELP}\n`);
     return 1;
   }
   const file = values.config ?? configFile;
@@ -151,6 +160,17 @@ export async function enrollCommand(configFile: string, argv: string[], io: { ou
     io.err(`plantbridge-agent enroll: ${e ? `${e.code}: ` : ''}${(err as Error).message}\n`);
     return e?.code === 'UPSTREAM_UNAVAILABLE' && e.retriable ? 2 : 1;
   }
+}
+
+/** All of standard input (a token is one short line; a terminal ends it with Ctrl-D, or Ctrl-Z Enter on Windows). */
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) {
+    chunks.push(c as Buffer);
+    if (chunks.reduce((n, b) => n + b.length, 0) > 4096) break;
+    if (String(c).includes('\n')) break;
+  }
+  return Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? '';
 }
 
 export { ENROLL_HELP };

@@ -101,7 +101,8 @@ export async function agentsCommand(config: HubConfig, argv: string[], io: Agent
         const { token, expiresAt } = await issueEnrollmentToken(store, { agentId: name, plants, ttlMs, actor, ...(io.now ? { now: io.now } : {}) });
         io.out(
           `${sub === 'add' ? 'Agent' : 'New enrollment for agent'} ${name} (plants ${plants.join(', ')}): one-time enrollment token, valid until ${expiresAt.toISOString()}:\n\n  ${token}\n\n` +
-            `On the agent's server run:\n  plantbridge-agent enroll --hub https://<this hub> --token ${token}\n` +
+            `On the agent's server run, and paste the token when it waits (it stays out of the shell history):\n  plantbridge-agent enroll --hub https://<this hub> --token-stdin\n` +
+            'or pass it in the environment variable PLANTBRIDGE_ENROLL_TOKEN (--token TOKEN works too, but lands in the shell history).\n' +
             `${sub === 'rotate' ? 'The current credential keeps working until the agent enrolls with this token.\n' : ''}` +
             'The token works once; the hub keeps only its hash. It is not shown again.\n',
         );
