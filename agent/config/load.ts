@@ -34,6 +34,11 @@ export function parseAgentConfig(text: string, file: string, sources?: SecretSou
   const raw = parseYaml(text, file);
   const parsed = parseConfig(agentConfigSchema, raw ?? {}, file);
   const config = resolveSecrets(parsed, sources ?? defaultSecretSources(baseDir), file);
-  config.agent.stateDir = isAbsolute(config.agent.stateDir) ? config.agent.stateDir : resolve(baseDir, config.agent.stateDir);
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  config.agent.stateDir = abs(config.agent.stateDir);
+  // files named in agent.yaml are relative to its folder, in `run` as in `enroll` (issue #22)
+  if (config.hub.ca) config.hub.ca = abs(config.hub.ca);
+  if (config.hub.clientCert) config.hub.clientCert = abs(config.hub.clientCert);
+  if (config.hub.clientKey) config.hub.clientKey = abs(config.hub.clientKey);
   return { config, file, version: createHash('sha256').update(text).digest('hex').slice(0, 12) };
 }

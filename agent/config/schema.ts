@@ -43,8 +43,11 @@ export const agentConfigSchema = z
         url: urlWithScheme(['http', 'https'], 'https://hub.example.com:8443'),
         /** the agent's credential; `plantbridge-agent enroll` writes it to <stateDir>/hub-credential (use file:<that path>) */
         token: secretRef,
-        /** PEM file of the CA that signed the hub's certificate */
+        /** PEM file of the CA that signed the hub's certificate (relative to agent.yaml's folder) */
         ca: z.string().min(1).optional(),
+        /** PEM files of this agent's client certificate (subject CN = agent.id) and its key, for a hub with mutual TLS (hub.tls.clientCa) */
+        clientCert: z.string().min(1).optional(),
+        clientKey: z.string().min(1).optional(),
         /** SHA-256 fingerprint of the hub's certificate (AB:CD:… or hex), pinned: only that certificate is accepted */
         fingerprint: z
           .string()
@@ -68,6 +71,9 @@ export const agentConfigSchema = z
       .superRefine((h, ctx) => {
         const u = new URL(h.url);
         const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname) || u.hostname.startsWith('127.');
+        if ((h.clientCert === undefined) !== (h.clientKey === undefined)) {
+          ctx.addIssue({ code: 'custom', path: [h.clientCert === undefined ? 'clientCert' : 'clientKey'], message: 'hub.clientCert and hub.clientKey go together: give both, or neither' });
+        }
         if (u.protocol === 'http:' && !loopback && !h.allowPlainHttp) {
           ctx.addIssue({ code: 'custom', path: ['url'], message: `plain http:// to ${u.hostname} sends the credential unencrypted: use https://, or set hub.allowPlainHttp: true behind a trusted TLS-terminating proxy` });
         }

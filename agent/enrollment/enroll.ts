@@ -63,7 +63,11 @@ export async function enroll(opts: EnrollOptions): Promise<EnrollResponse & { cr
       retry: { limit: 1 },
       timeout: { request: opts.timeoutMs ?? 30_000 },
       agent: agents,
-      https: opts.trust?.ca ? { certificateAuthority: opts.trust.ca, rejectUnauthorized: true } : { rejectUnauthorized: true },
+      https: {
+        rejectUnauthorized: true,
+        ...(opts.trust?.ca ? { certificateAuthority: opts.trust.ca } : {}),
+        ...(opts.trust?.clientCert && opts.trust.clientKey ? { certificate: opts.trust.clientCert, key: opts.trust.clientKey } : {}),
+      },
     });
   } catch (err) {
     const why = explainTlsError(err, opts.trust ?? {});
@@ -137,7 +141,9 @@ export async function enrollCommand(
       },
     });
     cfg.agent.stateDir = isAbsolute(cfg.agent.stateDir) ? cfg.agent.stateDir : resolve(baseDir, cfg.agent.stateDir);
-    const caFile = cfg.hub.ca ? (isAbsolute(cfg.hub.ca) ? cfg.hub.ca : resolve(baseDir, cfg.hub.ca)) : undefined;
+    const abs = (p: string | undefined) => (p === undefined ? undefined : isAbsolute(p) ? p : resolve(baseDir, p));
+    const caFile = abs(cfg.hub.ca);
+    const [certFile, keyFile] = [abs(cfg.hub.clientCert), abs(cfg.hub.clientKey)];
     const hubUrl = values.hub ?? cfg.hub.url;
     const r = await enroll({
       hubUrl,
@@ -145,7 +151,11 @@ export async function enrollCommand(
       stateDir: cfg.agent.stateDir,
       agentId: cfg.agent.id,
       allowPlainHttp: cfg.hub.allowPlainHttp,
-      trust: { ...(caFile ? { ca: readFileSync(caFile, 'utf8') } : {}), ...(cfg.hub.fingerprint ? { fingerprint: cfg.hub.fingerprint } : {}) },
+      trust: {
+        ...(caFile ? { ca: readFileSync(caFile, 'utf8') } : {}),
+        ...(cfg.hub.fingerprint ? { fingerprint: cfg.hub.fingerprint } : {}),
+        ...(certFile && keyFile ? { clientCert: readFileSync(certFile, 'utf8'), clientKey: readFileSync(keyFile, 'utf8') } : {}),
+      },
     });
     io.out(`Enrolled as agent ${r.agentId} for plant(s) ${r.plants.join(', ')}. Credential stored in ${r.credentialFile} (readable by this account only).\n`);
     const ref = cfg.hub.token.ref;

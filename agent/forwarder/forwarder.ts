@@ -52,6 +52,9 @@ export interface ForwarderOptions {
   ca?: string;
   /** SHA-256 fingerprint of the hub's certificate, pinned */
   fingerprint?: string;
+  /** PEM text of the agent's client certificate and key (a hub with mutual TLS) */
+  clientCert?: string;
+  clientKey?: string;
   /** allow http:// to a host that is not this machine (a trusted TLS-terminating proxy) */
   allowPlainHttp?: boolean;
   /** gzip request bodies (Content-Encoding: gzip) */
@@ -121,8 +124,8 @@ const LOOPBACK = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/;
 const ACCEPTED = { status: 'accepted' } as const;
 const BATCH_OVERHEAD = 200;
 
-type Resolved = Required<Omit<ForwarderOptions, 'ca' | 'fingerprint' | 'outcomes' | 'registry' | 'onForwarded' | 'onRejected' | 'onError'>> &
-  Pick<ForwarderOptions, 'ca' | 'fingerprint' | 'outcomes' | 'registry' | 'onForwarded' | 'onRejected' | 'onError'>;
+type Resolved = Required<Omit<ForwarderOptions, 'ca' | 'fingerprint' | 'clientCert' | 'clientKey' | 'outcomes' | 'registry' | 'onForwarded' | 'onRejected' | 'onError'>> &
+  Pick<ForwarderOptions, 'ca' | 'fingerprint' | 'clientCert' | 'clientKey' | 'outcomes' | 'registry' | 'onForwarded' | 'onRejected' | 'onError'>;
 
 export class Forwarder {
   private readonly o: Resolved;
@@ -162,7 +165,11 @@ export class Forwarder {
     if (url.protocol === 'http:' && !LOOPBACK.test(url.hostname) && !this.o.allowPlainHttp) {
       throw new PlantBridgeError('CONFIG_INVALID', `hub.url ${url.origin} is plain http to another machine: the credential would travel unencrypted. Use https://, or set hub.allowPlainHttp: true behind a trusted TLS-terminating proxy`);
     }
-    this.agents = hubAgents({ ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.fingerprint ? { fingerprint: opts.fingerprint } : {}) });
+    this.agents = hubAgents({
+      ...(opts.ca ? { ca: opts.ca } : {}),
+      ...(opts.fingerprint ? { fingerprint: opts.fingerprint } : {}),
+      ...(opts.clientCert && opts.clientKey ? { clientCert: opts.clientCert, clientKey: opts.clientKey } : {}),
+    });
     this.http = got.extend({
       prefixUrl: this.o.hubUrl.replace(/\/+$/, ''),
       retry: { limit: 0 },
@@ -170,7 +177,11 @@ export class Forwarder {
       timeout: { request: this.o.requestTimeoutMs },
       agent: this.agents,
       // verification stays on in every mode; a pinned certificate is checked by the agent's socket factory
-      https: this.o.ca ? { certificateAuthority: this.o.ca, rejectUnauthorized: true } : { rejectUnauthorized: true },
+      https: {
+        rejectUnauthorized: true,
+        ...(this.o.ca ? { certificateAuthority: this.o.ca } : {}),
+        ...(this.o.clientCert && this.o.clientKey ? { certificate: this.o.clientCert, key: this.o.clientKey } : {}),
+      },
       headers: { 'user-agent': 'plantbridge-agent' },
       hooks: {
         beforeRequest: [

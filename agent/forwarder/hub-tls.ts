@@ -15,6 +15,9 @@ import type { Duplex } from 'node:stream';
 export interface HubTrust {
   ca?: string;
   fingerprint?: string;
+  /** PEM text of the agent's client certificate and key, for a hub with mutual TLS (hub.tls.clientCa) */
+  clientCert?: string;
+  clientKey?: string;
 }
 
 export function normaliseFingerprint(fp: string): string {
@@ -64,9 +67,10 @@ class PinnedHttpsAgent extends HttpsAgent {
 
 export function hubAgents(trust: HubTrust, opts: { maxSockets?: number } = {}): { http: HttpAgent; https: HttpsAgent } {
   const base = { keepAlive: true, maxSockets: opts.maxSockets ?? 8 };
+  const client = trust.clientCert && trust.clientKey ? { cert: trust.clientCert, key: trust.clientKey } : {};
   const https = trust.fingerprint
-    ? new PinnedHttpsAgent({ ...base, ...(trust.ca ? { ca: trust.ca } : {}) }, trust.fingerprint, trust.ca !== undefined)
-    : new HttpsAgent({ ...base, ...(trust.ca ? { ca: trust.ca } : {}) });
+    ? new PinnedHttpsAgent({ ...base, ...client, ...(trust.ca ? { ca: trust.ca } : {}) }, trust.fingerprint, trust.ca !== undefined)
+    : new HttpsAgent({ ...base, ...client, ...(trust.ca ? { ca: trust.ca } : {}) });
   return { http: new HttpAgent(base), https };
 }
 

@@ -22,5 +22,6 @@ export function forwarderOptionsFromConfig(config: AgentConfig): Omit<ForwarderO
     allowPlainHttp: h.allowPlainHttp,
     ...(h.ca ? { ca: readFileSync(h.ca, 'utf8') } : {}),
     ...(h.fingerprint ? { fingerprint: h.fingerprint } : {}),
+    ...(h.clientCert && h.clientKey ? { clientCert: readFileSync(h.clientCert, 'utf8'), clientKey: readFileSync(h.clientKey, 'utf8') } : {}),
   };
 }

@@ -5,6 +5,10 @@ import { Agent as HttpsAgent, request } from 'node:https';
 import { join } from 'node:path';
 import { connect, createServer, type ConnectionOptions } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
+import { enroll } from '../../agent/enrollment/enroll.ts';
+import { parseAgentConfig } from '../../agent/config/load.ts';
+import { isPlantBridgeError } from '../../contracts/index.ts';
+import { issueEnrollmentToken } from '../enrollment/enrollment.ts';
 import { heartbeatOf, makeTestPki, removeDir, startTestHub, type TestHub, type TestPki } from './test-hub.ts';
 
 /**
@@ -23,7 +27,7 @@ function pkiExtras(pki: TestPki) {
     run('x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.crt`, '-days', '2');
     return { cert: readFileSync(join(pki.dir, `${name}.crt`)), key: readFileSync(join(pki.dir, `${name}.key`)) };
   };
-  return { rsaCert: join(pki.dir, 'rsa.crt'), rsaKey: join(pki.dir, 'rsa.key'), clientA: client('client-a', 'ca', 'agent-a'), clientB: client('client-b', 'ca', 'agent-b'), foreign: client('client-x', 'other', 'agent-a') };
+  return { client, rsaCert: join(pki.dir, 'rsa.crt'), rsaKey: join(pki.dir, 'rsa.key'), clientA: client('client-a', 'ca', 'agent-a'), clientB: client('client-b', 'ca', 'agent-b'), foreign: client('client-x', 'other', 'agent-a') };
 }
 
 /** a TLS handshake to port with these client options: the negotiated suite, or the error's code */
@@ -112,5 +116,27 @@ void describe('hub TLS: minimum version, forward-secret suites, mutual TLS for a
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
     const audit = (await m.hub.store.listAudit(20)).filter((e) => e.action === 'auth.client_certificate_refused');
     assert.equal(audit.length, 3, 'each refusal audited');
+  });
+
+  void it("the agent's side: enrollment presents hub.clientCert/clientKey; without them the hub refuses; agent.yaml's relative paths resolve against its folder", async () => {
+    const ca = readFileSync(pki.caCert, 'utf8');
+    const stateDir = join(pki.dir, 'agent-state');
+    const { token: t1 } = await issueEnrollmentToken(m.hub.store, { agentId: 'agent-c', plants: ['1010'], actor: 'test' });
+    await assert.rejects(enroll({ hubUrl: m.url, token: t1, stateDir, agentId: 'agent-c', trust: { ca } }), (e) => isPlantBridgeError(e, 'UNAUTHENTICATED') && /client certificate/.test(e.message));
+    const clientC = extra.client('client-c', 'ca', 'agent-c');
+    const { token: t2 } = await issueEnrollmentToken(m.hub.store, { agentId: 'agent-c', plants: ['1010'], actor: 'test' });
+    const r = await enroll({ hubUrl: m.url, token: t2, stateDir, agentId: 'agent-c', trust: { ca, clientCert: clientC.cert.toString(), clientKey: clientC.key.toString() } });
+    assert.equal(r.agentId, 'agent-c');
+
+    const { config } = parseAgentConfig(
+      `agent: { id: agent-c, plant: "1010", stateDir: ./state }\nhub: { url: "${m.url}", token: "\${T}", ca: ./ca.crt, clientCert: certs/c.crt, clientKey: certs/c.key }\ndrivers: [{ type: simulator, name: sim }]\n`,
+      '/etc/plantbridge/agent.yaml',
+      { env: { T: 'x'.repeat(20) }, readFile: () => '' },
+    );
+    assert.deepEqual([config.hub.ca, config.hub.clientCert, config.hub.clientKey], ['/etc/plantbridge/ca.crt', '/etc/plantbridge/certs/c.crt', '/etc/plantbridge/certs/c.key']);
+    assert.throws(
+      () => parseAgentConfig(`agent: { id: a, plant: "1", stateDir: ./s }\nhub: { url: "${m.url}", token: "\${T}", clientCert: c.crt }\ndrivers: [{ type: simulator, name: sim }]\n`, '/x/agent.yaml', { env: { T: 'x'.repeat(20) }, readFile: () => '' }),
+      /clientKey: hub.clientCert and hub.clientKey go together/,
+    );
   });
 });
