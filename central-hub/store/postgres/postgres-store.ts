@@ -11,7 +11,11 @@ import {
   type AgentRecord,
   type AgentStatusRow,
   type AuditEvent,
+  type DeadLetterHold,
   type HeartbeatPoint,
+  type LatencySample,
+  type OpenOrder,
+  type SlowPosting,
   type HubStore,
   type IngestMeta,
   type LineageEvent,
@@ -135,7 +139,14 @@ const MIGRATIONS: string[] = [
   `
   ALTER TABLE enrollments ADD COLUMN superseded_at TIMESTAMPTZ;
   `,
+  // 5: business monitoring (issue #20): latency windows over posted transactions
+  `
+  CREATE INDEX transactions_posted ON transactions(posted_at) WHERE state = 'posted';
+  `,
 ];
+
+/** event time to ERP document in ms (never negative: an agent clock ahead of the ERP's reads 0) */
+const LATENCY_SQL = 'GREATEST(0, round(extract(epoch FROM (posted_at - event_time::timestamptz)) * 1000))::bigint';
 
 /** A stable 64-bit key for pg_advisory_xact_lock: "plantbridge-hub-migrate". */
 const MIGRATE_LOCK = 7_305_812_447_001;
@@ -646,6 +657,70 @@ export class PostgresHubStore implements HubStore {
       action: r.action,
       ...(r.target ? { target: r.target } : {}),
       ...(r.detail !== null ? { detail: r.detail } : {}),
+    }));
+  }
+  async postingLatencies(opts: { since: Date; plants: readonly string[] | null }): Promise<LatencySample[]> {
+    const { rows } = await this.pool.query({
+      text: `SELECT plant, type, ${LATENCY_SQL} AS ms FROM transactions WHERE state = 'posted' AND posted_at >= $1 AND ($2::text[] IS NULL OR plant = ANY($2::text[]))`,
+      values: [opts.since, opts.plants],
+      rowMode: 'array',
+    });
+    return (rows as Array<[string, string, string]>).map(([plant, type, ms]) => ({ plant, type, latencyMs: Number(ms) }));
+  }
+
+  async slowPostings(opts: { since: Date; plant: string; type: string; overMs: number; limit: number }): Promise<SlowPosting[]> {
+    const { rows } = await this.pool.query(
+      `SELECT * FROM (SELECT seq, idempotency_key, plant, type, work_center, order_no, posted_at, ${LATENCY_SQL} AS ms FROM transactions
+         WHERE state = 'posted' AND posted_at >= $1 AND plant = $2 AND type = $3) s WHERE ms > $4 ORDER BY ms DESC, seq LIMIT $5`,
+      [opts.since, opts.plant, opts.type, Math.round(opts.overMs), opts.limit],
+    );
+    return rows.map((r) => ({ seq: Number(r.seq), idempotencyKey: r.idempotency_key, plant: r.plant, type: r.type, workCenter: r.work_center, order: r.order_no, latencyMs: Number(r.ms), postedAt: iso(r.posted_at)! }));
+  }
+
+  async openOrders(opts: { receivedBefore: Date; plants: readonly string[] | null; limit: number; keysPerOrder: number }): Promise<OpenOrder[]> {
+    const { rows } = await this.pool.query(
+      `SELECT g.*, k.keys FROM (
+         SELECT plant, order_no, order_key, MIN(work_center) AS work_center, COUNT(*) AS n, COUNT(*) FILTER (WHERE in_doubt) AS in_doubt, MIN(received_at) AS oldest
+         FROM transactions WHERE state = 'queued' AND received_at < $1 AND ($2::text[] IS NULL OR plant = ANY($2::text[]))
+         GROUP BY plant, order_no, order_key ORDER BY oldest, order_key LIMIT $3) g
+       CROSS JOIN LATERAL (SELECT json_agg(json_build_object('seq', q.seq, 'idempotencyKey', q.idempotency_key, 'receivedAt', q.received_at) ORDER BY q.seq) AS keys
+         FROM (SELECT seq, idempotency_key, received_at FROM transactions WHERE state = 'queued' AND order_key = g.order_key ORDER BY seq LIMIT $4) q) k
+       ORDER BY g.oldest, g.order_key`,
+      [opts.receivedBefore, opts.plants, opts.limit, opts.keysPerOrder],
+    );
+    return rows.map((g) => ({
+      plant: g.plant,
+      order: g.order_no,
+      workCenter: g.work_center,
+      queued: Number(g.n),
+      inDoubt: Number(g.in_doubt),
+      oldestReceivedAt: iso(g.oldest)!,
+      keys: ((g.keys ?? []) as Array<{ seq: number; idempotencyKey: string; receivedAt: string }>).map((k) => ({ seq: Number(k.seq), idempotencyKey: k.idempotencyKey, receivedAt: new Date(k.receivedAt).toISOString() })),
+    }));
+  }
+
+  async deadLetterHolds(opts: { plants: readonly string[] | null; limit: number }): Promise<DeadLetterHold[]> {
+    const { rows } = await this.pool.query(
+      `SELECT f.seq, f.idempotency_key, f.plant, f.type, f.work_center, f.order_no, f.error_code, f.error_message, f.received_at, f.in_doubt, h.held, h.oldest_held
+       FROM transactions f
+       CROSS JOIN LATERAL (SELECT COUNT(*) AS held, MIN(q.received_at) AS oldest_held FROM transactions q WHERE q.state = 'queued' AND q.order_key = f.order_key AND q.seq > f.seq) h
+       WHERE f.state = 'failed' AND ($1::text[] IS NULL OR f.plant = ANY($1::text[]))
+       ORDER BY h.held DESC, f.seq LIMIT $2`,
+      [opts.plants, opts.limit],
+    );
+    return rows.map((r) => ({
+      seq: Number(r.seq),
+      idempotencyKey: r.idempotency_key,
+      plant: r.plant,
+      type: r.type,
+      workCenter: r.work_center,
+      order: r.order_no,
+      errorCode: r.error_code,
+      errorMessage: r.error_message,
+      receivedAt: iso(r.received_at)!,
+      inDoubt: r.in_doubt === true,
+      heldBack: Number(r.held),
+      oldestHeldBackAt: iso(r.oldest_held),
     }));
   }
 }
