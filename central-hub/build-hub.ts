@@ -13,6 +13,7 @@ import { healthRoutes } from './api/health.ts';
 import { heartbeatRoutes } from './api/heartbeat.ts';
 import { ingestRoutes } from './api/ingest.ts';
 import { metricsRoutes } from './api/metrics.ts';
+import { monitorRoutes } from './api/monitor.ts';
 import { outcomesRoutes } from './api/outcomes.ts';
 import type { HubConfig } from './config/schema.ts';
 import { dashboardRoutes } from './dashboard/routes.ts';
@@ -20,6 +21,8 @@ import type { ErpAdapter } from './erp/erp-adapter.ts';
 import { createAdapter } from './erp/registry.ts';
 import type { HubContext } from './hub-context.ts';
 import { createHubMetrics } from './metrics.ts';
+import { SlaEngine } from './monitor/sla-engine.ts';
+import { setSlaMetrics } from './monitor/sla-metrics.ts';
 import { PostingService } from './posting/posting-service.ts';
 import type { HubStore, PostingOutcome } from './store/hub-store.ts';
 import { openHubStore, type StoreRuntime } from './store/open-store.ts';
@@ -72,16 +75,20 @@ export function buildHub(opts: HubOptions): Hub {
   let posting: PostingService | undefined;
   let url = '';
 
+  const metrics = createHubMetrics();
+  const sla = new SlaEngine({ config, log: log.child({ component: 'monitor' }), store: () => ctx.store });
+  sla.onReport((r) => setSlaMetrics(metrics.sla, r));
   const ctx: HubContext = {
     config,
     log,
-    metrics: createHubMetrics(),
+    metrics,
     adapter,
     get store() {
       if (!store || !opened) throw new PlantBridgeError('INTERNAL', 'hub not open: call open() or start() first');
       return store;
     },
     fleet: { offlineAfterMs: config.fleet.offlineAfter, backlogSlaMs: config.fleet.backlogSla },
+    monitor: { sla },
     notifyAccepted: () => posting?.notify(),
   };
 
@@ -95,6 +102,7 @@ export function buildHub(opts: HubOptions): Hub {
   adminRoutes(app, ctx);
   healthRoutes(app, ctx);
   metricsRoutes(app, ctx);
+  monitorRoutes(app, ctx);
   dashboardRoutes(app, ctx);
 
   const open = async (): Promise<void> => {
@@ -137,6 +145,7 @@ export function buildHub(opts: HubOptions): Hub {
       await hub.open();
       const s = ctx.store;
       hub.posting.start();
+      sla.start();
       // the certificate files are read now, not at build
       if (config.hub.tls) (app.server as unknown as TlsServer).setSecureContext({ cert: readFileSync(config.hub.tls.cert), key: readFileSync(config.hub.tls.key) });
       const address = await app.listen({ host: config.hub.host, port: config.hub.port });
@@ -152,6 +161,7 @@ export function buildHub(opts: HubOptions): Hub {
     async stop() {
       // close() also works on an app that never listened (it ends inject()-only tests)
       await app.close();
+      await sla.stop();
       await posting?.stop();
       await adapter.close?.();
       await opened?.catch(() => {});

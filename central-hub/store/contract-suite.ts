@@ -477,6 +477,7 @@ export function hubStoreContract(name: string, factory: StoreFactory): void {
         ].sort((a, b) => (a[0] === 'H-2' ? -1 : b[0] === 'H-2' ? 1 : String(a[0]).localeCompare(String(b[0])))),
       );
       assert.equal(Date.parse(open[0].oldestReceivedAt), receivedAt.getTime() - 60_000);
+      assert.deepEqual(open.flatMap((o) => o.keys.map((k) => k.inDoubt)).sort(), [false, false, true]);
       const before = await s.openOrders({ receivedBefore: new Date(receivedAt.getTime() - 1), plants: ['MON1'], limit: 10, keysPerOrder: 5 });
       assert.deepEqual(before.map((o) => o.order), ['H-2']);
       assert.equal((await s.openOrders({ receivedBefore: new Date(Date.now() + 1000), plants: ['MON1'], limit: 1, keysPerOrder: 1 })).length, 1);

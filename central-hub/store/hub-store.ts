@@ -171,7 +171,7 @@ export interface OpenOrder {
   inDoubt: number;
   oldestReceivedAt: string;
   /** the oldest few queued transactions (at most `keysPerOrder`) */
-  keys: Array<{ seq: number; idempotencyKey: string; receivedAt: string }>;
+  keys: Array<{ seq: number; idempotencyKey: string; receivedAt: string; inDoubt: boolean }>;
 }
 
 /** A dead letter (state failed) and what waits behind it: the later queued transactions of its order. */

@@ -683,8 +683,8 @@ export class PostgresHubStore implements HubStore {
          SELECT plant, order_no, order_key, MIN(work_center) AS work_center, COUNT(*) AS n, COUNT(*) FILTER (WHERE in_doubt) AS in_doubt, MIN(received_at) AS oldest
          FROM transactions WHERE state = 'queued' AND received_at < $1 AND ($2::text[] IS NULL OR plant = ANY($2::text[]))
          GROUP BY plant, order_no, order_key ORDER BY oldest, order_key LIMIT $3) g
-       CROSS JOIN LATERAL (SELECT json_agg(json_build_object('seq', q.seq, 'idempotencyKey', q.idempotency_key, 'receivedAt', q.received_at) ORDER BY q.seq) AS keys
-         FROM (SELECT seq, idempotency_key, received_at FROM transactions WHERE state = 'queued' AND order_key = g.order_key ORDER BY seq LIMIT $4) q) k
+       CROSS JOIN LATERAL (SELECT json_agg(json_build_object('seq', q.seq, 'idempotencyKey', q.idempotency_key, 'receivedAt', q.received_at, 'inDoubt', q.in_doubt) ORDER BY q.seq) AS keys
+         FROM (SELECT seq, idempotency_key, received_at, in_doubt FROM transactions WHERE state = 'queued' AND order_key = g.order_key ORDER BY seq LIMIT $4) q) k
        ORDER BY g.oldest, g.order_key`,
       [opts.receivedBefore, opts.plants, opts.limit, opts.keysPerOrder],
     );
@@ -695,7 +695,7 @@ export class PostgresHubStore implements HubStore {
       queued: Number(g.n),
       inDoubt: Number(g.in_doubt),
       oldestReceivedAt: iso(g.oldest)!,
-      keys: ((g.keys ?? []) as Array<{ seq: number; idempotencyKey: string; receivedAt: string }>).map((k) => ({ seq: Number(k.seq), idempotencyKey: k.idempotencyKey, receivedAt: new Date(k.receivedAt).toISOString() })),
+      keys: ((g.keys ?? []) as Array<{ seq: number; idempotencyKey: string; receivedAt: string; inDoubt: boolean }>).map((k) => ({ seq: Number(k.seq), idempotencyKey: k.idempotencyKey, receivedAt: new Date(k.receivedAt).toISOString(), inDoubt: k.inDoubt === true })),
     }));
   }
 

@@ -734,7 +734,7 @@ export class SqliteHubStore implements HubStore {
          FROM transactions WHERE state = 'queued' AND received_at < ?${f.sql} GROUP BY order_key ORDER BY oldest, order_key LIMIT ?`,
       )
       .all(opts.receivedBefore.toISOString(), ...f.args, opts.limit) as Row[];
-    const keys = this.db.prepare("SELECT seq, idempotency_key, received_at FROM transactions WHERE state = 'queued' AND order_key = ? ORDER BY seq LIMIT ?");
+    const keys = this.db.prepare("SELECT seq, idempotency_key, received_at, in_doubt FROM transactions WHERE state = 'queued' AND order_key = ? ORDER BY seq LIMIT ?");
     return groups.map((g) => ({
       plant: g.plant,
       order: g.order_no,
@@ -742,7 +742,7 @@ export class SqliteHubStore implements HubStore {
       queued: g.n,
       inDoubt: g.in_doubt,
       oldestReceivedAt: g.oldest,
-      keys: (keys.all(g.order_key, opts.keysPerOrder) as Row[]).map((k) => ({ seq: k.seq, idempotencyKey: k.idempotency_key, receivedAt: k.received_at })),
+      keys: (keys.all(g.order_key, opts.keysPerOrder) as Row[]).map((k) => ({ seq: k.seq, idempotencyKey: k.idempotency_key, receivedAt: k.received_at, inDoubt: k.in_doubt === 1 })),
     }));
   }
 
