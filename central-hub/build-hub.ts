@@ -21,6 +21,7 @@ import type { ErpAdapter } from './erp/erp-adapter.ts';
 import { createAdapter } from './erp/registry.ts';
 import type { HubContext } from './hub-context.ts';
 import { createHubMetrics } from './metrics.ts';
+import { ReleasedOrdersWatch } from './monitor/released-orders.ts';
 import { SlaEngine } from './monitor/sla-engine.ts';
 import { setSlaMetrics } from './monitor/sla-metrics.ts';
 import { PostingService } from './posting/posting-service.ts';
@@ -48,6 +49,8 @@ export interface Hub {
   /** the posting service (after open(); it runs after start()) */
   readonly posting: PostingService;
   readonly log: Logger;
+  /** business monitoring: the SLA checks and the released orders (monitor/) */
+  readonly monitor: HubContext['monitor'];
   /** http(s)://host:port once listening */
   readonly url: string;
   /**
@@ -76,7 +79,9 @@ export function buildHub(opts: HubOptions): Hub {
   let url = '';
 
   const metrics = createHubMetrics();
-  const sla = new SlaEngine({ config, log: log.child({ component: 'monitor' }), store: () => ctx.store });
+  const monitorLog = log.child({ component: 'monitor' });
+  const released = new ReleasedOrdersWatch({ config, adapter, store: () => ctx.store, log: monitorLog });
+  const sla = new SlaEngine({ config, log: monitorLog, store: () => ctx.store, extraBreaches: (now) => released.breaches(now) });
   sla.onReport((r) => setSlaMetrics(metrics.sla, r));
   const ctx: HubContext = {
     config,
@@ -88,7 +93,7 @@ export function buildHub(opts: HubOptions): Hub {
       return store;
     },
     fleet: { offlineAfterMs: config.fleet.offlineAfter, backlogSlaMs: config.fleet.backlogSla },
-    monitor: { sla },
+    monitor: { sla, released },
     notifyAccepted: () => posting?.notify(),
   };
 
@@ -134,6 +139,7 @@ export function buildHub(opts: HubOptions): Hub {
       return posting;
     },
     log,
+    monitor: ctx.monitor,
     get url() {
       return url;
     },
@@ -146,6 +152,7 @@ export function buildHub(opts: HubOptions): Hub {
       const s = ctx.store;
       hub.posting.start();
       sla.start();
+      released.start();
       // the certificate files are read now, not at build
       if (config.hub.tls) (app.server as unknown as TlsServer).setSecureContext({ cert: readFileSync(config.hub.tls.cert), key: readFileSync(config.hub.tls.key) });
       const address = await app.listen({ host: config.hub.host, port: config.hub.port });
@@ -162,6 +169,7 @@ export function buildHub(opts: HubOptions): Hub {
       // close() also works on an app that never listened (it ends inject()-only tests)
       await app.close();
       await sla.stop();
+      await released.stop();
       await posting?.stop();
       await adapter.close?.();
       await opened?.catch(() => {});

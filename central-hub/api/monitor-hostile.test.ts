@@ -25,6 +25,11 @@ test('monitor APIs answer hostile query strings with a 400 and a stable code', a
     ['huge offset', '/v1/monitor/sla?offset=99999999999999999999'],
     ['__proto__ parameter', '/v1/monitor/sla?__proto__=x'],
     ['constructor parameter', '/v1/monitor/sla?constructor[prototype][x]=1'],
+    ['released: unknown state', '/v1/monitor/released-not-started?state=%3Cscript%3E'],
+    ['released: unknown parameter', '/v1/monitor/released-not-started?order=1'],
+    ['released: oversized plant', `/v1/monitor/released-not-started?plant=${'p'.repeat(100)}`],
+    ['released: limit not a number', '/v1/monitor/released-not-started?limit=NaN'],
+    ['released: repeated state', '/v1/monitor/released-not-started?state=late&state=started'],
   ];
   for (const [name, url] of bad) {
     const res = await hub.app.inject({ method: 'GET', url });

@@ -17,6 +17,7 @@ const plant = z.string().min(1).max(64);
 const page = { limit: count(1, 1000, 100), offset: count(0, 1_000_000, 0) };
 
 export const slaQuery = z.strictObject({ plant: plant.optional(), kind: z.enum(BREACH_KINDS).optional(), ...page });
+export const releasedQuery = z.strictObject({ plant: plant.optional(), state: z.enum(['started', 'waiting', 'late']).optional(), ...page });
 
 /** strict query parsing: unknown or repeated parameters and bad values are SCHEMA_INVALID with their names */
 export function parseQuery<S extends z.ZodType>(schema: S, req: FastifyRequest): z.infer<S> {
@@ -52,6 +53,25 @@ export function monitorRoutes(app: FastifyInstance, ctx: HubContext): void {
       limit: q.limit,
       offset: q.offset,
       breaches: breaches.slice(q.offset, q.offset + q.limit),
+    };
+  });
+
+  app.get('/v1/monitor/released-not-started', { config: { access: 'viewer' } }, async (req) => {
+    const q = parseQuery(releasedQuery, req);
+    const see = plantsFor(req, q.plant);
+    const watch = ctx.monitor.released;
+    const all = (await watch.orders()).filter((p) => see(p.plant.plant));
+    const orders = all.flatMap((p) => p.orders).filter((o) => q.state === undefined || o.state === q.state);
+    // late first, the longest overdue first
+    const rank = { late: 0, waiting: 1, started: 2 } as const;
+    orders.sort((a, b) => rank[a.state] - rank[b.state] || a.scheduledStart.localeCompare(b.scheduledStart) || a.order.localeCompare(b.order));
+    return {
+      supported: watch.supported,
+      plants: all.map(({ plant: p, orders: os }) => ({ plant: p.plant, readAt: p.readAt, error: p.error, skipped: p.skipped, orders: os.length, late: os.filter((o) => o.state === 'late').length })),
+      total: orders.length,
+      limit: q.limit,
+      offset: q.offset,
+      orders: orders.slice(q.offset, q.offset + q.limit),
     };
   });
 }

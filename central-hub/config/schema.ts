@@ -122,6 +122,17 @@ export const hubConfigSchema = z
         /** at most this many transactions named per breach */
         keysPerBreach: z.number().int().min(1).max(1000).default(20),
         sla: slaDefaults,
+        /** released-not-started: the ERP's released orders, read per plant through the adapter and cached */
+        releasedOrders: z
+          .strictObject({
+            enabled: z.boolean().default(true),
+            interval: duration.prefault('5m'),
+            /** orders whose scheduled start is older than this are not read */
+            lookback: duration.prefault('1d'),
+            /** the plants to read; default: every plant of a registered agent */
+            plants: z.array(plantName).max(1000).optional(),
+          })
+          .prefault({}),
         /** per plant: any SLA of `sla`, replacing the default for that plant */
         plants: z.record(plantName, slaPlant).default({}),
       })

@@ -22,6 +22,22 @@ export interface ErpCallContext {
   signal?: AbortSignal;
 }
 
+/** An order released for production in the ERP (monitoring: released-not-started). */
+export interface ReleasedOrder {
+  order: string;
+  /** the hub's plant id (as the agents send it) */
+  plant: string;
+  workCenter: string | null;
+  /** ISO 8601 */
+  scheduledStart: string;
+}
+
+export interface ReleasedOrdersResult {
+  orders: ReleasedOrder[];
+  /** rows of the ERP's answer that were not readable orders (missing or malformed fields), left out */
+  skipped: number;
+}
+
 export interface ErpAdapter {
   /** adapter type, e.g. sap-odata; used as the metrics label */
   readonly name: string;
@@ -34,6 +50,11 @@ export interface ErpAdapter {
    */
   completeFound?(tx: Transaction, erpRef: string, ctx: ErpCallContext): Promise<void>;
   healthcheck(): Promise<{ ok: boolean; message?: string }>;
+  /**
+   * Monitoring (optional, declared in the adapter's README): the orders released for production in `plant`
+   * whose scheduled start is at or after `since`. Throws ErpError like a lookup when the ERP cannot answer.
+   */
+  releasedOrders?(plant: string, since: Date, ctx: ErpCallContext): Promise<ReleasedOrdersResult>;
   close?(): Promise<void>;
 }
 

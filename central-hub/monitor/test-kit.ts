@@ -16,17 +16,19 @@ import { testTx } from '../store/test-tx.ts';
  * a stand-in for the console's access hook (#21): the `x-test-plants` header makes the request a viewer
  * limited to those plants, as the real hook will.
  */
-export async function monitorHub(opts: { yaml?: string; store?: HubStore; adapter?: ErpAdapter } = {}): Promise<{ hub: Hub; stop(): Promise<void> }> {
+/** `erp`: an `erp:` section (the adapter is built from it, its secrets from `env`); else an instant ERP */
+export async function monitorHub(opts: { yaml?: string; store?: HubStore; adapter?: ErpAdapter; erp?: string; env?: Record<string, string> } = {}): Promise<{ hub: Hub; stop(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'pb-monitor-'));
   const { config } = parseHubConfig(
     `hub: { port: 0, dataDir: ${dir} }
 log: { level: warn }
-erp: { type: sap-odata, url: "http://127.0.0.1:9", auth: { type: basic, username: u, password: "\${PW}" } }
+${opts.erp ?? 'erp: { type: sap-odata, url: "http://127.0.0.1:9", auth: { type: basic, username: u, password: "${PW}" } }'}
 ${opts.yaml ?? ''}`,
     join(dir, 'hub.yaml'),
-    { env: { PW: 'x' }, readFile: () => '' },
+    { env: { PW: 'x', ...opts.env }, readFile: () => '' },
   );
-  const hub = buildHub({ config, log: testLogger(), adapter: opts.adapter ?? instantErp(), ...(opts.store ? { store: opts.store } : {}) });
+  const adapter = opts.adapter ?? (opts.erp ? undefined : instantErp());
+  const hub = buildHub({ config, log: testLogger(), ...(adapter ? { adapter } : {}), ...(opts.store ? { store: opts.store } : {}) });
   hub.app.addHook('onRequest', async (req) => {
     const h = req.headers['x-test-plants'];
     if (typeof h === 'string') req.principal = { kind: 'token', name: 'test', role: 'viewer', plants: h === '' ? [] : h.split(',') };

@@ -481,6 +481,11 @@ export function hubStoreContract(name: string, factory: StoreFactory): void {
       const before = await s.openOrders({ receivedBefore: new Date(receivedAt.getTime() - 1), plants: ['MON1'], limit: 10, keysPerOrder: 5 });
       assert.deepEqual(before.map((o) => o.order), ['H-2']);
       assert.equal((await s.openOrders({ receivedBefore: new Date(Date.now() + 1000), plants: ['MON1'], limit: 1, keysPerOrder: 1 })).length, 1);
+
+      const act = await s.orderActivity({ plant: 'MON1', orders: ['H-1', 'M-2', 'NONE', "x' OR 1=1 --", 'M-4'] });
+      assert.deepEqual(act.map((a) => [a.order, a.transactions]).sort(), [['H-1', 3], ['M-2', 1]]);
+      assert.equal(act.find((a) => a.order === 'M-2')?.firstEventTime, lat[1].eventTime);
+      assert.deepEqual(await s.orderActivity({ plant: 'MON1', orders: [] }), []);
     });
   });
 }

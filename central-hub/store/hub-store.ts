@@ -198,6 +198,8 @@ export interface MonitorQueries {
   slowPostings(opts: { since: Date; plant: string; type: string; overMs: number; limit: number }): Promise<SlowPosting[]>;
   /** orders with queued transactions received before `receivedBefore`, oldest first */
   openOrders(opts: { receivedBefore: Date; plants: readonly string[] | null; limit: number; keysPerOrder: number }): Promise<OpenOrder[]>;
+  /** which of `orders` of `plant` have any transaction: their count and first event time */
+  orderActivity(opts: { plant: string; orders: readonly string[] }): Promise<Array<{ order: string; transactions: number; firstEventTime: string }>>;
   /** dead letters with their held-back counts, the most held back first */
   deadLetterHolds(opts: { plants: readonly string[] | null; limit: number }): Promise<DeadLetterHold[]>;
 }

@@ -142,6 +142,7 @@ const MIGRATIONS: string[] = [
   // 5: business monitoring (issue #20): latency windows over posted transactions
   `
   CREATE INDEX transactions_posted ON transactions(posted_at) WHERE state = 'posted';
+  CREATE INDEX transactions_order ON transactions(order_key, seq);
   `,
 ];
 
@@ -697,6 +698,14 @@ export class PostgresHubStore implements HubStore {
       oldestReceivedAt: iso(g.oldest)!,
       keys: ((g.keys ?? []) as Array<{ seq: number; idempotencyKey: string; receivedAt: string; inDoubt: boolean }>).map((k) => ({ seq: Number(k.seq), idempotencyKey: k.idempotencyKey, receivedAt: new Date(k.receivedAt).toISOString(), inDoubt: k.inDoubt === true })),
     }));
+  }
+
+  async orderActivity(opts: { plant: string; orders: readonly string[] }): Promise<Array<{ order: string; transactions: number; firstEventTime: string }>> {
+    if (opts.orders.length === 0) return [];
+    const { rows } = await this.pool.query('SELECT order_no, COUNT(*) AS n, MIN(event_time) AS first FROM transactions WHERE order_key = ANY($1::text[]) GROUP BY order_no', [
+      opts.orders.map((o) => `${opts.plant}:${o}`),
+    ]);
+    return rows.map((r) => ({ order: r.order_no, transactions: Number(r.n), firstEventTime: r.first }));
   }
 
   async deadLetterHolds(opts: { plants: readonly string[] | null; limit: number }): Promise<DeadLetterHold[]> {

@@ -142,6 +142,7 @@ const MIGRATIONS = [
   // 5: business monitoring (issue #20): latency windows over posted transactions
   `
   CREATE INDEX transactions_posted ON transactions(posted_at) WHERE state = 'posted';
+  CREATE INDEX transactions_order ON transactions(order_key, seq);
   `,
 ];
 
@@ -744,6 +745,14 @@ export class SqliteHubStore implements HubStore {
       oldestReceivedAt: g.oldest,
       keys: (keys.all(g.order_key, opts.keysPerOrder) as Row[]).map((k) => ({ seq: k.seq, idempotencyKey: k.idempotency_key, receivedAt: k.received_at, inDoubt: k.in_doubt === 1 })),
     }));
+  }
+
+  async orderActivity(opts: { plant: string; orders: readonly string[] }): Promise<Array<{ order: string; transactions: number; firstEventTime: string }>> {
+    if (opts.orders.length === 0) return [];
+    const rows = this.db
+      .prepare('SELECT order_no, COUNT(*) AS n, MIN(event_time) AS first FROM transactions WHERE order_key IN (SELECT value FROM json_each(?)) GROUP BY order_no')
+      .all(JSON.stringify(opts.orders.map((o) => `${opts.plant}:${o}`))) as Row[];
+    return rows.map((r) => ({ order: r.order_no, transactions: r.n, firstEventTime: r.first }));
   }
 
   async deadLetterHolds(opts: { plants: readonly string[] | null; limit: number }): Promise<DeadLetterHold[]> {
