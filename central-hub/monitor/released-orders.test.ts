@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { sapReleasedOrder } from '../erp/sap-odata/sap-odata-adapter.ts';
+import { REST_SIM_TOKEN, startRestSimulator } from '../erp/rest/rest-simulator.ts';
 import { SAP_SIM_USER, startSapSimulator } from '../erp/sap-odata/sap-simulator.ts';
 import { testTx } from '../store/test-tx.ts';
 import type { Breach } from './sla.ts';
@@ -104,4 +105,39 @@ test('SAP released-order rows: malformed or hostile rows are left out, never thr
     { ...ok, MfgOrderScheduledStartDate: null },
   ];
   for (const row of bad) assert.equal(sapReleasedOrder(row, 'P1'), undefined, JSON.stringify(row));
+});
+
+test('REST: the configured GET lists released orders; unreadable rows are skipped and counted, failures keep the last list', async (t) => {
+  const sim = await startRestSimulator();
+  t.after(() => sim.stop());
+  const { hub, stop } = await monitorHub({
+    erp: `erp:
+  type: rest
+  post: { url: "${sim.url}/postings" }
+  lookup: { type: get, url: "${sim.url}/postings?key={{key}}" }
+  auth: { type: bearer, token: "\${TOK}" }
+  releasedOrders: { url: "${sim.url}/released?plant={{plant}}&since={{since}}", itemsPath: orders }`,
+    env: { TOK: REST_SIM_TOKEN },
+    yaml: `monitor: { releasedOrders: { plants: ["P 1&x"] } }`,
+  });
+  t.after(stop);
+  const now = Date.now();
+  const plant = 'P 1&x';
+  sim.putReleasedOrder({ plant, order: 'R-LATE', workCenter: 'CELL-4', scheduledStart: new Date(now - 3_600_000).toISOString() });
+  sim.putReleasedOrder({ plant, order: 'R-SOON', scheduledStart: new Date(now + 3_600_000).toISOString() });
+  sim.putReleasedOrder({ plant: 'other', order: 'R-OTHER', scheduledStart: new Date(now - 3_600_000).toISOString() });
+  for (const raw of [null, 'text', 42, [], { order: 123, scheduledStart: new Date(now).toISOString() }, { order: 'R-X', scheduledStart: 'yesterday' }, { order: 'o'.repeat(65), scheduledStart: new Date(now).toISOString() }, { order: 'R-Y' }]) {
+    sim.putReleasedOrder({ plant, raw });
+  }
+  await hub.monitor.released.poll(now);
+  const r = (await hub.app.inject({ method: 'GET', url: '/v1/monitor/released-not-started' })).json() as { plants: Array<{ plant: string; skipped: number; error: unknown }>; orders: Array<{ order: string; state: string; workCenter: string | null }> };
+  assert.deepEqual(r.orders.map((o) => [o.order, o.state, o.workCenter]), [['R-LATE', 'late', 'CELL-4'], ['R-SOON', 'waiting', null]]);
+  assert.deepEqual(r.plants.map((p) => [p.plant, p.skipped, p.error]), [[plant, 8, null]]);
+  for (const fault of [{ kind: 'status', status: 500 }, { kind: 'hostile', body: 'html' }, { kind: 'hostile', body: 'truncated-json' }] as const) {
+    sim.setFault({ ...fault, on: 'get' });
+    await hub.monitor.released.poll(now);
+    const f = (await hub.app.inject({ method: 'GET', url: '/v1/monitor/released-not-started?state=late' })).json() as typeof r;
+    assert.ok(f.plants[0].error, JSON.stringify(fault));
+    assert.deepEqual(f.orders.map((o) => o.order), ['R-LATE']);
+  }
 });
