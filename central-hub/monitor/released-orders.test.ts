@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { sapReleasedOrder } from '../erp/sap-odata/sap-odata-adapter.ts';
+import { ODOO_SIM_API_KEY, startOdooSimulator } from '../erp/odoo/odoo-simulator.ts';
 import { REST_SIM_TOKEN, startRestSimulator } from '../erp/rest/rest-simulator.ts';
 import { SAP_SIM_USER, startSapSimulator } from '../erp/sap-odata/sap-simulator.ts';
 import { testTx } from '../store/test-tx.ts';
@@ -140,4 +141,30 @@ test('REST: the configured GET lists released orders; unreadable rows are skippe
     assert.ok(f.plants[0].error, JSON.stringify(fault));
     assert.deepEqual(f.orders.map((o) => o.order), ['R-LATE']);
   }
+});
+
+test('Odoo: confirmed mrp.production of the plant\'s warehouse, work center from its work order; failures keep the last list', async (t) => {
+  const sim = await startOdooSimulator();
+  t.after(() => sim.stop());
+  const { hub, stop } = await monitorHub({
+    erp: `erp: { type: odoo, url: "${sim.url}", apiKey: "\${KEY}", releasedOrders: { plants: { P1: WH1 } } }`,
+    env: { KEY: ODOO_SIM_API_KEY },
+    yaml: `monitor: { releasedOrders: { plants: [P1] } }`,
+  });
+  t.after(stop);
+  const now = Date.now();
+  sim.putOrder({ name: 'WH1/MO/00001', state: 'confirmed', warehouse: 'WH1', dateStart: new Date(now - 3_600_000), workcenter: 'Assembly 1' });
+  sim.putOrder({ name: 'WH1/MO/00002', state: 'progress', warehouse: 'WH1', dateStart: new Date(now - 3_600_000), workcenter: 'Assembly 1' });
+  sim.putOrder({ name: 'WH2/MO/00003', state: 'confirmed', warehouse: 'WH2', dateStart: new Date(now - 3_600_000), workcenter: 'Assembly 2' });
+  sim.putOrder({ name: 'WH1/MO/00004', state: 'confirmed', warehouse: 'WH1', dateStart: new Date(now - 3 * 86_400_000), workcenter: 'Assembly 1' });
+  await hub.monitor.released.poll(now);
+  const get = async () => (await hub.app.inject({ method: 'GET', url: '/v1/monitor/released-not-started' })).json() as { plants: Array<{ error: unknown }>; orders: Array<{ order: string; state: string; workCenter: string | null; scheduledStart: string }> };
+  const r = await get();
+  assert.deepEqual(r.orders.map((o) => [o.order, o.state, o.workCenter]), [['WH1/MO/00001', 'late', 'Assembly 1']]);
+  assert.equal(Math.abs(Date.parse(r.orders[0].scheduledStart) - (now - 3_600_000)) < 1000, true);
+  sim.setFault({ kind: 'hostile', body: 'html', status: 502 });
+  await hub.monitor.released.poll(now);
+  const f = await get();
+  assert.ok(f.plants[0].error);
+  assert.deepEqual(f.orders.map((o) => o.order), ['WH1/MO/00001']);
 });
