@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { sapReleasedOrder } from '../erp/sap-odata/sap-odata-adapter.ts';
+import { D365_SIM_CLIENT, startD365Simulator } from '../erp/d365-mes/d365-simulator.ts';
 import { ODOO_SIM_API_KEY, startOdooSimulator } from '../erp/odoo/odoo-simulator.ts';
 import { REST_SIM_TOKEN, startRestSimulator } from '../erp/rest/rest-simulator.ts';
 import { SAP_SIM_USER, startSapSimulator } from '../erp/sap-odata/sap-simulator.ts';
@@ -167,4 +168,33 @@ test('Odoo: confirmed mrp.production of the plant\'s warehouse, work center from
   const f = await get();
   assert.ok(f.plants[0].error);
   assert.deepEqual(f.orders.map((o) => o.order), ['WH1/MO/00001']);
+});
+
+test('D365: Released production orders of the plant\'s site; unreadable rows skipped; failures keep the last list', async (t) => {
+  const sim = await startD365Simulator();
+  t.after(() => sim.stop());
+  const { hub, stop } = await monitorHub({
+    erp: `erp: { type: d365-mes, url: "${sim.url}", company: USMF, auth: { type: oauth-client-credentials, tokenUrl: "${sim.tokenUrl}", clientId: ${D365_SIM_CLIENT.clientId}, clientSecret: "\${SEC}" }, releasedOrders: { plants: { P1: "1" } } }`,
+    env: { SEC: D365_SIM_CLIENT.clientSecret },
+    yaml: `monitor: { releasedOrders: { plants: [P1] } }`,
+  });
+  t.after(stop);
+  const now = Date.now();
+  sim.putProductionOrder({ order: 'P000101', site: '1', status: 'Released', scheduledStart: new Date(now - 3_600_000) });
+  sim.putProductionOrder({ order: 'P000102', site: '1', status: 'StartedUp', scheduledStart: new Date(now - 3_600_000) });
+  sim.putProductionOrder({ order: 'P000103', site: '2', status: 'Released', scheduledStart: new Date(now - 3_600_000) });
+  sim.putProductionOrder({ order: 'P000104', site: '1', status: 'Released', scheduledStart: new Date(now - 3 * 86_400_000) });
+  sim.putProductionOrder({ order: 'P000105', site: '1', status: 'Released', scheduledStart: new Date(now - 3_600_000), company: 'DEMF' });
+  for (const raw of [{ dataAreaId: 'USMF', ProductionSiteId: '1', ProductionOrderStatus: 'Released', ScheduledStartDate: new Date(now).toISOString(), ProductionOrderNumber: 7 }, { dataAreaId: 'USMF', ProductionSiteId: '1', ProductionOrderStatus: 'Released', ScheduledStartDate: new Date(now).toISOString() }]) sim.putProductionOrder({ raw });
+  await hub.monitor.released.poll(now);
+  const get = async () => (await hub.app.inject({ method: 'GET', url: '/v1/monitor/released-not-started' })).json() as { plants: Array<{ error: unknown; skipped: number }>; orders: Array<{ order: string; state: string; scheduledStart: string }> };
+  const r = await get();
+  assert.deepEqual(r.orders.map((o) => [o.order, o.state]), [['P000101', 'late']]);
+  assert.equal(Math.abs(Date.parse(r.orders[0].scheduledStart) - (now - 3_600_000)) < 1000, true);
+  assert.equal(r.plants[0].skipped, 2);
+  sim.setFault({ kind: 'status', status: 429, retryAfterS: 5 });
+  await hub.monitor.released.poll(now);
+  const f = await get();
+  assert.ok(f.plants[0].error);
+  assert.deepEqual(f.orders.map((o) => o.order), ['P000101']);
 });
