@@ -21,6 +21,7 @@ import type { ErpAdapter } from './erp/erp-adapter.ts';
 import { createAdapter } from './erp/registry.ts';
 import type { HubContext } from './hub-context.ts';
 import { createHubMetrics } from './metrics.ts';
+import { Reconciler } from './monitor/reconciliation.ts';
 import { ReleasedOrdersWatch } from './monitor/released-orders.ts';
 import { SlaEngine } from './monitor/sla-engine.ts';
 import { setSlaMetrics } from './monitor/sla-metrics.ts';
@@ -81,6 +82,7 @@ export function buildHub(opts: HubOptions): Hub {
   const metrics = createHubMetrics();
   const monitorLog = log.child({ component: 'monitor' });
   const released = new ReleasedOrdersWatch({ config, adapter, store: () => ctx.store, log: monitorLog });
+  const reconciler = new Reconciler({ config, adapter, store: () => ctx.store, log: monitorLog });
   const sla = new SlaEngine({ config, log: monitorLog, store: () => ctx.store, extraBreaches: (now) => released.breaches(now) });
   sla.onReport((r) => setSlaMetrics(metrics.sla, r));
   const ctx: HubContext = {
@@ -93,7 +95,7 @@ export function buildHub(opts: HubOptions): Hub {
       return store;
     },
     fleet: { offlineAfterMs: config.fleet.offlineAfter, backlogSlaMs: config.fleet.backlogSla },
-    monitor: { sla, released },
+    monitor: { sla, released, reconciler },
     notifyAccepted: () => posting?.notify(),
   };
 
@@ -153,6 +155,7 @@ export function buildHub(opts: HubOptions): Hub {
       hub.posting.start();
       sla.start();
       released.start();
+      reconciler.start();
       // the certificate files are read now, not at build
       if (config.hub.tls) (app.server as unknown as TlsServer).setSecureContext({ cert: readFileSync(config.hub.tls.cert), key: readFileSync(config.hub.tls.key) });
       const address = await app.listen({ host: config.hub.host, port: config.hub.port });
@@ -170,6 +173,7 @@ export function buildHub(opts: HubOptions): Hub {
       await app.close();
       await sla.stop();
       await released.stop();
+      await reconciler.stop();
       await posting?.stop();
       await adapter.close?.();
       await opened?.catch(() => {});

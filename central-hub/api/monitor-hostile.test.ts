@@ -29,6 +29,10 @@ test('monitor APIs answer hostile query strings with a 400 and a stable code', a
     ['released: unknown parameter', '/v1/monitor/released-not-started?order=1'],
     ['released: oversized plant', `/v1/monitor/released-not-started?plant=${'p'.repeat(100)}`],
     ['released: limit not a number', '/v1/monitor/released-not-started?limit=NaN'],
+    ['reconciliation: unknown parameter', '/v1/monitor/reconciliation?status=drift'],
+    ['reconciliation: oversized order', `/v1/monitor/reconciliation?order=${'o'.repeat(65)}`],
+    ['reconciliation: empty order', '/v1/monitor/reconciliation?order='],
+    ['reconciliation: offset too large', '/v1/monitor/reconciliation?offset=1000001'],
     ['released: repeated state', '/v1/monitor/released-not-started?state=late&state=started'],
   ];
   for (const [name, url] of bad) {

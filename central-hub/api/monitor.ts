@@ -17,6 +17,7 @@ const plant = z.string().min(1).max(64);
 const page = { limit: count(1, 1000, 100), offset: count(0, 1_000_000, 0) };
 
 export const slaQuery = z.strictObject({ plant: plant.optional(), kind: z.enum(BREACH_KINDS).optional(), ...page });
+export const reconciliationQuery = z.strictObject({ plant: plant.optional(), order: z.string().min(1).max(64).optional(), ...page });
 export const releasedQuery = z.strictObject({ plant: plant.optional(), state: z.enum(['started', 'waiting', 'late']).optional(), ...page });
 
 /** strict query parsing: unknown or repeated parameters and bad values are SCHEMA_INVALID with their names */
@@ -73,5 +74,13 @@ export function monitorRoutes(app: FastifyInstance, ctx: HubContext): void {
       offset: q.offset,
       orders: orders.slice(q.offset, q.offset + q.limit),
     };
+  });
+
+  app.get('/v1/monitor/reconciliation', { config: { access: 'viewer' } }, async (req) => {
+    const q = parseQuery(reconciliationQuery, req);
+    const visible = visiblePlants(req);
+    const plants = q.plant === undefined ? visible : visible === null || visible.includes(q.plant) ? [q.plant] : [];
+    const r = await ctx.store.listReconciliations({ plants, ...(q.order !== undefined ? { order: q.order } : {}), limit: q.limit, offset: q.offset });
+    return { supported: ctx.monitor.reconciler.supported, total: r.total, limit: q.limit, offset: q.offset, reconciliations: r.items };
   });
 }

@@ -122,6 +122,18 @@ export const hubConfigSchema = z
         /** at most this many transactions named per breach */
         keysPerBreach: z.number().int().min(1).max(1000).default(20),
         sla: slaDefaults,
+        /** reconciliation: per order and operation, the hub's postings against the documents the ERP holds */
+        reconciliation: z
+          .strictObject({
+            enabled: z.boolean().default(true),
+            interval: duration.prefault('15m'),
+            /** orders with a transaction received within this are reconciled each round */
+            activeWithin: duration.prefault('1d'),
+            maxOrders: z.number().int().min(1).max(100_000).default(5000),
+            /** a quantity difference per operation up to this is not drift */
+            tolerance: z.number().nonnegative().default(0),
+          })
+          .prefault({}),
         /** released-not-started: the ERP's released orders, read per plant through the adapter and cached */
         releasedOrders: z
           .strictObject({

@@ -38,6 +38,16 @@ export interface ReleasedOrdersResult {
   skipped: number;
 }
 
+/** A document the ERP holds for an order, whoever posted it (monitoring: reconciliation). */
+export interface ErpDocument {
+  erpRef: string;
+  /** the key's trace the adapter writes (SAP: ExternalSystemConfirmation = UUIDv5 of the key), lower case; null: none */
+  externalId: string | null;
+  operation: string | null;
+  quantity: number | null;
+  uom: string | null;
+}
+
 export interface ErpAdapter {
   /** adapter type, e.g. sap-odata; used as the metrics label */
   readonly name: string;
@@ -55,6 +65,12 @@ export interface ErpAdapter {
    * whose scheduled start is at or after `since`. Throws ErpError like a lookup when the ERP cannot answer.
    */
   releasedOrders?(plant: string, since: Date, ctx: ErpCallContext): Promise<ReleasedOrdersResult>;
+  /**
+   * Monitoring (optional, declared in the README): the confirmation documents the ERP holds for an order, and
+   * how to recognise a transaction's own document among them (`externalIdOf(key)`).
+   */
+  postedFor?(plant: string, order: string, ctx: ErpCallContext): Promise<{ documents: ErpDocument[]; skipped: number }>;
+  externalIdOf?(idempotencyKey: string): string;
   close?(): Promise<void>;
 }
 

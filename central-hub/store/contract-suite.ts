@@ -486,6 +486,19 @@ export function hubStoreContract(name: string, factory: StoreFactory): void {
       assert.deepEqual(act.map((a) => [a.order, a.transactions]).sort(), [['H-1', 3], ['M-2', 1]]);
       assert.equal(act.find((a) => a.order === 'M-2')?.firstEventTime, lat[1].eventTime);
       assert.deepEqual(await s.orderActivity({ plant: 'MON1', orders: [] }), []);
+
+      const ot = await s.orderTransactions({ plant: 'MON1', order: 'H-1', limit: 10 });
+      assert.deepEqual(ot.map((x) => [x.idempotencyKey, x.state, x.operation, x.type]), [h1, h2, h3].map((x, i) => [x.idempotencyKey, i === 0 ? 'failed' : 'queued', '0010', 'production-confirmation']));
+      assert.equal((await s.orderTransactions({ plant: 'MON1', order: 'H-1', limit: 1 })).length, 1);
+      const active = await s.activeOrders({ since: new Date(receivedAt.getTime() - 1), plants: ['MON1'], limit: 100 });
+      assert.deepEqual(active.map((a) => a.order).sort(), ['H-1', 'H-3', 'M-1', 'M-2', 'M-3', 'M-5']);
+      const id1 = await s.saveReconciliation({ plant: 'MON1', order: 'H-1', at: new Date().toISOString(), status: 'clean', findings: 0, detail: { ok: true } });
+      const id2 = await s.saveReconciliation({ plant: 'MON1', order: 'H-1', at: new Date().toISOString(), status: 'drift', findings: 2, detail: { keys: ['a', 'b'] } });
+      assert.ok(id2 > id1);
+      const hist = await s.listReconciliations({ plants: ['MON1'], order: 'H-1', limit: 1, offset: 0 });
+      assert.deepEqual([hist.total, hist.items[0].status, hist.items[0].detail], [2, 'drift', { keys: ['a', 'b'] }]);
+      assert.equal((await s.listReconciliations({ plants: ['MON2'], limit: 10, offset: 0 })).total, 0);
+      assert.equal((await s.listReconciliations({ plants: null, order: 'H-1', limit: 10, offset: 1 })).items[0].id, id1);
     });
   });
 }

@@ -191,6 +191,29 @@ export interface DeadLetterHold {
   oldestHeldBackAt: string | null;
 }
 
+/** One transaction of an order as reconciliation compares it with the ERP. */
+export interface OrderTransaction {
+  idempotencyKey: string;
+  type: string;
+  workCenter: string | null;
+  operation: string | null;
+  state: PostingState;
+  quantity: number | null;
+  uom: string | null;
+  erpRef: string | null;
+}
+
+/** A stored reconciliation of one order (monitor/reconciliation.ts has the detail's shape). */
+export interface ReconciliationRecord {
+  id: number;
+  plant: string;
+  order: string;
+  at: string;
+  status: 'clean' | 'drift' | 'error';
+  findings: number;
+  detail: unknown;
+}
+
 export interface MonitorQueries {
   /** every posted transaction's latency, posted at or after `since` */
   postingLatencies(opts: { since: Date; plants: readonly string[] | null }): Promise<LatencySample[]>;
@@ -200,6 +223,13 @@ export interface MonitorQueries {
   openOrders(opts: { receivedBefore: Date; plants: readonly string[] | null; limit: number; keysPerOrder: number }): Promise<OpenOrder[]>;
   /** which of `orders` of `plant` have any transaction: their count and first event time */
   orderActivity(opts: { plant: string; orders: readonly string[] }): Promise<Array<{ order: string; transactions: number; firstEventTime: string }>>;
+  /** every transaction of one order, in arrival order (at most `limit`) */
+  orderTransactions(opts: { plant: string; order: string; limit: number }): Promise<OrderTransaction[]>;
+  /** orders with a transaction received since `since`, newest activity first */
+  activeOrders(opts: { since: Date; plants: readonly string[] | null; limit: number }): Promise<Array<{ plant: string; order: string; lastReceivedAt: string }>>;
+  saveReconciliation(r: Omit<ReconciliationRecord, 'id'>): Promise<number>;
+  /** stored reconciliations, newest first */
+  listReconciliations(opts: { plants: readonly string[] | null; order?: string; limit: number; offset: number }): Promise<{ total: number; items: ReconciliationRecord[] }>;
   /** dead letters with their held-back counts, the most held back first */
   deadLetterHolds(opts: { plants: readonly string[] | null; limit: number }): Promise<DeadLetterHold[]>;
 }

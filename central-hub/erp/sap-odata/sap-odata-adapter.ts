@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { erpMessageCode, transactionTypeOf, uuidv5, type ErpCode, type GoodsReceipt, type MaterialConsumption, type ProductionConfirmation, type Transaction } from '../../../contracts/index.ts';
-import { ErpError, type ErpAdapter, type ErpCallContext, type ErpLookupResult, type ErpPostResult, type ReleasedOrder, type ReleasedOrdersResult } from '../erp-adapter.ts';
+import { ErpError, type ErpAdapter, type ErpCallContext, type ErpLookupResult, type ErpPostResult, type ErpDocument, type ReleasedOrder, type ReleasedOrdersResult } from '../erp-adapter.ts';
 import { ClientCredentialsToken, CookieJar, ErpHttpClient, excerpt, jsonBody, retryAfterMs, reveal, type ErpHttpResponse } from '../http/erp-http.ts';
 import type { SapOdataConfig } from './config.ts';
 
@@ -542,6 +542,40 @@ export function createSapOdataAdapter(input: SapOdataConfig, deps: { logger?: Lo
           else if (Date.parse(o.scheduledStart) >= since.getTime()) orders.push(o);
         }
         if (rows.length < page) return { orders, skipped };
+      }
+    },
+
+    externalIdOf: (key: string) => sapExternalId(key),
+
+    async postedFor(_plant: string, order: string, ctx: ErpCallContext): Promise<{ documents: ErpDocument[]; skipped: number }> {
+      const what = 'GET ProdnOrdConf2 (reconciliation)';
+      const documents: ErpDocument[] = [];
+      let skipped = 0;
+      const page = 500;
+      for (let skip = 0; ; skip += page) {
+        if (skip >= 200 * page) throw new ErpError('UPSTREAM_UNAVAILABLE', `${what}: order ${order} has more than ${200 * page} confirmations`, { erpCode: 'LOOKUP_LIMIT' });
+        const rows = results(
+          await read(CONF_SERVICE, 'ProdnOrdConf2', { $filter: `OrderID eq ${odataString(order)}`, $select: 'ConfirmationGroup,ConfirmationCount,ExternalSystemConfirmation,OrderOperation,ConfirmationYieldQuantity,ConfirmationUnit', $top: String(page), $skip: String(skip) }, ctx),
+          what,
+        );
+        for (const r of rows) {
+          const g = r.ConfirmationGroup;
+          const c = r.ConfirmationCount;
+          const qty = typeof r.ConfirmationYieldQuantity === 'string' && /^-?\d{1,13}(\.\d{1,3})?$/.test(r.ConfirmationYieldQuantity) ? Number(r.ConfirmationYieldQuantity) : null;
+          if (typeof g !== 'string' || typeof c !== 'string' || g === '' || c === '' || g.length > 20 || c.length > 20) {
+            skipped++;
+            continue;
+          }
+          const ext = typeof r.ExternalSystemConfirmation === 'string' ? r.ExternalSystemConfirmation.toLowerCase() : '';
+          documents.push({
+            erpRef: `${g}/${c}`,
+            externalId: ext === '' || ext === '00000000-0000-0000-0000-000000000000' ? null : ext,
+            operation: typeof r.OrderOperation === 'string' ? r.OrderOperation.replace(/^0+(?=\d)/, '') : null,
+            quantity: qty,
+            uom: typeof r.ConfirmationUnit === 'string' ? r.ConfirmationUnit : null,
+          });
+        }
+        if (rows.length < page) return { documents, skipped };
       }
     },
 

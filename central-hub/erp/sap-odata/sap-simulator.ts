@@ -106,6 +106,10 @@ export interface SimProductionOrder {
 
 export interface SapSimulator {
   url: string;
+  /** as a person in SAP would: removes a confirmation (true when there was one) */
+  deleteConfirmation(group: string, count: string): boolean;
+  /** as a person in SAP would: a copy of an existing confirmation under a new count (the same ExternalSystemConfirmation) */
+  duplicateConfirmation(group: string, count: string): SimConfirmation | undefined;
   /** adds or replaces a production order (monitoring reads released ones) */
   putProductionOrder(o: SimProductionOrder): void;
   stop(): Promise<void>;
@@ -599,6 +603,19 @@ export async function startSapSimulator(opts: SapSimulatorOptions = {}): Promise
     url: srv.url,
     stop: srv.stop,
     putProductionOrder: (o) => productionOrders.set(o.order, { ...o }),
+    deleteConfirmation: (g, c) => {
+      const i = confirmations.findIndex((x) => x.ConfirmationGroup === g && x.ConfirmationCount === c);
+      if (i >= 0) confirmations.splice(i, 1);
+      return i >= 0;
+    },
+    duplicateConfirmation: (g, c) => {
+      const src = confirmations.find((x) => x.ConfirmationGroup === g && x.ConfirmationCount === c);
+      if (!src) return undefined;
+      const count = String(Math.max(...confirmations.filter((x) => x.ConfirmationGroup === g).map((x) => Number(x.ConfirmationCount))) + 1);
+      const copy = { ...src, ConfirmationCount: count, items: [] };
+      confirmations.push(copy);
+      return { ...copy };
+    },
     confirmations: () => confirmations.map((c) => ({ ...c, items: [...c.items] })),
     materialDocuments: () => matDocs.map((d) => ({ ...d, items: [...d.items] })),
     setFault: (f) => faults.add(f),

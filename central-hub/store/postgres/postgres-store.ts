@@ -15,6 +15,8 @@ import {
   type HeartbeatPoint,
   type LatencySample,
   type OpenOrder,
+  type OrderTransaction,
+  type ReconciliationRecord,
   type SlowPosting,
   type HubStore,
   type IngestMeta,
@@ -143,6 +145,17 @@ const MIGRATIONS: string[] = [
   `
   CREATE INDEX transactions_posted ON transactions(posted_at) WHERE state = 'posted';
   CREATE INDEX transactions_order ON transactions(order_key, seq);
+  CREATE INDEX transactions_received ON transactions(received_at);
+  CREATE TABLE reconciliations (
+    id BIGSERIAL PRIMARY KEY,
+    plant TEXT NOT NULL,
+    order_no TEXT NOT NULL,
+    at TIMESTAMPTZ NOT NULL,
+    status TEXT NOT NULL,
+    findings INTEGER NOT NULL,
+    detail JSONB NOT NULL
+  );
+  CREATE INDEX reconciliations_order ON reconciliations(plant, order_no, id);
   `,
 ];
 
@@ -706,6 +719,37 @@ export class PostgresHubStore implements HubStore {
       opts.orders.map((o) => `${opts.plant}:${o}`),
     ]);
     return rows.map((r) => ({ order: r.order_no, transactions: Number(r.n), firstEventTime: r.first }));
+  }
+
+  async orderTransactions(opts: { plant: string; order: string; limit: number }): Promise<OrderTransaction[]> {
+    const { rows } = await this.pool.query(
+      `SELECT idempotency_key, type, work_center, body::json->'data'->>'operation' AS operation, state, qty, uom, erp_ref
+       FROM transactions WHERE order_key = $1 ORDER BY seq LIMIT $2`,
+      [`${opts.plant}:${opts.order}`, opts.limit],
+    );
+    return rows.map((r) => ({ idempotencyKey: r.idempotency_key, type: r.type, workCenter: r.work_center, operation: r.operation ?? null, state: r.state, quantity: r.qty, uom: r.uom, erpRef: r.erp_ref }));
+  }
+
+  async activeOrders(opts: { since: Date; plants: readonly string[] | null; limit: number }): Promise<Array<{ plant: string; order: string; lastReceivedAt: string }>> {
+    const { rows } = await this.pool.query(
+      `SELECT plant, order_no, MAX(received_at) AS last FROM transactions WHERE received_at >= $1 AND ($2::text[] IS NULL OR plant = ANY($2::text[]))
+       GROUP BY plant, order_no ORDER BY last DESC, plant, order_no LIMIT $3`,
+      [opts.since, opts.plants, opts.limit],
+    );
+    return rows.map((r) => ({ plant: r.plant, order: r.order_no, lastReceivedAt: iso(r.last)! }));
+  }
+
+  async saveReconciliation(r: Omit<ReconciliationRecord, 'id'>): Promise<number> {
+    const { rows } = await this.pool.query('INSERT INTO reconciliations(plant, order_no, at, status, findings, detail) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id', [r.plant, r.order, r.at, r.status, r.findings, JSON.stringify(r.detail)]);
+    return Number(rows[0].id);
+  }
+
+  async listReconciliations(opts: { plants: readonly string[] | null; order?: string; limit: number; offset: number }): Promise<{ total: number; items: ReconciliationRecord[] }> {
+    const args = [opts.plants, opts.order ?? null];
+    const where = 'WHERE ($1::text[] IS NULL OR plant = ANY($1::text[])) AND ($2::text IS NULL OR order_no = $2)';
+    const total = Number((await this.pool.query(`SELECT COUNT(*) AS n FROM reconciliations ${where}`, args)).rows[0].n);
+    const { rows } = await this.pool.query(`SELECT * FROM reconciliations ${where} ORDER BY id DESC LIMIT $3 OFFSET $4`, [...args, opts.limit, opts.offset]);
+    return { total, items: rows.map((r) => ({ id: Number(r.id), plant: r.plant, order: r.order_no, at: iso(r.at)!, status: r.status, findings: r.findings, detail: r.detail })) };
   }
 
   async deadLetterHolds(opts: { plants: readonly string[] | null; limit: number }): Promise<DeadLetterHold[]> {

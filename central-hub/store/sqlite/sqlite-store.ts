@@ -23,6 +23,8 @@ import {
   type HubStore,
   type LatencySample,
   type OpenOrder,
+  type OrderTransaction,
+  type ReconciliationRecord,
   type SlowPosting,
   type IngestMeta,
   type PostingJob,
@@ -143,6 +145,17 @@ const MIGRATIONS = [
   `
   CREATE INDEX transactions_posted ON transactions(posted_at) WHERE state = 'posted';
   CREATE INDEX transactions_order ON transactions(order_key, seq);
+  CREATE INDEX transactions_received ON transactions(received_at);
+  CREATE TABLE reconciliations (
+    id INTEGER PRIMARY KEY,
+    plant TEXT NOT NULL,
+    order_no TEXT NOT NULL,
+    at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    findings INTEGER NOT NULL,
+    detail TEXT NOT NULL
+  );
+  CREATE INDEX reconciliations_order ON reconciliations(plant, order_no, id);
   `,
 ];
 
@@ -753,6 +766,37 @@ export class SqliteHubStore implements HubStore {
       .prepare('SELECT order_no, COUNT(*) AS n, MIN(event_time) AS first FROM transactions WHERE order_key IN (SELECT value FROM json_each(?)) GROUP BY order_no')
       .all(JSON.stringify(opts.orders.map((o) => `${opts.plant}:${o}`))) as Row[];
     return rows.map((r) => ({ order: r.order_no, transactions: r.n, firstEventTime: r.first }));
+  }
+
+  async orderTransactions(opts: { plant: string; order: string; limit: number }): Promise<OrderTransaction[]> {
+    const rows = this.db
+      .prepare(
+        `SELECT idempotency_key, type, work_center, json_extract(body, '$.data.operation') AS operation, state, qty, uom, erp_ref
+         FROM transactions WHERE order_key = ? ORDER BY seq LIMIT ?`,
+      )
+      .all(`${opts.plant}:${opts.order}`, opts.limit) as Row[];
+    return rows.map((r) => ({ idempotencyKey: r.idempotency_key, type: r.type, workCenter: r.work_center, operation: typeof r.operation === 'string' ? r.operation : null, state: r.state, quantity: r.qty, uom: r.uom, erpRef: r.erp_ref }));
+  }
+
+  async activeOrders(opts: { since: Date; plants: readonly string[] | null; limit: number }): Promise<Array<{ plant: string; order: string; lastReceivedAt: string }>> {
+    const f = plantFilter(opts.plants);
+    const rows = this.db
+      .prepare(`SELECT plant, order_no, MAX(received_at) AS last FROM transactions WHERE received_at >= ?${f.sql} GROUP BY plant, order_no ORDER BY last DESC, plant, order_no LIMIT ?`)
+      .all(opts.since.toISOString(), ...f.args, opts.limit) as Row[];
+    return rows.map((r) => ({ plant: r.plant, order: r.order_no, lastReceivedAt: r.last }));
+  }
+
+  async saveReconciliation(r: Omit<ReconciliationRecord, 'id'>): Promise<number> {
+    return this.group(() => Number(this.db.prepare('INSERT INTO reconciliations(plant, order_no, at, status, findings, detail) VALUES (?, ?, ?, ?, ?, ?)').run(r.plant, r.order, r.at, r.status, r.findings, JSON.stringify(r.detail)).lastInsertRowid));
+  }
+
+  async listReconciliations(opts: { plants: readonly string[] | null; order?: string; limit: number; offset: number }): Promise<{ total: number; items: ReconciliationRecord[] }> {
+    const f = plantFilter(opts.plants);
+    const where = `WHERE 1 = 1${f.sql}${opts.order !== undefined ? ' AND order_no = ?' : ''}`;
+    const args = [...f.args, ...(opts.order !== undefined ? [opts.order] : [])];
+    const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM reconciliations ${where}`).get(...args) as Row).n as number;
+    const rows = this.db.prepare(`SELECT * FROM reconciliations ${where} ORDER BY id DESC LIMIT ? OFFSET ?`).all(...args, opts.limit, opts.offset) as Row[];
+    return { total, items: rows.map((r) => ({ id: r.id, plant: r.plant, order: r.order_no, at: r.at, status: r.status, findings: r.findings, detail: JSON.parse(r.detail) })) };
   }
 
   async deadLetterHolds(opts: { plants: readonly string[] | null; limit: number }): Promise<DeadLetterHold[]> {
