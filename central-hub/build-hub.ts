@@ -13,6 +13,7 @@ import { healthRoutes } from './api/health.ts';
 import { heartbeatRoutes } from './api/heartbeat.ts';
 import { ingestRoutes } from './api/ingest.ts';
 import { metricsRoutes } from './api/metrics.ts';
+import { monitorRoutes } from './api/monitor.ts';
 import { outcomesRoutes } from './api/outcomes.ts';
 import { rateLimitEveryRoute } from './api/rate-limit.ts';
 import type { HubConfig } from './config/schema.ts';
@@ -21,6 +22,10 @@ import type { ErpAdapter } from './erp/erp-adapter.ts';
 import { createAdapter } from './erp/registry.ts';
 import type { HubContext } from './hub-context.ts';
 import { createHubMetrics } from './metrics.ts';
+import { Reconciler } from './monitor/reconciliation.ts';
+import { ReleasedOrdersWatch } from './monitor/released-orders.ts';
+import { SlaEngine } from './monitor/sla-engine.ts';
+import { setSlaMetrics } from './monitor/sla-metrics.ts';
 import { PostingService } from './posting/posting-service.ts';
 import type { HubStore, PostingOutcome } from './store/hub-store.ts';
 import { openHubStore, type StoreRuntime } from './store/open-store.ts';
@@ -49,6 +54,8 @@ export interface Hub {
   /** the posting service (after open(); it runs after start()) */
   readonly posting: PostingService;
   readonly log: Logger;
+  /** business monitoring: the SLA checks and the released orders (monitor/) */
+  readonly monitor: HubContext['monitor'];
   /** http(s)://host:port once listening */
   readonly url: string;
   /**
@@ -76,16 +83,23 @@ export function buildHub(opts: HubOptions): Hub {
   let posting: PostingService | undefined;
   let url = '';
 
+  const metrics = createHubMetrics();
+  const monitorLog = log.child({ component: 'monitor' });
+  const released = new ReleasedOrdersWatch({ config, adapter, store: () => ctx.store, log: monitorLog });
+  const reconciler = new Reconciler({ config, adapter, store: () => ctx.store, log: monitorLog });
+  const sla = new SlaEngine({ config, log: monitorLog, store: () => ctx.store, extraBreaches: (now) => released.breaches(now) });
+  sla.onReport((r) => setSlaMetrics(metrics.sla, r));
   const ctx: HubContext = {
     config,
     log,
-    metrics: createHubMetrics(),
+    metrics,
     adapter,
     get store() {
       if (!store || !opened) throw new PlantBridgeError('INTERNAL', 'hub not open: call open() or start() first');
       return store;
     },
     fleet: { offlineAfterMs: config.fleet.offlineAfter, backlogSlaMs: config.fleet.backlogSla },
+    monitor: { sla, released, reconciler },
     notifyAccepted: () => posting?.notify(),
   };
 
@@ -110,6 +124,7 @@ export function buildHub(opts: HubOptions): Hub {
   adminRoutes(app, ctx);
   healthRoutes(app, ctx);
   metricsRoutes(app, ctx);
+  monitorRoutes(app, ctx);
   dashboardRoutes(app, ctx);
 
   const open = async (): Promise<void> => {
@@ -141,6 +156,7 @@ export function buildHub(opts: HubOptions): Hub {
       return posting;
     },
     log,
+    monitor: ctx.monitor,
     get url() {
       return url;
     },
@@ -152,6 +168,9 @@ export function buildHub(opts: HubOptions): Hub {
       await hub.open();
       const s = ctx.store;
       hub.posting.start();
+      sla.start();
+      released.start();
+      reconciler.start();
       // the certificate files are read now, not at build
       if (config.hub.tls) (app.server as unknown as TlsServer).setSecureContext(secureContextOptions(config.hub.tls));
       const address = await app.listen({ host: config.hub.host, port: config.hub.port });
@@ -167,6 +186,9 @@ export function buildHub(opts: HubOptions): Hub {
     async stop() {
       // close() also works on an app that never listened (it ends inject()-only tests)
       await app.close();
+      await sla.stop();
+      await released.stop();
+      await reconciler.stop();
       await posting?.stop();
       await adapter.close?.();
       await opened?.catch(() => {});

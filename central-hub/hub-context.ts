@@ -2,6 +2,9 @@ import type { Logger } from 'pino';
 import type { HubConfig } from './config/schema.ts';
 import type { ErpAdapter } from './erp/erp-adapter.ts';
 import type { HubMetricsSet } from './metrics.ts';
+import type { Reconciler } from './monitor/reconciliation.ts';
+import type { ReleasedOrdersWatch } from './monitor/released-orders.ts';
+import type { SlaEngine } from './monitor/sla-engine.ts';
 import type { HubStore } from './store/hub-store.ts';
 
 /**
@@ -18,6 +21,8 @@ export interface HubContext {
   readonly store: HubStore;
   /** when agents count as offline, and how old a backlog may get (monitor/fleet-status.ts) */
   readonly fleet: { offlineAfterMs: number; backlogSlaMs: number };
+  /** business monitoring (monitor/, issue #20): the SLA checks, run every monitor.interval after start() */
+  readonly monitor: { readonly sla: SlaEngine; readonly released: ReleasedOrdersWatch; readonly reconciler: Reconciler };
   /** ingest stored new transactions: wakes the posting service, if it runs */
   notifyAccepted(): void;
 }

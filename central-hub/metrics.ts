@@ -27,6 +27,15 @@ export function createHubMetrics() {
     rateLimited: new Counter({ name: HubMetrics.requestsRateLimited, help: 'Requests refused with 429, by route and by what was limited (address, caller)', labelNames: ['route', 'by'], registers: [registry] }),
     heartbeats: new Counter({ name: HubMetrics.heartbeatsReceived, help: 'Agent heartbeats received', registers: [registry] }),
     agents: new Gauge({ name: HubMetrics.agentsOnline, help: 'Agents by fleet status', labelNames: ['status'], registers: [registry] }),
+    sla: {
+      latency: new Gauge({ name: HubMetrics.slaLatency, help: 'Event to ERP document latency over the monitor window, by percentile', labelNames: ['plant', 'type', 'quantile'], registers: [registry] }),
+      latencyObjective: new Gauge({ name: HubMetrics.slaLatencyObjective, help: 'The latency objective of a plant and transaction type', labelNames: ['plant', 'type', 'percentile'], registers: [registry] }),
+      breaches: new Gauge({ name: HubMetrics.slaBreaches, help: 'SLA breaches open now, by kind', labelNames: ['plant', 'kind'], registers: [registry] }),
+      open: new Gauge({ name: HubMetrics.openTransactions, help: 'Transactions accepted and not posted, by state', labelNames: ['plant', 'state'], registers: [registry] }),
+      oldestOpen: new Gauge({ name: HubMetrics.oldestOpenSeconds, help: 'Age of the oldest transaction accepted and not posted', labelNames: ['plant'], registers: [registry] }),
+      cycleSeconds: new Gauge({ name: HubMetrics.monitorCycleSeconds, help: 'Duration of the last SLA check cycle', registers: [registry] }),
+      lastRun: new Gauge({ name: HubMetrics.monitorLastRun, help: 'When the last SLA check cycle ran (Unix time)', registers: [registry] }),
+    },
   };
 }
 export type HubMetricsSet = ReturnType<typeof createHubMetrics>;

@@ -66,4 +66,17 @@ export const HubMetrics = {
   heartbeatsReceived: 'plantbridge_hub_heartbeats_received_total',
   agentsOnline: 'plantbridge_hub_agents',
   requestsRateLimited: 'plantbridge_hub_requests_rate_limited_total',
+  // business monitoring (central-hub/monitor/, docs/MONITORING.md): set from the last SLA check cycle
+  /** label {plant, type, quantile="0.5"|"0.95"|"0.99"} */
+  slaLatency: 'plantbridge_hub_sla_latency_seconds',
+  /** label {plant, type, percentile} */
+  slaLatencyObjective: 'plantbridge_hub_sla_latency_objective_seconds',
+  /** label {plant, kind}: breaches open now */
+  slaBreaches: 'plantbridge_hub_sla_breaches',
+  /** label {plant, state="queued"|"in_doubt"|"held_back"|"dead_letter"}: accepted, not posted */
+  openTransactions: 'plantbridge_hub_open_transactions',
+  /** label {plant}: age of the oldest transaction accepted and not posted */
+  oldestOpenSeconds: 'plantbridge_hub_oldest_open_transaction_seconds',
+  monitorCycleSeconds: 'plantbridge_hub_monitor_cycle_seconds',
+  monitorLastRun: 'plantbridge_hub_monitor_last_run_timestamp_seconds',
 } as const;

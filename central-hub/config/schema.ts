@@ -20,6 +20,48 @@ export const FORWARD_SECRET_CIPHERS = [
   'ECDHE-ECDSA-CHACHA20-POLY1305',
   'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
+const percentile = z.enum(['p50', 'p95', 'p99']);
+const latencyObjective = z.strictObject({
+  /** which percentile of event → ERP document latency is held to the objective */
+  percentile: percentile.default('p95'),
+  objective: duration,
+});
+const plantName = z.string().min(1).max(64);
+/** transaction types as the store names them: production-confirmation, material-consumption, goods-receipt */
+const txType = z.string().regex(/^[a-z][a-z-]{0,63}$/, 'expected a transaction type such as production-confirmation');
+
+/** The SLAs of a plant (monitor/, issue #20). Each is a time: a breach is anything older or slower. */
+const slaFields = {
+  /** event → ERP document latency over the last monitor.latencyWindow */
+  latency: latencyObjective,
+  /** per transaction type, instead of `latency` */
+  latencyByType: z.record(txType, latencyObjective),
+  /** transactions accepted by the hub and not posted (queued, in doubt, held back) for longer */
+  acceptedNotCompleted: duration,
+  /** no heartbeat for longer */
+  agentOffline: duration,
+  /** the agent's oldest unsent transaction older than this */
+  backlog: duration,
+  /** a driver not up for longer */
+  driverUnhealthy: duration,
+  /** a driver up whose last value is older than this (silent source) */
+  dataWatchdog: duration,
+  /** an order released in the ERP with no transaction this long after its scheduled start */
+  releasedNotStarted: duration,
+};
+const slaDefaults = z
+  .strictObject({
+    latency: latencyObjective.prefault({ objective: '5m' }),
+    latencyByType: slaFields.latencyByType.default({}),
+    acceptedNotCompleted: duration.prefault('15m'),
+    agentOffline: duration.prefault('5m'),
+    backlog: duration.prefault('15m'),
+    driverUnhealthy: duration.prefault('2m'),
+    dataWatchdog: duration.prefault('10m'),
+    releasedNotStarted: duration.prefault('30m'),
+  })
+  .prefault({});
+const slaPlant = z.strictObject(Object.fromEntries(Object.entries(slaFields).map(([k, v]) => [k, v.optional()])) as { [K in keyof typeof slaFields]: z.ZodOptional<(typeof slaFields)[K]> });
 
 export const hubConfigSchema = z
   .strictObject({
@@ -91,6 +133,43 @@ export const hubConfigSchema = z
         offlineAfter: duration.prefault('45s'),
         /** a backlog older than this makes an agent degraded */
         backlogSla: duration.prefault('15m'),
+      })
+      .prefault({}),
+    /** business monitoring (monitor/, docs/MONITORING.md): SLAs with defaults, per plant overrides */
+    monitor: z
+      .strictObject({
+        /** how often the SLA checks run (their results are served from the last run) */
+        interval: duration.prefault('30s'),
+        /** the latency percentiles cover postings of this last stretch of time */
+        latencyWindow: duration.prefault('1h'),
+        /** at most this many transactions named per breach */
+        keysPerBreach: z.number().int().min(1).max(1000).default(20),
+        sla: slaDefaults,
+        /** reconciliation: per order and operation, the hub's postings against the documents the ERP holds */
+        reconciliation: z
+          .strictObject({
+            enabled: z.boolean().default(true),
+            interval: duration.prefault('15m'),
+            /** orders with a transaction received within this are reconciled each round */
+            activeWithin: duration.prefault('1d'),
+            maxOrders: z.number().int().min(1).max(100_000).default(5000),
+            /** a quantity difference per operation up to this is not drift */
+            tolerance: z.number().nonnegative().default(0),
+          })
+          .prefault({}),
+        /** released-not-started: the ERP's released orders, read per plant through the adapter and cached */
+        releasedOrders: z
+          .strictObject({
+            enabled: z.boolean().default(true),
+            interval: duration.prefault('5m'),
+            /** orders whose scheduled start is older than this are not read */
+            lookback: duration.prefault('1d'),
+            /** the plants to read; default: every plant of a registered agent */
+            plants: z.array(plantName).max(1000).optional(),
+          })
+          .prefault({}),
+        /** per plant: any SLA of `sla`, replacing the default for that plant */
+        plants: z.record(plantName, slaPlant).default({}),
       })
       .prefault({}),
   })

@@ -22,6 +22,32 @@ export interface ErpCallContext {
   signal?: AbortSignal;
 }
 
+/** An order released for production in the ERP (monitoring: released-not-started). */
+export interface ReleasedOrder {
+  order: string;
+  /** the hub's plant id (as the agents send it) */
+  plant: string;
+  workCenter: string | null;
+  /** ISO 8601 */
+  scheduledStart: string;
+}
+
+export interface ReleasedOrdersResult {
+  orders: ReleasedOrder[];
+  /** rows of the ERP's answer that were not readable orders (missing or malformed fields), left out */
+  skipped: number;
+}
+
+/** A document the ERP holds for an order, whoever posted it (monitoring: reconciliation). */
+export interface ErpDocument {
+  erpRef: string;
+  /** the key's trace the adapter writes (SAP: ExternalSystemConfirmation = UUIDv5 of the key), lower case; null: none */
+  externalId: string | null;
+  operation: string | null;
+  quantity: number | null;
+  uom: string | null;
+}
+
 export interface ErpAdapter {
   /** adapter type, e.g. sap-odata; used as the metrics label */
   readonly name: string;
@@ -34,6 +60,17 @@ export interface ErpAdapter {
    */
   completeFound?(tx: Transaction, erpRef: string, ctx: ErpCallContext): Promise<void>;
   healthcheck(): Promise<{ ok: boolean; message?: string }>;
+  /**
+   * Monitoring (optional, declared in the adapter's README): the orders released for production in `plant`
+   * whose scheduled start is at or after `since`. Throws ErpError like a lookup when the ERP cannot answer.
+   */
+  releasedOrders?(plant: string, since: Date, ctx: ErpCallContext): Promise<ReleasedOrdersResult>;
+  /**
+   * Monitoring (optional, declared in the README): the confirmation documents the ERP holds for an order, and
+   * how to recognise a transaction's own document among them (`externalIdOf(key)`).
+   */
+  postedFor?(plant: string, order: string, ctx: ErpCallContext): Promise<{ documents: ErpDocument[]; skipped: number }>;
+  externalIdOf?(idempotencyKey: string): string;
   close?(): Promise<void>;
 }
 

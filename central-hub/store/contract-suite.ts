@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { erpMessageCode, schemaId, ulid, type AgentHeartbeat } from '../../contracts/index.ts';
-import type { HubStore } from './hub-store.ts';
+import type { HubStore, PostingOutcome } from './hub-store.ts';
 import { testTx } from './test-tx.ts';
 
 /**
@@ -409,6 +409,96 @@ export function hubStoreContract(name: string, factory: StoreFactory): void {
       const rows = await store.listTransactions({ limit: 1000 });
       const seqOf = new Map(rows.map((x) => [x.idempotencyKey, x.seq]));
       for (let i = 1; i < txs.length; i++) assert.ok(seqOf.get(txs[i - 1].idempotencyKey)! < seqOf.get(txs[i].idempotencyKey)!);
+    });
+    void test('monitor queries: latencies per plant and type, the slowest postings, open orders, dead letters with what they hold back', async () => {
+      const s = store;
+      const t0 = Date.now() + 7_200_000;
+      /** an event time `ago` ms before t0, written with a +02:00 offset and microseconds (both valid ISO 8601) */
+      const offsetTime = (ago: number) => `${new Date(t0 - ago + 2 * 3_600_000).toISOString().slice(0, 23)}456+02:00`;
+      const lat = [
+        { tx: testTx({ plant: 'MON1', order: 'M-1', agentId: 'edge-m' }), eventTime: new Date(t0 - 60_000).toISOString() },
+        { tx: testTx({ plant: 'MON1', order: 'M-2', agentId: 'edge-m', workCenter: 'WC-9' }), eventTime: offsetTime(120_000) },
+        { tx: testTx({ plant: 'MON1', order: 'M-3', agentId: 'edge-m' }), eventTime: new Date(t0 - 600_000).toISOString() },
+        // an agent clock ahead of the ERP: reads 0, never negative
+        { tx: testTx({ plant: 'MON1', order: 'M-5', agentId: 'edge-m' }), eventTime: new Date(t0 + 90_000).toISOString() },
+        { tx: testTx({ plant: 'MON2', order: 'M-4', agentId: 'edge-m' }), eventTime: new Date(t0 - 30_000).toISOString() },
+      ];
+      for (const l of lat) l.tx.eventTime = l.eventTime;
+      const [h1, h2, h3] = [0, 1, 2].map(() => testTx({ plant: 'MON1', order: 'H-1', agentId: 'edge-m' }));
+      const d1 = testTx({ plant: 'MON1', order: 'H-3', agentId: 'edge-m' });
+      const receivedAt = new Date();
+      await s.ingest('edge-m', [...lat.map((l) => l.tx), h1, h2, h3, d1], receivedAt);
+      const mine = new Set([...lat.map((l) => l.tx), h1, d1].map((t) => t.idempotencyKey));
+      const jobs = (await s.claimPostings(1000, 60_000, 'mon', new Date(t0 - 1000))).filter((j) => mine.has(j.tx.idempotencyKey));
+      assert.equal(jobs.length, mine.size);
+      for (const j of jobs) {
+        const k = j.tx.idempotencyKey;
+        const o: PostingOutcome =
+          k === h1.idempotencyKey
+            ? { kind: 'failed', code: 'ERP_BUSINESS', message: 'order closed' }
+            : k === d1.idempotencyKey
+              ? { kind: 'retry', delayMs: 1000, code: 'ERP_IN_DOUBT', message: 'timeout', inDoubt: true }
+              : { kind: 'posted', erpRef: `DOC-${k.slice(-6)}` };
+        assert.equal(await s.completePosting(j.seq, 'mon', o, new Date(t0)), true);
+      }
+      // an order received earlier, never claimed
+      const q1 = testTx({ plant: 'MON1', order: 'H-2', agentId: 'edge-m' });
+      await s.ingest('edge-m', [q1], new Date(receivedAt.getTime() - 60_000));
+
+      const since = new Date(t0 - 3_600_000);
+      const mon1 = await s.postingLatencies({ since, plants: ['MON1'] });
+      assert.deepEqual(mon1.map((x) => x.latencyMs).sort((a, b) => a - b), [0, 60_000, 120_000, 600_000]);
+      assert.ok(mon1.every((x) => x.plant === 'MON1' && x.type === 'production-confirmation'));
+      assert.deepEqual((await s.postingLatencies({ since, plants: ['MON2'] })).map((x) => x.latencyMs), [30_000]);
+      assert.deepEqual(await s.postingLatencies({ since, plants: [] }), []);
+      assert.deepEqual(await s.postingLatencies({ since: new Date(t0 + 1), plants: ['MON1', 'MON2'] }), []);
+      assert.equal((await s.postingLatencies({ since, plants: null })).filter((x) => x.plant.startsWith('MON')).length, 5);
+
+      const slow = await s.slowPostings({ since, plant: 'MON1', type: 'production-confirmation', overMs: 100_000, limit: 10 });
+      assert.deepEqual(slow.map((x) => [x.order, x.latencyMs, x.workCenter]), [['M-3', 600_000, 'WC-1'], ['M-2', 120_000, 'WC-9']]);
+      assert.equal(slow[0].idempotencyKey, lat[2].tx.idempotencyKey);
+      assert.equal(Date.parse(slow[0].postedAt), t0);
+      assert.equal((await s.slowPostings({ since, plant: 'MON1', type: 'production-confirmation', overMs: 100_000, limit: 1 })).length, 1);
+      assert.deepEqual(await s.slowPostings({ since, plant: 'MON1', type: 'goods-receipt', overMs: 0, limit: 10 }), []);
+
+      const holds = await s.deadLetterHolds({ plants: ['MON1'], limit: 10 });
+      assert.deepEqual(holds.map((h) => [h.idempotencyKey, h.order, h.heldBack, h.errorCode]), [[h1.idempotencyKey, 'H-1', 2, 'ERP_BUSINESS']]);
+      assert.equal(holds[0].oldestHeldBackAt && Date.parse(holds[0].oldestHeldBackAt), receivedAt.getTime());
+      assert.match(holds[0].errorMessage ?? '', /order closed/);
+      assert.deepEqual(await s.deadLetterHolds({ plants: ['MON2'], limit: 10 }), []);
+
+      const open = await s.openOrders({ receivedBefore: new Date(Date.now() + 1000), plants: ['MON1'], limit: 10, keysPerOrder: 1 });
+      assert.deepEqual(
+        open.map((o) => [o.order, o.queued, o.inDoubt, o.keys.map((k) => k.idempotencyKey)]),
+        [
+          ['H-2', 1, 0, [q1.idempotencyKey]],
+          ['H-1', 2, 0, [h2.idempotencyKey]],
+          ['H-3', 1, 1, [d1.idempotencyKey]],
+        ].sort((a, b) => (a[0] === 'H-2' ? -1 : b[0] === 'H-2' ? 1 : String(a[0]).localeCompare(String(b[0])))),
+      );
+      assert.equal(Date.parse(open[0].oldestReceivedAt), receivedAt.getTime() - 60_000);
+      assert.deepEqual(open.flatMap((o) => o.keys.map((k) => k.inDoubt)).sort(), [false, false, true]);
+      const before = await s.openOrders({ receivedBefore: new Date(receivedAt.getTime() - 1), plants: ['MON1'], limit: 10, keysPerOrder: 5 });
+      assert.deepEqual(before.map((o) => o.order), ['H-2']);
+      assert.equal((await s.openOrders({ receivedBefore: new Date(Date.now() + 1000), plants: ['MON1'], limit: 1, keysPerOrder: 1 })).length, 1);
+
+      const act = await s.orderActivity({ plant: 'MON1', orders: ['H-1', 'M-2', 'NONE', "x' OR 1=1 --", 'M-4'] });
+      assert.deepEqual(act.map((a) => [a.order, a.transactions]).sort(), [['H-1', 3], ['M-2', 1]]);
+      assert.equal(act.find((a) => a.order === 'M-2')?.firstEventTime, lat[1].eventTime);
+      assert.deepEqual(await s.orderActivity({ plant: 'MON1', orders: [] }), []);
+
+      const ot = await s.orderTransactions({ plant: 'MON1', order: 'H-1', limit: 10 });
+      assert.deepEqual(ot.map((x) => [x.idempotencyKey, x.state, x.operation, x.type]), [h1, h2, h3].map((x, i) => [x.idempotencyKey, i === 0 ? 'failed' : 'queued', '0010', 'production-confirmation']));
+      assert.equal((await s.orderTransactions({ plant: 'MON1', order: 'H-1', limit: 1 })).length, 1);
+      const active = await s.activeOrders({ since: new Date(receivedAt.getTime() - 1), plants: ['MON1'], limit: 100 });
+      assert.deepEqual(active.map((a) => a.order).sort(), ['H-1', 'H-3', 'M-1', 'M-2', 'M-3', 'M-5']);
+      const id1 = await s.saveReconciliation({ plant: 'MON1', order: 'H-1', at: new Date().toISOString(), status: 'clean', findings: 0, detail: { ok: true } });
+      const id2 = await s.saveReconciliation({ plant: 'MON1', order: 'H-1', at: new Date().toISOString(), status: 'drift', findings: 2, detail: { keys: ['a', 'b'] } });
+      assert.ok(id2 > id1);
+      const hist = await s.listReconciliations({ plants: ['MON1'], order: 'H-1', limit: 1, offset: 0 });
+      assert.deepEqual([hist.total, hist.items[0].status, hist.items[0].detail], [2, 'drift', { keys: ['a', 'b'] }]);
+      assert.equal((await s.listReconciliations({ plants: ['MON2'], limit: 10, offset: 0 })).total, 0);
+      assert.equal((await s.listReconciliations({ plants: null, order: 'H-1', limit: 10, offset: 1 })).items[0].id, id1);
     });
   });
 }

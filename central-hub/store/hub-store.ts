@@ -137,7 +137,104 @@ export interface IngestMeta {
   itemsJson?: Buffer;
 }
 
-export interface HubStore {
+/*
+ * Business monitoring (monitor/, issue #20): read-only queries over the transactions. `plants`: the plants
+ * to include, null = every plant (a viewer limited to plants passes its list).
+ */
+
+/** One posted transaction's latency: machine event time to the ERP document (ms, never negative). */
+export interface LatencySample {
+  plant: string;
+  type: string;
+  latencyMs: number;
+}
+
+/** A posted transaction slower than an objective: what a latency breach names. */
+export interface SlowPosting {
+  seq: number;
+  idempotencyKey: string;
+  plant: string;
+  type: string;
+  workCenter: string | null;
+  order: string;
+  latencyMs: number;
+  postedAt: string;
+}
+
+/** An order with transactions accepted and not yet completed (queued, retrying, in doubt or held back). */
+export interface OpenOrder {
+  plant: string;
+  order: string;
+  workCenter: string | null;
+  queued: number;
+  /** of those, the ones whose outcome in the ERP is unknown */
+  inDoubt: number;
+  oldestReceivedAt: string;
+  /** the oldest few queued transactions (at most `keysPerOrder`) */
+  keys: Array<{ seq: number; idempotencyKey: string; receivedAt: string; inDoubt: boolean }>;
+}
+
+/** A dead letter (state failed) and what waits behind it: the later queued transactions of its order. */
+export interface DeadLetterHold {
+  seq: number;
+  idempotencyKey: string;
+  plant: string;
+  type: string;
+  workCenter: string | null;
+  order: string;
+  errorCode: string | null;
+  errorMessage: string | null;
+  receivedAt: string;
+  inDoubt: boolean;
+  /** queued transactions of the same order after this one: none of them posts before it is resolved */
+  heldBack: number;
+  oldestHeldBackAt: string | null;
+}
+
+/** One transaction of an order as reconciliation compares it with the ERP. */
+export interface OrderTransaction {
+  idempotencyKey: string;
+  type: string;
+  workCenter: string | null;
+  operation: string | null;
+  state: PostingState;
+  quantity: number | null;
+  uom: string | null;
+  erpRef: string | null;
+}
+
+/** A stored reconciliation of one order (monitor/reconciliation.ts has the detail's shape). */
+export interface ReconciliationRecord {
+  id: number;
+  plant: string;
+  order: string;
+  at: string;
+  status: 'clean' | 'drift' | 'error';
+  findings: number;
+  detail: unknown;
+}
+
+export interface MonitorQueries {
+  /** every posted transaction's latency, posted at or after `since` */
+  postingLatencies(opts: { since: Date; plants: readonly string[] | null }): Promise<LatencySample[]>;
+  /** the slowest postings of one plant and type since `since` over `overMs`, slowest first */
+  slowPostings(opts: { since: Date; plant: string; type: string; overMs: number; limit: number }): Promise<SlowPosting[]>;
+  /** orders with queued transactions received before `receivedBefore`, oldest first */
+  openOrders(opts: { receivedBefore: Date; plants: readonly string[] | null; limit: number; keysPerOrder: number }): Promise<OpenOrder[]>;
+  /** which of `orders` of `plant` have any transaction: their count and first event time */
+  orderActivity(opts: { plant: string; orders: readonly string[] }): Promise<Array<{ order: string; transactions: number; firstEventTime: string }>>;
+  /** every transaction of one order, in arrival order (at most `limit`) */
+  orderTransactions(opts: { plant: string; order: string; limit: number }): Promise<OrderTransaction[]>;
+  /** orders with a transaction received since `since`, newest activity first */
+  activeOrders(opts: { since: Date; plants: readonly string[] | null; limit: number }): Promise<Array<{ plant: string; order: string; lastReceivedAt: string }>>;
+  saveReconciliation(r: Omit<ReconciliationRecord, 'id'>): Promise<number>;
+  /** stored reconciliations, newest first */
+  listReconciliations(opts: { plants: readonly string[] | null; order?: string; limit: number; offset: number }): Promise<{ total: number; items: ReconciliationRecord[] }>;
+  /** dead letters with their held-back counts, the most held back first */
+  deadLetterHolds(opts: { plants: readonly string[] | null; limit: number }): Promise<DeadLetterHold[]>;
+}
+
+export interface HubStore extends MonitorQueries {
   readonly kind: 'sqlite' | 'postgres';
   migrate(): Promise<void>;
   close(): Promise<void>;

@@ -37,6 +37,16 @@ export const d365MesConfigSchema = z
     endOrderOnFinal: z.boolean().default(false),
     /** send ProdProductionOrderStart before the first confirmation of an order this hub instance has seen */
     startOrderOnFirstConfirmation: z.boolean().default(false),
+    /**
+     * Monitoring (released-not-started): production orders in status Released, per plant, from the
+     * production order header entity. plants: hub plant -> D365 site (ProductionSiteId); unmapped: as it is.
+     */
+    releasedOrders: z
+      .strictObject({
+        entity: z.string().regex(/^[A-Za-z][A-Za-z0-9_]*$/).default('ProductionOrderHeaders'),
+        plants: z.record(z.string(), z.string().min(1).max(10)).default({}),
+      })
+      .prefault({}),
     timeout: duration.prefault('30s'),
     concurrency: z.number().int().min(1).max(64).default(4),
     maxResponseSize: byteSize.prefault('1MB'),

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { transactionTypeOf, type ErpCode, type GoodsReceipt, type MaterialConsumption, type ProductionConfirmation, type Transaction } from '../../../contracts/index.ts';
-import { ErpError, type ErpAdapter, type ErpCallContext, type ErpLookupResult, type ErpPostResult } from '../erp-adapter.ts';
+import { ErpError, type ErpAdapter, type ErpCallContext, type ErpLookupResult, type ErpPostResult, type ReleasedOrder, type ReleasedOrdersResult } from '../erp-adapter.ts';
 import { ClientCredentialsToken, ErpHttpClient, excerpt, jsonBody, retryAfterMs, reveal, type ErpHttpResponse } from '../http/erp-http.ts';
 import { PerKeySerial } from '../per-key-serial.ts';
 import type { D365MesConfig } from './config.ts';
@@ -355,6 +355,44 @@ export function createD365MesAdapter(config: D365MesConfig, deps: { logger?: Log
         await endOrderAfterFinal(tx, erpRef, ctx);
       });
     },
+    async releasedOrders(plant: string, since: Date, ctx: ErpCallContext): Promise<ReleasedOrdersResult> {
+      const r = config.releasedOrders;
+      const site = (Object.hasOwn(r.plants, plant) ? r.plants[plant] : plant).replace(/'/g, "''");
+      const what = `GET /data/${r.entity} (released orders)`;
+      const orders: ReleasedOrder[] = [];
+      let skipped = 0;
+      const page = 1000;
+      for (let skip = 0; ; skip += page) {
+        if (skip >= 20_000) throw new ErpError('UPSTREAM_UNAVAILABLE', `${what}: site ${site} has more than 20000 released orders; cannot read them whole`, { erpCode: 'LOOKUP_LIMIT' });
+        const q = new URLSearchParams({
+          $filter: `dataAreaId eq '${config.company.replace(/'/g, "''")}' and ProductionSiteId eq '${site}' and ProductionOrderStatus eq Microsoft.Dynamics.DataEntities.ProdStatus'Released' and ScheduledStartDate ge ${new Date(Date.UTC(since.getUTCFullYear(), since.getUTCMonth(), since.getUTCDate())).toISOString().replace('.000', '')}`,
+          $select: 'ProductionOrderNumber,ScheduledStartDate,ScheduledStartTime,ProductionSiteId',
+          $top: String(page),
+          $skip: String(skip),
+          'cross-company': 'true',
+        });
+        const res = await exchange('GET', `${base}/data/${r.entity}?${q.toString().replace(/\+/g, '%20')}`, undefined, { signal: ctx.signal, mutating: false });
+        const value = (jsonBody(res) as { value?: unknown } | undefined)?.value;
+        if (res.status !== 200 || !Array.isArray(value)) {
+          if (res.status === 401 || res.status === 403) throw transient(what, res, 'AUTH', 'authentication or authorization failed');
+          throw transient(what, res, res.status === 200 ? 'BAD_RESPONSE' : `HTTP_${res.status}`, 'read failed');
+        }
+        for (const row of value as unknown[]) {
+          const o = row as { ProductionOrderNumber?: unknown; ScheduledStartDate?: unknown; ScheduledStartTime?: unknown } | null;
+          const day = typeof o?.ScheduledStartDate === 'string' && o.ScheduledStartDate.length <= 40 ? Date.parse(o.ScheduledStartDate) : Number.NaN;
+          // ScheduledStartTime: seconds after midnight (a D365 TimeOfDay)
+          const secs = typeof o?.ScheduledStartTime === 'number' && o.ScheduledStartTime >= 0 && o.ScheduledStartTime < 86_400 ? o.ScheduledStartTime : 0;
+          if (!o || typeof o.ProductionOrderNumber !== 'string' || o.ProductionOrderNumber === '' || o.ProductionOrderNumber.length > 64 || Number.isNaN(day)) {
+            skipped++;
+            continue;
+          }
+          const at = day + secs * 1000;
+          if (at >= since.getTime()) orders.push({ order: o.ProductionOrderNumber, plant, workCenter: null, scheduledStart: new Date(at).toISOString() });
+        }
+        if (value.length < page) return { orders, skipped };
+      }
+    },
+
     async healthcheck() {
       try {
         const res = await exchange('GET', `${base}/data/${config.lookup.entity}?$top=1&cross-company=true`, undefined, { mutating: false });

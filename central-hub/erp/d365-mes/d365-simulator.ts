@@ -49,6 +49,8 @@ export interface D365SimulatorOptions {
 
 export interface D365Simulator {
   url: string;
+  /** adds a production order to ProductionOrderHeaders (monitoring reads the Released ones); `raw` rows are served as they are */
+  putProductionOrder(o: { order: string; site: string; status: 'Created' | 'Scheduled' | 'Released' | 'StartedUp' | 'Ended'; scheduledStart: Date; company?: string } | { raw: Record<string, unknown> }): void;
   tokenUrl: string;
   stop(): Promise<void>;
   messages(): D365SimMessage[];
@@ -201,6 +203,29 @@ export async function startD365Simulator(opts: D365SimulatorOptions = {}): Promi
     sendJson(res, 200, { '@odata.context': `${url.origin}/data/$metadata#PlantBridgeMESMessages`, value });
   };
 
+  const prodOrders: Array<Record<string, unknown>> = [];
+  /** ProductionOrderHeaders: `eq` on strings and enum literals, `ge` on a date-time, $top/$skip */
+  const handleProdOrders = (url: URL, res: ServerResponse) => {
+    stats.gets++;
+    let rows = prodOrders;
+    const filter = url.searchParams.get('$filter');
+    if (filter) {
+      for (const part of filter.split(/\s+and\s+/i)) {
+        const m = /^\s*([A-Za-z]+)\s+(eq|ge)\s+(?:(?:[A-Za-z.]+)?'((?:[^']|'')*)'|(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z))\s*$/.exec(part);
+        if (!m) return sendJson(res, 400, { error: { code: '', message: `The query specified in the URI is not valid: '${part}'` } });
+        const [, prop, op, str, date] = m;
+        rows = rows.filter((r) => {
+          const v = r[prop];
+          if (op === 'eq') return String(v) === (str ?? date).replace(/''/g, "'");
+          return typeof v === 'string' && Date.parse(v) >= Date.parse(date ?? str);
+        });
+      }
+    }
+    const skip = Number(url.searchParams.get('$skip') ?? 0);
+    const top = Number(url.searchParams.get('$top') ?? 1000);
+    sendJson(res, 200, { '@odata.context': `${url.origin}/data/$metadata#ProductionOrderHeaders`, value: rows.slice(skip, skip + top) });
+  };
+
   const handler = async (req: IncomingMessage, res: ServerResponse) => {
     await sleep(latencyMs);
     const url = new URL(req.url ?? '/', `http://${req.headers.host ?? 'localhost'}`);
@@ -222,6 +247,7 @@ export async function startD365Simulator(opts: D365SimulatorOptions = {}): Promi
     if (isToken) return handleToken(req, res);
     if (url.pathname === SEND_PATH && method === 'POST') return handleSend(req, res, fault);
     if (url.pathname === ENTITY_PATH && method === 'GET') return handleEntity(url, res);
+    if (url.pathname === '/data/ProductionOrderHeaders' && method === 'GET') return handleProdOrders(url, res);
     d365Error(res, 404, `No route for ${method} ${url.pathname}`);
   };
 
@@ -234,6 +260,19 @@ export async function startD365Simulator(opts: D365SimulatorOptions = {}): Promi
       await srv.stop();
     },
     messages: () => messages.map((m) => ({ ...m })),
+    putProductionOrder: (o) => {
+      if ('raw' in o) return void prodOrders.push(o.raw);
+      const t = o.scheduledStart;
+      const day = new Date(Date.UTC(t.getUTCFullYear(), t.getUTCMonth(), t.getUTCDate()));
+      prodOrders.push({
+        dataAreaId: o.company ?? [...companies][0],
+        ProductionOrderNumber: o.order,
+        ProductionSiteId: o.site,
+        ProductionOrderStatus: o.status,
+        ScheduledStartDate: day.toISOString().replace('.000', ''),
+        ScheduledStartTime: Math.round((t.getTime() - day.getTime()) / 1000),
+      });
+    },
     processQueue,
     setFault: (f) => faults.add(f),
     clearFaults: () => faults.clear(),

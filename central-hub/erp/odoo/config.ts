@@ -24,6 +24,18 @@ export const odooConfigSchema = z
     markDoneOnFinal: z.boolean().default(true),
     /** context for button_mark_done, e.g. {skip_backorder: true} to close without a backorder */
     markDoneContext: z.record(z.string(), z.union([z.boolean(), z.number(), z.string(), z.array(z.number())])).default({}),
+    /**
+     * Monitoring (released-not-started): mrp.production in state `confirmed` per plant. plantField: the
+     * domain path that holds the plant (default the operation type's warehouse code); plants: hub plant ->
+     * its value there (unmapped: the plant as it is); startField: `date_start` since 17, `date_planned_start` before.
+     */
+    releasedOrders: z
+      .strictObject({
+        plantField: z.string().regex(/^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$/, 'expected a field path such as picking_type_id.warehouse_id.code').default('picking_type_id.warehouse_id.code'),
+        plants: z.record(z.string(), z.string().min(1)).default({}),
+        startField: fieldName.default('date_start'),
+      })
+      .prefault({}),
     timeout: duration.prefault('30s'),
     concurrency: z.number().int().min(1).max(64).default(4),
     maxResponseSize: byteSize.prefault('4MB'),

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { erpMessageCode, transactionTypeOf, uuidv5, type GoodsReceipt, type MaterialConsumption, type ProductionConfirmation } from '../../../contracts/index.ts';
-import { ErpError, type ErpAdapter, type ErpCallContext, type ErpLookupResult, type ErpPostResult } from '../erp-adapter.ts';
+import { ErpError, type ErpAdapter, type ErpCallContext, type ErpLookupResult, type ErpPostResult, type ReleasedOrder, type ReleasedOrdersResult } from '../erp-adapter.ts';
 import { ErpHttpClient, excerpt, jsonBody, retryAfterMs, reveal, type ErpHttpResponse } from '../http/erp-http.ts';
 import { PerKeySerial } from '../per-key-serial.ts';
 import type { OdooConfig } from './config.ts';
@@ -274,6 +274,37 @@ export function createOdooAdapter(config: OdooConfig, deps: { logger?: Logger } 
       const final = transactionTypeOf(tx) === 'ProductionConfirmation' && (tx as ProductionConfirmation).data.final === 'final' && config.markDoneOnFinal;
       if (final && hit.state !== 'done' && hit.state !== 'cancel') return { found: false };
       return { found: true, erpRef: refOf(hit.name, uuid) };
+    },
+
+    async releasedOrders(plant: string, since: Date, ctx: ErpCallContext): Promise<ReleasedOrdersResult> {
+      const r = config.releasedOrders;
+      const value = Object.hasOwn(r.plants, plant) ? r.plants[plant] : plant;
+      // Odoo datetimes are UTC "YYYY-MM-DD HH:MM:SS"
+      const odooTime = (d: Date) => d.toISOString().slice(0, 19).replace('T', ' ');
+      const limit = 5000;
+      const mos = await searchRead('mrp.production', [['state', '=', 'confirmed'], [r.plantField, '=', value], [r.startField, '>=', odooTime(since)]], ['id', 'name', r.startField, 'workorder_ids'], ctx, limit);
+      if (mos.length >= limit) throw new ErpError('UPSTREAM_UNAVAILABLE', `mrp.production: plant ${value} has ${limit} or more confirmed orders; cannot read them whole`, { erpCode: 'LOOKUP_LIMIT' });
+      const woIds = mos.flatMap((m) => (Array.isArray(m.workorder_ids) ? m.workorder_ids.filter((x): x is number => typeof x === 'number') : []));
+      const wcOf = new Map<number, string>();
+      if (woIds.length > 0) {
+        for (const w of await searchRead('mrp.workorder', [['id', 'in', woIds]], ['production_id', 'workcenter_id'], ctx, woIds.length + 10)) {
+          const mo = Array.isArray(w.production_id) ? w.production_id[0] : undefined;
+          const wc = Array.isArray(w.workcenter_id) ? w.workcenter_id[1] : undefined;
+          if (typeof mo === 'number' && typeof wc === 'string' && wc !== '' && wc.length <= 64 && !wcOf.has(mo)) wcOf.set(mo, wc);
+        }
+      }
+      const orders: ReleasedOrder[] = [];
+      let skipped = 0;
+      for (const m of mos) {
+        const start = m[r.startField];
+        const t = typeof start === 'string' && /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/.test(start) ? Date.parse(`${start.replace(' ', 'T')}Z`) : Number.NaN;
+        if (typeof m.name !== 'string' || m.name === '' || m.name.length > 64 || Number.isNaN(t)) {
+          skipped++;
+          continue;
+        }
+        orders.push({ order: m.name, plant, workCenter: wcOf.get(m.id as number) ?? null, scheduledStart: new Date(t).toISOString() });
+      }
+      return { orders, skipped };
     },
 
     async healthcheck() {

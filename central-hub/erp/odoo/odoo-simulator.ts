@@ -35,6 +35,10 @@ export interface OdooSimMo {
   product_qty: number;
   qty_producing: number;
   ref: string;
+  /** monitoring: the warehouse code (the plant), the scheduled start (UTC, "YYYY-MM-DD HH:MM:SS"), the work center */
+  warehouse?: string;
+  date_start?: string;
+  workcenter?: string;
 }
 
 export interface OdooSimMove {
@@ -49,6 +53,8 @@ export interface OdooSimMove {
 
 export interface OdooSimulator {
   url: string;
+  /** adds a manufacturing order in a state, for a warehouse, with a scheduled start and a work center */
+  putOrder(o: { name: string; state: OdooSimMo['state']; warehouse: string; dateStart: Date; workcenter: string }): void;
   stop(): Promise<void>;
   orders(): OdooSimMo[];
   moves(): OdooSimMove[];
@@ -107,7 +113,11 @@ export async function startOdooSimulator(opts: OdooSimulatorOptions = {}): Promi
     product_qty: mo.product_qty,
     qty_producing: mo.qty_producing,
     [refField]: mo.ref || false,
+    date_start: mo.date_start ?? false,
+    'picking_type_id.warehouse_id.code': mo.warehouse ?? false,
+    workorder_ids: mo.workcenter ? [100_000 + mo.id] : [],
   });
+  const workorderFields = (mo: OdooSimMo): Record<string, unknown> => ({ id: 100_000 + mo.id, production_id: [mo.id, mo.name], workcenter_id: [7, mo.workcenter ?? ''] });
   const PROBE_MO: OdooSimMo = { id: 0, name: '', state: 'progress', product_code: '', product_qty: 0, qty_producing: 0, ref: '' };
   const PROBE_MOVE: OdooSimMove = { id: 0, mo: 0, product_code: '', state: 'assigned', quantity: 0, picked: false, ref: '' };
   const moveFields = (mv: OdooSimMove): Record<string, unknown> => {
@@ -142,6 +152,8 @@ export async function startOdooSimulator(opts: OdooSimulatorOptions = {}): Promi
           return Array.isArray(value) && value.includes(v);
         case 'not in':
           return Array.isArray(value) && !value.includes(v);
+        case '>=':
+          return typeof v === 'string' && typeof value === 'string' && v >= value;
         case 'ilike':
           return typeof v === 'string' && v.toLowerCase().includes(String(value).toLowerCase());
         default:
@@ -165,6 +177,13 @@ export async function startOdooSimulator(opts: OdooSimulatorOptions = {}): Promi
 
   const execute = (model: string, method: string, args: unknown[], kw: Record<string, unknown>): unknown => {
     stats.calls++;
+    if (model === 'mrp.workorder' && method === 'search_read') {
+      const domain = args[0] ?? kw.domain ?? [];
+      const recs = mos.filter((m) => m.workcenter).map(workorderFields);
+      const known = workorderFields(PROBE_MO);
+      for (const term of Array.isArray(domain) ? domain : []) if (Array.isArray(term) && !(String(term[0]) in known)) throw valueError(`Invalid field '${String(term[0])}' on model '${model}'`);
+      return recs.filter((r) => matches(r, model, domain)).slice(0, Number(kw.limit ?? 80));
+    }
     if (model !== 'mrp.production' && model !== 'stock.move') throw new OdooException('builtins.KeyError', `'${model}'`, 404);
     if (method === 'search_read') {
       const domain = args[0] ?? kw.domain ?? [];
@@ -344,6 +363,10 @@ export async function startOdooSimulator(opts: OdooSimulatorOptions = {}): Promi
     url: srv.url,
     stop: srv.stop,
     orders: () => mos.map((m) => ({ ...m })),
+    putOrder: (o) => {
+      const mo = moByName(o.name, true)!;
+      Object.assign(mo, { state: o.state, warehouse: o.warehouse, workcenter: o.workcenter, date_start: o.dateStart.toISOString().slice(0, 19).replace('T', ' ') });
+    },
     moves: () => moves.map((m) => ({ ...m })),
     applied: (uuid) => appliedCount.get(uuid) ?? 0,
     setFault: (f) => faults.add(f),

@@ -50,6 +50,19 @@ export const restConfigSchema = z
       /** the receiver itself dedupes on Idempotency-Key: re-posting is safe, so lookup answers "not found" */
       z.strictObject({ type: z.literal('receiver-dedupes') }),
     ]),
+    /**
+     * Monitoring (released-not-started): a GET that lists the orders released for a plant. URL template with
+     * {{plant}} and {{since}} (ISO 8601); the answer is an array (or one at itemsPath) of orders.
+     */
+    releasedOrders: z
+      .strictObject({
+        url: template,
+        itemsPath: jsonPath.optional(),
+        orderPath: jsonPath.default('order'),
+        workCenterPath: jsonPath.default('workCenter'),
+        scheduledStartPath: jsonPath.default('scheduledStart'),
+      })
+      .optional(),
     auth: z
       .union([
         z.strictObject({ type: z.literal('none') }),

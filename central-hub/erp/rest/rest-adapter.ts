@@ -1,7 +1,7 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { PlantBridgeError, erpMessageCode, transactionTypeOf, uuidv5, type Transaction } from '../../../contracts/index.ts';
-import { ErpError, type ErpAdapter, type ErpCallContext, type ErpLookupResult, type ErpPostResult } from '../erp-adapter.ts';
+import { ErpError, type ErpAdapter, type ErpCallContext, type ErpLookupResult, type ErpPostResult, type ReleasedOrder, type ReleasedOrdersResult } from '../erp-adapter.ts';
 import { ErpHttpClient, excerpt, jsonBody, retryAfterMs, reveal, type ErpHttpResponse } from '../http/erp-http.ts';
 import type { RestConfig } from './config.ts';
 import { renderJson, renderUrl, unknownPlaceholders, valueAt } from './template.ts';
@@ -34,6 +34,7 @@ export function createRestAdapter(config: RestConfig, deps: { logger?: Logger } 
     ...unknownPlaceholders(config.post.url, probe),
     ...unknownPlaceholders(config.post.body, probe),
     ...(config.lookup.type === 'get' ? unknownPlaceholders(config.lookup.url, probe) : []),
+    ...(config.releasedOrders ? unknownPlaceholders(config.releasedOrders.url, { plant: '', since: '' }) : []),
   ];
   if (unknown.length > 0) {
     throw new PlantBridgeError('CONFIG_INVALID', `erp: unknown template placeholders ${unknown.map((u) => `{{${u}}}`).join(', ')}; use ${SIGNATURE_CONTEXT.join(', ')}`);
@@ -132,6 +133,40 @@ export function createRestAdapter(config: RestConfig, deps: { logger?: Logger } 
     });
   }
 
+  async function releasedOrders(plant: string, since: Date, ctx: ErpCallContext): Promise<ReleasedOrdersResult> {
+    const r = config.releasedOrders!;
+    const url = renderUrl(r.url, { plant, since: since.toISOString() });
+    const res = await http.request({
+      method: 'GET',
+      url,
+      headers: { accept: 'application/json', ...config.post.headers, ...authHeader() },
+      timeoutMs: config.timeout,
+      maxResponseBytes: config.maxResponseSize,
+      signal: ctx.signal,
+      mutating: false,
+    });
+    const what = `GET ${new URL(url).pathname} (released orders)`;
+    if (res.status !== 200) throw new ErpError('UPSTREAM_UNAVAILABLE', `${what}: ${res.status}: ${excerpt(res.body)}`, { erpCode: `HTTP_${res.status}`, retryAfterMs: retryAfterMs(res.headers) });
+    const json = jsonBody(res);
+    const items = r.itemsPath ? valueAt(json, r.itemsPath) : json;
+    if (!Array.isArray(items)) throw new ErpError('UPSTREAM_UNAVAILABLE', `${what}: not a list of orders${r.itemsPath ? ` at ${r.itemsPath}` : ''}: ${excerpt(res.body, 120)}`, { erpCode: 'BAD_RESPONSE' });
+    const orders: ReleasedOrder[] = [];
+    let skipped = 0;
+    for (const it of items) {
+      const order = valueAt(it, r.orderPath);
+      const wc = valueAt(it, r.workCenterPath);
+      const start = valueAt(it, r.scheduledStartPath);
+      const t = typeof start === 'string' && start.length <= 40 ? Date.parse(start) : Number.NaN;
+      if (typeof order !== 'string' || order === '' || order.length > 64 || Number.isNaN(t)) {
+        skipped++;
+        continue;
+      }
+      if (t < since.getTime()) continue;
+      orders.push({ order, plant, workCenter: typeof wc === 'string' && wc !== '' && wc.length <= 64 ? wc : null, scheduledStart: new Date(t).toISOString() });
+    }
+    return { orders, skipped };
+  }
+
   async function lookup(tx: Transaction, ctx: ErpCallContext): Promise<ErpLookupResult> {
     const l = config.lookup;
     if (l.type === 'receiver-dedupes') return { found: false };
@@ -169,6 +204,7 @@ export function createRestAdapter(config: RestConfig, deps: { logger?: Logger } 
     name: 'rest',
     post,
     lookup,
+    ...(config.releasedOrders ? { releasedOrders } : {}),
     async healthcheck() {
       try {
         if (config.healthUrl) {

@@ -34,6 +34,8 @@ export interface RestPosting {
 
 export interface RestSimulator {
   url: string;
+  /** orders `GET /released?plant=&since=` lists (released-not-started); `raw` rows are served as they are */
+  putReleasedOrder(o: { plant: string; order: string; workCenter?: string; scheduledStart: string } | { plant: string; raw: unknown }): void;
   stop(): Promise<void>;
   postings(): RestPosting[];
   setFault(fault: SimFault): void;
@@ -67,6 +69,7 @@ export async function startRestSimulator(opts: RestSimulatorOptions = {}): Promi
   const faults = new FaultQueue();
   const closed = new Set<string>();
   const postings: RestPosting[] = [];
+  const released: Array<{ plant: string; row: unknown; start?: string }> = [];
   const stats = { posts: 0, gets: 0, badSignatures: 0 };
 
   const handler = async (req: IncomingMessage, res: ServerResponse) => {
@@ -86,6 +89,13 @@ export async function startRestSimulator(opts: RestSimulatorOptions = {}): Promi
     if (fault?.kind === 'hostile' && !fault.commit) return writeHostile(res, fault.body, fault.status ?? 200);
     if (fault?.kind === 'timeout-before-commit') return noAnswer(res, fault.mode);
 
+    if (url.pathname === '/released' && method === 'GET') {
+      stats.gets++;
+      const plant = url.searchParams.get('plant');
+      const since = Date.parse(url.searchParams.get('since') ?? '');
+      if (!plant || Number.isNaN(since)) return sendJson(res, 400, { error: { code: 'BAD_QUERY', message: 'plant and since are required' } });
+      return sendJson(res, 200, { orders: released.filter((r) => r.plant === plant && (r.start === undefined || Date.parse(r.start) >= since)).map((r) => r.row) });
+    }
     if (url.pathname === '/postings' && method === 'GET') {
       stats.gets++;
       const key = url.searchParams.get('key') ?? '';
@@ -124,6 +134,8 @@ export async function startRestSimulator(opts: RestSimulatorOptions = {}): Promi
   return {
     url: srv.url,
     stop: srv.stop,
+    putReleasedOrder: (o) =>
+      released.push('raw' in o ? { plant: o.plant, row: o.raw } : { plant: o.plant, start: o.scheduledStart, row: { order: o.order, workCenter: o.workCenter, scheduledStart: o.scheduledStart, status: 'released' } }),
     postings: () => [...postings],
     setFault: (f) => faults.add(f),
     clearFaults: () => faults.clear(),

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { erpMessageCode, transactionTypeOf, uuidv5, type ErpCode, type GoodsReceipt, type MaterialConsumption, type ProductionConfirmation, type Transaction } from '../../../contracts/index.ts';
-import { ErpError, type ErpAdapter, type ErpCallContext, type ErpLookupResult, type ErpPostResult } from '../erp-adapter.ts';
+import { ErpError, type ErpAdapter, type ErpCallContext, type ErpLookupResult, type ErpPostResult, type ErpDocument, type ReleasedOrder, type ReleasedOrdersResult } from '../erp-adapter.ts';
 import { ClientCredentialsToken, CookieJar, ErpHttpClient, excerpt, jsonBody, retryAfterMs, reveal, type ErpHttpResponse } from '../http/erp-http.ts';
 import type { SapOdataConfig } from './config.ts';
 
@@ -16,8 +16,31 @@ import type { SapOdataConfig } from './config.ts';
 
 export const CONF_SERVICE = '/sap/opu/odata/sap/API_PROD_ORDER_CONFIRMATION_2_SRV';
 export const MATDOC_SERVICE = '/sap/opu/odata/sap/API_MATERIAL_DOCUMENT_SRV';
+export const PRODORD_SERVICE = '/sap/opu/odata/sap/API_PRODUCTION_ORDER_2_SRV';
+/** released orders read per plant at most (pages of 500): more is an answer the monitor cannot use whole */
+const RELEASED_MAX = 20_000;
+const EDM_DATE = /^\/Date\((-?\d{1,15})(?:[+-]\d{4})?\)\/$/;
+const EDM_TIME = /^PT(\d{1,2})H(\d{1,2})M(\d{1,2})S$/;
 
-type Service = typeof CONF_SERVICE | typeof MATDOC_SERVICE;
+/**
+ * One A_ProductionOrder_2 row as a ReleasedOrder, or undefined when a field is missing or malformed.
+ * SAP writes the scheduled start as a date (Edm.DateTime at midnight) and a time (Edm.Time) in the plant's
+ * time: read here as UTC (docs/MONITORING.md).
+ */
+export function sapReleasedOrder(row: Record<string, unknown>, plant: string): ReleasedOrder | undefined {
+  const order = row.ManufacturingOrder;
+  const d = typeof row.MfgOrderScheduledStartDate === 'string' ? EDM_DATE.exec(row.MfgOrderScheduledStartDate) : null;
+  if (typeof order !== 'string' || order === '' || order.length > 12 || !d) return undefined;
+  const t = typeof row.MfgOrderScheduledStartTime === 'string' ? EDM_TIME.exec(row.MfgOrderScheduledStartTime) : null;
+  const ms = Number(d[1]) + (t ? (Number(t[1]) * 3600 + Number(t[2]) * 60 + Number(t[3])) * 1000 : 0);
+  const at = new Date(ms);
+  if (Number.isNaN(at.getTime())) return undefined;
+  const ops = (row.to_ProductionOrderOperation as { results?: unknown } | undefined)?.results;
+  const wc = Array.isArray(ops) ? (ops as Array<{ WorkCenter?: unknown }>).map((o) => o?.WorkCenter).find((w): w is string => typeof w === 'string' && w !== '' && w.length <= 64) : undefined;
+  return { order, plant, workCenter: wc ?? null, scheduledStart: at.toISOString() };
+}
+
+type Service = typeof CONF_SERVICE | typeof MATDOC_SERVICE | typeof PRODORD_SERVICE;
 
 /** ExternalSystemConfirmation for a key: the same key always gives the same GUID (DESIGN.md §3). */
 export function sapExternalId(idempotencyKey: string): string {
@@ -169,6 +192,7 @@ export function createSapOdataAdapter(input: SapOdataConfig, deps: { logger?: Lo
   const csrf = new Map<Service, { token?: string; inflight?: Promise<string> }>([
     [CONF_SERVICE, {}],
     [MATDOC_SERVICE, {}],
+    [PRODORD_SERVICE, {}],
   ]);
   let escFilterUnsupported = false;
 
@@ -487,6 +511,71 @@ export function createSapOdataAdapter(input: SapOdataConfig, deps: { logger?: Lo
           return lookupMaterialDocument(tx as MaterialConsumption | GoodsReceipt, ctx);
         default:
           return { found: false };
+      }
+    },
+
+    async releasedOrders(plant: string, since: Date, ctx: ErpCallContext): Promise<ReleasedOrdersResult> {
+      const sapPlant = config.plants[plant] ?? plant;
+      const what = 'GET A_ProductionOrder_2 (released orders)';
+      const orders: ReleasedOrder[] = [];
+      let skipped = 0;
+      const page = 500;
+      for (let skip = 0; ; skip += page) {
+        if (skip >= RELEASED_MAX) throw new ErpError('UPSTREAM_UNAVAILABLE', `${what}: plant ${sapPlant} has more than ${RELEASED_MAX} released orders; cannot read them whole`, { erpCode: 'LOOKUP_LIMIT' });
+        const res = await read(
+          PRODORD_SERVICE,
+          'A_ProductionOrder_2',
+          {
+            // REL and not TECO; the scheduled start is compared here (the date filter differs between releases)
+            $filter: `ProductionPlant eq ${odataString(sapPlant)} and OrderIsReleased eq 'X' and OrderIsTechnicallyCompleted eq ''`,
+            $select: 'ManufacturingOrder,ProductionPlant,MfgOrderScheduledStartDate,MfgOrderScheduledStartTime,to_ProductionOrderOperation/WorkCenter',
+            $expand: 'to_ProductionOrderOperation',
+            $top: String(page),
+            $skip: String(skip),
+          },
+          ctx,
+        );
+        const rows = results(res, what);
+        for (const r of rows) {
+          const o = sapReleasedOrder(r, plant);
+          if (!o) skipped++;
+          else if (Date.parse(o.scheduledStart) >= since.getTime()) orders.push(o);
+        }
+        if (rows.length < page) return { orders, skipped };
+      }
+    },
+
+    externalIdOf: (key: string) => sapExternalId(key),
+
+    async postedFor(_plant: string, order: string, ctx: ErpCallContext): Promise<{ documents: ErpDocument[]; skipped: number }> {
+      const what = 'GET ProdnOrdConf2 (reconciliation)';
+      const documents: ErpDocument[] = [];
+      let skipped = 0;
+      const page = 500;
+      for (let skip = 0; ; skip += page) {
+        if (skip >= 200 * page) throw new ErpError('UPSTREAM_UNAVAILABLE', `${what}: order ${order} has more than ${200 * page} confirmations`, { erpCode: 'LOOKUP_LIMIT' });
+        const rows = results(
+          await read(CONF_SERVICE, 'ProdnOrdConf2', { $filter: `OrderID eq ${odataString(order)}`, $select: 'ConfirmationGroup,ConfirmationCount,ExternalSystemConfirmation,OrderOperation,ConfirmationYieldQuantity,ConfirmationUnit', $top: String(page), $skip: String(skip) }, ctx),
+          what,
+        );
+        for (const r of rows) {
+          const g = r.ConfirmationGroup;
+          const c = r.ConfirmationCount;
+          const qty = typeof r.ConfirmationYieldQuantity === 'string' && /^-?\d{1,13}(\.\d{1,3})?$/.test(r.ConfirmationYieldQuantity) ? Number(r.ConfirmationYieldQuantity) : null;
+          if (typeof g !== 'string' || typeof c !== 'string' || g === '' || c === '' || g.length > 20 || c.length > 20) {
+            skipped++;
+            continue;
+          }
+          const ext = typeof r.ExternalSystemConfirmation === 'string' ? r.ExternalSystemConfirmation.toLowerCase() : '';
+          documents.push({
+            erpRef: `${g}/${c}`,
+            externalId: ext === '' || ext === '00000000-0000-0000-0000-000000000000' ? null : ext,
+            operation: typeof r.OrderOperation === 'string' ? r.OrderOperation.replace(/^0+(?=\d)/, '') : null,
+            quantity: qty,
+            uom: typeof r.ConfirmationUnit === 'string' ? r.ConfirmationUnit : null,
+          });
+        }
+        if (rows.length < page) return { documents, skipped };
       }
     },
 

@@ -13,6 +13,7 @@ import { FaultQueue, noAnswer, readBody, sendJson, sleep, startSimServer, writeH
 
 export const SAP_CONF_PATH = '/sap/opu/odata/sap/API_PROD_ORDER_CONFIRMATION_2_SRV';
 export const SAP_MATDOC_PATH = '/sap/opu/odata/sap/API_MATERIAL_DOCUMENT_SRV';
+export const SAP_PRODORD_PATH = '/sap/opu/odata/sap/API_PRODUCTION_ORDER_2_SRV';
 export const SAP_TOKEN_PATH = '/oauth/token';
 
 export const SAP_SIM_USER = { username: 'PLANTBRIDGE', password: 'sim-password' };
@@ -92,8 +93,25 @@ export interface SimMaterialDocument {
   items: SimMaterialDocItem[];
 }
 
+/** A production order as the simulator keeps it (API_PRODUCTION_ORDER_2_SRV, A_ProductionOrder_2). */
+export interface SimProductionOrder {
+  order: string;
+  /** SAP plant (WERKS) */
+  plant: string;
+  workCenter: string;
+  scheduledStart: Date;
+  /** REL: released; CRTD: created, not released; TECO: technically completed */
+  status: 'CRTD' | 'REL' | 'TECO';
+}
+
 export interface SapSimulator {
   url: string;
+  /** as a person in SAP would: removes a confirmation (true when there was one) */
+  deleteConfirmation(group: string, count: string): boolean;
+  /** as a person in SAP would: a copy of an existing confirmation under a new count (the same ExternalSystemConfirmation) */
+  duplicateConfirmation(group: string, count: string): SimConfirmation | undefined;
+  /** adds or replaces a production order (monitoring reads released ones) */
+  putProductionOrder(o: SimProductionOrder): void;
   stop(): Promise<void>;
   confirmations(): SimConfirmation[];
   materialDocuments(): SimMaterialDocument[];
@@ -207,6 +225,24 @@ function parseFilter(filter: string): Array<{ prop: string; value: string }> {
   return out;
 }
 
+/** `/Date(ms)/` of the day and `PT..H..M..S` of the time, as OData V2 JSON writes Edm.DateTime and Edm.Time */
+function prodOrderEntity(base: string, o: SimProductionOrder): Record<string, unknown> {
+  const t = o.scheduledStart;
+  const day = Date.UTC(t.getUTCFullYear(), t.getUTCMonth(), t.getUTCDate());
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return {
+    __metadata: { uri: `${base}${SAP_PRODORD_PATH}/A_ProductionOrder_2('${o.order}')`, type: 'API_PRODUCTION_ORDER_2_SRV.A_ProductionOrder_2Type' },
+    ManufacturingOrder: o.order,
+    ProductionPlant: o.plant,
+    MfgOrderScheduledStartDate: `/Date(${day})/`,
+    MfgOrderScheduledStartTime: `PT${pad(t.getUTCHours())}H${pad(t.getUTCMinutes())}M${pad(t.getUTCSeconds())}S`,
+    OrderIsCreated: 'X',
+    OrderIsReleased: o.status === 'REL' || o.status === 'TECO' ? 'X' : '',
+    OrderIsTechnicallyCompleted: o.status === 'TECO' ? 'X' : '',
+    to_ProductionOrderOperation: { results: [{ ManufacturingOrder: o.order, ManufacturingOrderOperation: '0010', WorkCenter: o.workCenter }] },
+  };
+}
+
 export async function startSapSimulator(opts: SapSimulatorOptions = {}): Promise<SapSimulator> {
   let latencyMs = opts.latencyMs ?? 0;
   const csrfTtlMs = opts.csrfTtlMs ?? 30 * 60_000;
@@ -217,6 +253,7 @@ export async function startSapSimulator(opts: SapSimulatorOptions = {}): Promise
   const sessions = new Map<string, { token: string; expiresAt: number }>();
   const tokens = new Map<string, number>();
   const confirmations: SimConfirmation[] = [];
+  const productionOrders = new Map<string, SimProductionOrder>();
   const matDocs: SimMaterialDocument[] = [];
   const groups = new Map<string, string>();
   let nextGroup = 1000042;
@@ -462,7 +499,7 @@ export async function startSapSimulator(opts: SapSimulatorOptions = {}): Promise
     const page = out.slice(skip, skip + top).map(toEntity);
     const select = url.searchParams.get('$select');
     const results = select
-      ? page.map((e) => Object.fromEntries(select.split(',').map((k) => [k.trim(), e[k.trim()]]).concat([['__metadata', e.__metadata]])))
+      ? page.map((e) => Object.fromEntries(select.split(',').map((k) => k.trim().split('/')[0]).map((k) => [k, e[k]]).concat([['__metadata', e.__metadata]])))
       : page;
     return { d: { results } };
   };
@@ -475,8 +512,9 @@ export async function startSapSimulator(opts: SapSimulatorOptions = {}): Promise
     const isToken = url.pathname === SAP_TOKEN_PATH && method === 'POST';
     const conf = url.pathname.startsWith(SAP_CONF_PATH);
     const matdoc = url.pathname.startsWith(SAP_MATDOC_PATH);
+    const prodord = url.pathname.startsWith(SAP_PRODORD_PATH);
     if (!isToken) {
-      if (!conf && !matdoc) return sapError(res, 404, '/IWFND/CM_MGW/020', `No service found for namespace '', name '${url.pathname}'`);
+      if (!conf && !matdoc && !prodord) return sapError(res, 404, '/IWFND/CM_MGW/020', `No service found for namespace '', name '${url.pathname}'`);
       if (!authorised(req)) {
         res.writeHead(401, { 'www-authenticate': 'Basic realm="SAP NetWeaver Application Server [SIM/100]"', 'content-type': 'text/html' });
         return void res.end('<html><body>Logon failed</body></html>');
@@ -504,7 +542,7 @@ export async function startSapSimulator(opts: SapSimulatorOptions = {}): Promise
     if (fault?.kind === 'timeout-before-commit') return noAnswer(res, fault.mode);
     if (isToken) return handleToken(req, res);
 
-    const rest = url.pathname.slice((conf ? SAP_CONF_PATH : SAP_MATDOC_PATH).length).replace(/^\//, '');
+    const rest = url.pathname.slice((conf ? SAP_CONF_PATH : prodord ? SAP_PRODORD_PATH : SAP_MATDOC_PATH).length).replace(/^\//, '');
 
     try {
       if (method === 'GET' || method === 'HEAD') {
@@ -514,7 +552,16 @@ export async function startSapSimulator(opts: SapSimulatorOptions = {}): Promise
         else if (rest === '$metadata') body = { d: { note: 'metadata' } };
         else if (conf && rest === 'ProdnOrdConf2') body = query(confirmations, url, (c) => confEntity(base, c), filterableEsc ? [] : ['ExternalSystemConfirmation']);
         else if (matdoc && rest === 'A_MaterialDocumentHeader') body = query(matDocs, url, (d) => matDocEntity(base, d), []);
-        else throw new SapFailure(404, '/IWBEP/CM_MGW_RT/021', `Resource not found for segment '${rest}'`);
+        else if (prodord && rest === 'A_ProductionOrder_2') {
+          const expand = url.searchParams.get('$expand');
+          if (expand !== null && expand !== 'to_ProductionOrderOperation') throw new SapFailure(400, '/IWBEP/CM_MGW_RT/020', `Navigation property '${expand}' not found`);
+          // filtered on the entity's properties (the simulator keeps the orders in its own shape)
+          const entities = [...productionOrders.values()].map((o) => prodOrderEntity(base, o));
+          body = query(entities, url, (e) => {
+            if (expand === null) delete e.to_ProductionOrderOperation;
+            return e;
+          }, []);
+        } else throw new SapFailure(404, '/IWBEP/CM_MGW_RT/021', `Resource not found for segment '${rest}'`);
         if (String(req.headers['x-csrf-token'] ?? '').toLowerCase() === 'fetch') return csrfFetch(req, res, body);
         return sendJson(res, 200, body);
       }
@@ -529,6 +576,7 @@ export async function startSapSimulator(opts: SapSimulatorOptions = {}): Promise
       if (!payload || typeof payload !== 'object' || Array.isArray(payload)) throw new SapFailure(400, '/IWBEP/CM_MGW_RT/001', 'Expected an object');
       let entity: Record<string, unknown>;
       let location: string;
+      if (prodord) throw new SapFailure(405, '/IWBEP/CM_MGW_RT/009', 'A_ProductionOrder_2 is read-only here');
       if (conf && rest === 'ProdnOrdConf2') {
         const c = createConfirmation(payload as Record<string, unknown>, fault);
         entity = confEntity(base, c);
@@ -554,6 +602,20 @@ export async function startSapSimulator(opts: SapSimulatorOptions = {}): Promise
   return {
     url: srv.url,
     stop: srv.stop,
+    putProductionOrder: (o) => productionOrders.set(o.order, { ...o }),
+    deleteConfirmation: (g, c) => {
+      const i = confirmations.findIndex((x) => x.ConfirmationGroup === g && x.ConfirmationCount === c);
+      if (i >= 0) confirmations.splice(i, 1);
+      return i >= 0;
+    },
+    duplicateConfirmation: (g, c) => {
+      const src = confirmations.find((x) => x.ConfirmationGroup === g && x.ConfirmationCount === c);
+      if (!src) return undefined;
+      const count = String(Math.max(...confirmations.filter((x) => x.ConfirmationGroup === g).map((x) => Number(x.ConfirmationCount))) + 1);
+      const copy = { ...src, ConfirmationCount: count, items: [] };
+      confirmations.push(copy);
+      return { ...copy };
+    },
     confirmations: () => confirmations.map((c) => ({ ...c, items: [...c.items] })),
     materialDocuments: () => matDocs.map((d) => ({ ...d, items: [...d.items] })),
     setFault: (f) => faults.add(f),

@@ -11,7 +11,13 @@ import {
   type AgentRecord,
   type AgentStatusRow,
   type AuditEvent,
+  type DeadLetterHold,
   type HeartbeatPoint,
+  type LatencySample,
+  type OpenOrder,
+  type OrderTransaction,
+  type ReconciliationRecord,
+  type SlowPosting,
   type HubStore,
   type IngestMeta,
   type LineageEvent,
@@ -135,7 +141,26 @@ const MIGRATIONS: string[] = [
   `
   ALTER TABLE enrollments ADD COLUMN superseded_at TIMESTAMPTZ;
   `,
+  // 5: business monitoring (issue #20): latency windows over posted transactions
+  `
+  CREATE INDEX transactions_posted ON transactions(posted_at) WHERE state = 'posted';
+  CREATE INDEX transactions_order ON transactions(order_key, seq);
+  CREATE INDEX transactions_received ON transactions(received_at);
+  CREATE TABLE reconciliations (
+    id BIGSERIAL PRIMARY KEY,
+    plant TEXT NOT NULL,
+    order_no TEXT NOT NULL,
+    at TIMESTAMPTZ NOT NULL,
+    status TEXT NOT NULL,
+    findings INTEGER NOT NULL,
+    detail JSONB NOT NULL
+  );
+  CREATE INDEX reconciliations_order ON reconciliations(plant, order_no, id);
+  `,
 ];
+
+/** event time to ERP document in ms (never negative: an agent clock ahead of the ERP's reads 0) */
+const LATENCY_SQL = 'GREATEST(0, round(extract(epoch FROM (posted_at - event_time::timestamptz)) * 1000))::bigint';
 
 /** A stable 64-bit key for pg_advisory_xact_lock: "plantbridge-hub-migrate". */
 const MIGRATE_LOCK = 7_305_812_447_001;
@@ -646,6 +671,109 @@ export class PostgresHubStore implements HubStore {
       action: r.action,
       ...(r.target ? { target: r.target } : {}),
       ...(r.detail !== null ? { detail: r.detail } : {}),
+    }));
+  }
+  async postingLatencies(opts: { since: Date; plants: readonly string[] | null }): Promise<LatencySample[]> {
+    const { rows } = await this.pool.query({
+      text: `SELECT plant, type, ${LATENCY_SQL} AS ms FROM transactions WHERE state = 'posted' AND posted_at >= $1 AND ($2::text[] IS NULL OR plant = ANY($2::text[]))`,
+      values: [opts.since, opts.plants],
+      rowMode: 'array',
+    });
+    return (rows as Array<[string, string, string]>).map(([plant, type, ms]) => ({ plant, type, latencyMs: Number(ms) }));
+  }
+
+  async slowPostings(opts: { since: Date; plant: string; type: string; overMs: number; limit: number }): Promise<SlowPosting[]> {
+    const { rows } = await this.pool.query(
+      `SELECT * FROM (SELECT seq, idempotency_key, plant, type, work_center, order_no, posted_at, ${LATENCY_SQL} AS ms FROM transactions
+         WHERE state = 'posted' AND posted_at >= $1 AND plant = $2 AND type = $3) s WHERE ms > $4 ORDER BY ms DESC, seq LIMIT $5`,
+      [opts.since, opts.plant, opts.type, Math.round(opts.overMs), opts.limit],
+    );
+    return rows.map((r) => ({ seq: Number(r.seq), idempotencyKey: r.idempotency_key, plant: r.plant, type: r.type, workCenter: r.work_center, order: r.order_no, latencyMs: Number(r.ms), postedAt: iso(r.posted_at)! }));
+  }
+
+  async openOrders(opts: { receivedBefore: Date; plants: readonly string[] | null; limit: number; keysPerOrder: number }): Promise<OpenOrder[]> {
+    const { rows } = await this.pool.query(
+      `SELECT g.*, k.keys FROM (
+         SELECT plant, order_no, order_key, MIN(work_center) AS work_center, COUNT(*) AS n, COUNT(*) FILTER (WHERE in_doubt) AS in_doubt, MIN(received_at) AS oldest
+         FROM transactions WHERE state = 'queued' AND received_at < $1 AND ($2::text[] IS NULL OR plant = ANY($2::text[]))
+         GROUP BY plant, order_no, order_key ORDER BY oldest, order_key LIMIT $3) g
+       CROSS JOIN LATERAL (SELECT json_agg(json_build_object('seq', q.seq, 'idempotencyKey', q.idempotency_key, 'receivedAt', q.received_at, 'inDoubt', q.in_doubt) ORDER BY q.seq) AS keys
+         FROM (SELECT seq, idempotency_key, received_at, in_doubt FROM transactions WHERE state = 'queued' AND order_key = g.order_key ORDER BY seq LIMIT $4) q) k
+       ORDER BY g.oldest, g.order_key`,
+      [opts.receivedBefore, opts.plants, opts.limit, opts.keysPerOrder],
+    );
+    return rows.map((g) => ({
+      plant: g.plant,
+      order: g.order_no,
+      workCenter: g.work_center,
+      queued: Number(g.n),
+      inDoubt: Number(g.in_doubt),
+      oldestReceivedAt: iso(g.oldest)!,
+      keys: ((g.keys ?? []) as Array<{ seq: number; idempotencyKey: string; receivedAt: string; inDoubt: boolean }>).map((k) => ({ seq: Number(k.seq), idempotencyKey: k.idempotencyKey, receivedAt: new Date(k.receivedAt).toISOString(), inDoubt: k.inDoubt === true })),
+    }));
+  }
+
+  async orderActivity(opts: { plant: string; orders: readonly string[] }): Promise<Array<{ order: string; transactions: number; firstEventTime: string }>> {
+    if (opts.orders.length === 0) return [];
+    const { rows } = await this.pool.query('SELECT order_no, COUNT(*) AS n, MIN(event_time) AS first FROM transactions WHERE order_key = ANY($1::text[]) GROUP BY order_no', [
+      opts.orders.map((o) => `${opts.plant}:${o}`),
+    ]);
+    return rows.map((r) => ({ order: r.order_no, transactions: Number(r.n), firstEventTime: r.first }));
+  }
+
+  async orderTransactions(opts: { plant: string; order: string; limit: number }): Promise<OrderTransaction[]> {
+    const { rows } = await this.pool.query(
+      `SELECT idempotency_key, type, work_center, body::json->'data'->>'operation' AS operation, state, qty, uom, erp_ref
+       FROM transactions WHERE order_key = $1 ORDER BY seq LIMIT $2`,
+      [`${opts.plant}:${opts.order}`, opts.limit],
+    );
+    return rows.map((r) => ({ idempotencyKey: r.idempotency_key, type: r.type, workCenter: r.work_center, operation: r.operation ?? null, state: r.state, quantity: r.qty, uom: r.uom, erpRef: r.erp_ref }));
+  }
+
+  async activeOrders(opts: { since: Date; plants: readonly string[] | null; limit: number }): Promise<Array<{ plant: string; order: string; lastReceivedAt: string }>> {
+    const { rows } = await this.pool.query(
+      `SELECT plant, order_no, MAX(received_at) AS last FROM transactions WHERE received_at >= $1 AND ($2::text[] IS NULL OR plant = ANY($2::text[]))
+       GROUP BY plant, order_no ORDER BY last DESC, plant, order_no LIMIT $3`,
+      [opts.since, opts.plants, opts.limit],
+    );
+    return rows.map((r) => ({ plant: r.plant, order: r.order_no, lastReceivedAt: iso(r.last)! }));
+  }
+
+  async saveReconciliation(r: Omit<ReconciliationRecord, 'id'>): Promise<number> {
+    const { rows } = await this.pool.query('INSERT INTO reconciliations(plant, order_no, at, status, findings, detail) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id', [r.plant, r.order, r.at, r.status, r.findings, JSON.stringify(r.detail)]);
+    return Number(rows[0].id);
+  }
+
+  async listReconciliations(opts: { plants: readonly string[] | null; order?: string; limit: number; offset: number }): Promise<{ total: number; items: ReconciliationRecord[] }> {
+    const args = [opts.plants, opts.order ?? null];
+    const where = 'WHERE ($1::text[] IS NULL OR plant = ANY($1::text[])) AND ($2::text IS NULL OR order_no = $2)';
+    const total = Number((await this.pool.query(`SELECT COUNT(*) AS n FROM reconciliations ${where}`, args)).rows[0].n);
+    const { rows } = await this.pool.query(`SELECT * FROM reconciliations ${where} ORDER BY id DESC LIMIT $3 OFFSET $4`, [...args, opts.limit, opts.offset]);
+    return { total, items: rows.map((r) => ({ id: Number(r.id), plant: r.plant, order: r.order_no, at: iso(r.at)!, status: r.status, findings: r.findings, detail: r.detail })) };
+  }
+
+  async deadLetterHolds(opts: { plants: readonly string[] | null; limit: number }): Promise<DeadLetterHold[]> {
+    const { rows } = await this.pool.query(
+      `SELECT f.seq, f.idempotency_key, f.plant, f.type, f.work_center, f.order_no, f.error_code, f.error_message, f.received_at, f.in_doubt, h.held, h.oldest_held
+       FROM transactions f
+       CROSS JOIN LATERAL (SELECT COUNT(*) AS held, MIN(q.received_at) AS oldest_held FROM transactions q WHERE q.state = 'queued' AND q.order_key = f.order_key AND q.seq > f.seq) h
+       WHERE f.state = 'failed' AND ($1::text[] IS NULL OR f.plant = ANY($1::text[]))
+       ORDER BY h.held DESC, f.seq LIMIT $2`,
+      [opts.plants, opts.limit],
+    );
+    return rows.map((r) => ({
+      seq: Number(r.seq),
+      idempotencyKey: r.idempotency_key,
+      plant: r.plant,
+      type: r.type,
+      workCenter: r.work_center,
+      order: r.order_no,
+      errorCode: r.error_code,
+      errorMessage: r.error_message,
+      receivedAt: iso(r.received_at)!,
+      inDoubt: r.in_doubt === true,
+      heldBack: Number(r.held),
+      oldestHeldBackAt: iso(r.oldest_held),
     }));
   }
 }

@@ -18,7 +18,13 @@ import {
   type RedeemRefusal,
   type RedeemResult,
   type AuditEvent,
+  type DeadLetterHold,
   type HubStore,
+  type LatencySample,
+  type OpenOrder,
+  type OrderTransaction,
+  type ReconciliationRecord,
+  type SlowPosting,
   type IngestMeta,
   type PostingJob,
   type PostingOutcome,
@@ -134,7 +140,30 @@ const MIGRATIONS = [
   `
   ALTER TABLE enrollments ADD COLUMN superseded_at TEXT;
   `,
+  // 5: business monitoring (issue #20): latency windows over posted transactions
+  `
+  CREATE INDEX transactions_posted ON transactions(posted_at) WHERE state = 'posted';
+  CREATE INDEX transactions_order ON transactions(order_key, seq);
+  CREATE INDEX transactions_received ON transactions(received_at);
+  CREATE TABLE reconciliations (
+    id INTEGER PRIMARY KEY,
+    plant TEXT NOT NULL,
+    order_no TEXT NOT NULL,
+    at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    findings INTEGER NOT NULL,
+    detail TEXT NOT NULL
+  );
+  CREATE INDEX reconciliations_order ON reconciliations(plant, order_no, id);
+  `,
 ];
+
+/** `AND plant IN (...)` for a monitor query: `plants` null = every plant (the list goes as one JSON parameter) */
+const plantFilter = (plants: readonly string[] | null, col = 'plant'): { sql: string; args: unknown[] } =>
+  plants === null ? { sql: '', args: [] } : { sql: ` AND ${col} IN (SELECT value FROM json_each(?))`, args: [JSON.stringify(plants)] };
+
+/** event time to ERP document in ms; NULL when a time does not parse (never negative: a clock ahead of the ERP's reads 0) */
+const LATENCY_SQL = 'MAX(0, CAST(ROUND((julianday(posted_at) - julianday(event_time)) * 86400000.0) AS INTEGER))';
 
 type Row = Record<string, any>;
 
@@ -687,6 +716,111 @@ export class SqliteHubStore implements HubStore {
       action: r.action,
       ...(r.target ? { target: r.target } : {}),
       ...(r.detail ? { detail: JSON.parse(r.detail) } : {}),
+    }));
+  }
+  async postingLatencies(opts: { since: Date; plants: readonly string[] | null }): Promise<LatencySample[]> {
+    const f = plantFilter(opts.plants);
+    const rows = this.db
+      .prepare(`SELECT plant, type, ${LATENCY_SQL} AS ms FROM transactions WHERE state = 'posted' AND posted_at >= ?${f.sql}`)
+      .raw()
+      .all(opts.since.toISOString(), ...f.args) as Array<[string, string, number | null]>;
+    const out: LatencySample[] = [];
+    for (const [plant, type, ms] of rows) if (ms !== null) out.push({ plant, type, latencyMs: ms });
+    return out;
+  }
+
+  async slowPostings(opts: { since: Date; plant: string; type: string; overMs: number; limit: number }): Promise<SlowPosting[]> {
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM (SELECT seq, idempotency_key, plant, type, work_center, order_no, posted_at, ${LATENCY_SQL} AS ms FROM transactions
+           WHERE state = 'posted' AND posted_at >= ? AND plant = ? AND type = ?) WHERE ms > ? ORDER BY ms DESC, seq LIMIT ?`,
+      )
+      .all(opts.since.toISOString(), opts.plant, opts.type, opts.overMs, opts.limit) as Row[];
+    return rows.map((r) => ({ seq: r.seq, idempotencyKey: r.idempotency_key, plant: r.plant, type: r.type, workCenter: r.work_center, order: r.order_no, latencyMs: r.ms, postedAt: r.posted_at }));
+  }
+
+  async openOrders(opts: { receivedBefore: Date; plants: readonly string[] | null; limit: number; keysPerOrder: number }): Promise<OpenOrder[]> {
+    const f = plantFilter(opts.plants);
+    const groups = this.db
+      .prepare(
+        `SELECT plant, order_no, order_key, MIN(work_center) AS work_center, COUNT(*) AS n, SUM(in_doubt) AS in_doubt, MIN(received_at) AS oldest
+         FROM transactions WHERE state = 'queued' AND received_at < ?${f.sql} GROUP BY order_key ORDER BY oldest, order_key LIMIT ?`,
+      )
+      .all(opts.receivedBefore.toISOString(), ...f.args, opts.limit) as Row[];
+    const keys = this.db.prepare("SELECT seq, idempotency_key, received_at, in_doubt FROM transactions WHERE state = 'queued' AND order_key = ? ORDER BY seq LIMIT ?");
+    return groups.map((g) => ({
+      plant: g.plant,
+      order: g.order_no,
+      workCenter: g.work_center,
+      queued: g.n,
+      inDoubt: g.in_doubt,
+      oldestReceivedAt: g.oldest,
+      keys: (keys.all(g.order_key, opts.keysPerOrder) as Row[]).map((k) => ({ seq: k.seq, idempotencyKey: k.idempotency_key, receivedAt: k.received_at, inDoubt: k.in_doubt === 1 })),
+    }));
+  }
+
+  async orderActivity(opts: { plant: string; orders: readonly string[] }): Promise<Array<{ order: string; transactions: number; firstEventTime: string }>> {
+    if (opts.orders.length === 0) return [];
+    const rows = this.db
+      .prepare('SELECT order_no, COUNT(*) AS n, MIN(event_time) AS first FROM transactions WHERE order_key IN (SELECT value FROM json_each(?)) GROUP BY order_no')
+      .all(JSON.stringify(opts.orders.map((o) => `${opts.plant}:${o}`))) as Row[];
+    return rows.map((r) => ({ order: r.order_no, transactions: r.n, firstEventTime: r.first }));
+  }
+
+  async orderTransactions(opts: { plant: string; order: string; limit: number }): Promise<OrderTransaction[]> {
+    const rows = this.db
+      .prepare(
+        `SELECT idempotency_key, type, work_center, json_extract(body, '$.data.operation') AS operation, state, qty, uom, erp_ref
+         FROM transactions WHERE order_key = ? ORDER BY seq LIMIT ?`,
+      )
+      .all(`${opts.plant}:${opts.order}`, opts.limit) as Row[];
+    return rows.map((r) => ({ idempotencyKey: r.idempotency_key, type: r.type, workCenter: r.work_center, operation: typeof r.operation === 'string' ? r.operation : null, state: r.state, quantity: r.qty, uom: r.uom, erpRef: r.erp_ref }));
+  }
+
+  async activeOrders(opts: { since: Date; plants: readonly string[] | null; limit: number }): Promise<Array<{ plant: string; order: string; lastReceivedAt: string }>> {
+    const f = plantFilter(opts.plants);
+    const rows = this.db
+      .prepare(`SELECT plant, order_no, MAX(received_at) AS last FROM transactions WHERE received_at >= ?${f.sql} GROUP BY plant, order_no ORDER BY last DESC, plant, order_no LIMIT ?`)
+      .all(opts.since.toISOString(), ...f.args, opts.limit) as Row[];
+    return rows.map((r) => ({ plant: r.plant, order: r.order_no, lastReceivedAt: r.last }));
+  }
+
+  async saveReconciliation(r: Omit<ReconciliationRecord, 'id'>): Promise<number> {
+    return this.group(() => Number(this.db.prepare('INSERT INTO reconciliations(plant, order_no, at, status, findings, detail) VALUES (?, ?, ?, ?, ?, ?)').run(r.plant, r.order, r.at, r.status, r.findings, JSON.stringify(r.detail)).lastInsertRowid));
+  }
+
+  async listReconciliations(opts: { plants: readonly string[] | null; order?: string; limit: number; offset: number }): Promise<{ total: number; items: ReconciliationRecord[] }> {
+    const f = plantFilter(opts.plants);
+    const where = `WHERE 1 = 1${f.sql}${opts.order !== undefined ? ' AND order_no = ?' : ''}`;
+    const args = [...f.args, ...(opts.order !== undefined ? [opts.order] : [])];
+    const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM reconciliations ${where}`).get(...args) as Row).n as number;
+    const rows = this.db.prepare(`SELECT * FROM reconciliations ${where} ORDER BY id DESC LIMIT ? OFFSET ?`).all(...args, opts.limit, opts.offset) as Row[];
+    return { total, items: rows.map((r) => ({ id: r.id, plant: r.plant, order: r.order_no, at: r.at, status: r.status, findings: r.findings, detail: JSON.parse(r.detail) })) };
+  }
+
+  async deadLetterHolds(opts: { plants: readonly string[] | null; limit: number }): Promise<DeadLetterHold[]> {
+    const f = plantFilter(opts.plants, 'f.plant');
+    const rows = this.db
+      .prepare(
+        `SELECT f.seq, f.idempotency_key, f.plant, f.type, f.work_center, f.order_no, f.error_code, f.error_message, f.received_at, f.in_doubt,
+           (SELECT COUNT(*) FROM transactions q WHERE q.state = 'queued' AND q.order_key = f.order_key AND q.seq > f.seq) AS held,
+           (SELECT MIN(received_at) FROM transactions q WHERE q.state = 'queued' AND q.order_key = f.order_key AND q.seq > f.seq) AS oldest_held
+         FROM transactions f WHERE f.state = 'failed'${f.sql} ORDER BY held DESC, f.seq LIMIT ?`,
+      )
+      .all(...f.args, opts.limit) as Row[];
+    return rows.map((r) => ({
+      seq: r.seq,
+      idempotencyKey: r.idempotency_key,
+      plant: r.plant,
+      type: r.type,
+      workCenter: r.work_center,
+      order: r.order_no,
+      errorCode: r.error_code,
+      errorMessage: r.error_message,
+      receivedAt: r.received_at,
+      inDoubt: r.in_doubt === 1,
+      heldBack: r.held,
+      oldestHeldBackAt: r.oldest_held ?? null,
     }));
   }
 }
