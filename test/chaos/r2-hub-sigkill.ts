@@ -1,10 +1,12 @@
-import { Rig, seeded, sleep } from './rig.ts';
+import { killLoop } from './kill-loop.ts';
+import { Rig, seeded } from './rig.ts';
 import type { Scenario } from './scenario.ts';
 
 /**
  * R2: the hub is SIGKILLed again and again while it posts to the ERP (simulator latency 150 ms, so the hub
- * always has calls in flight and kills land between "the ERP applied it" and "the hub recorded it"); it is restarted each time. Postings in
- * doubt are resolved by looking the key up in the ERP, never by re-posting blindly: no document twice.
+ * always has calls in flight and kills land between "the ERP applied it" and "the hub recorded it"); it is
+ * restarted each time. Postings in doubt are resolved by looking the key up in the ERP, never by re-posting
+ * blindly: no document twice.
  */
 
 export const r2: Scenario = {
@@ -15,7 +17,6 @@ export const r2: Scenario = {
   async run(ctx) {
     const kills = ctx.short ? 10 : 50;
     const events = ctx.short ? 3_000 : 20_000;
-    const rnd = seeded(23_002);
     const rate = Math.round(events / (kills * 2.5));
     const rig = new Rig({ dir: ctx.dir, erpLatencyMs: 150 });
     try {
@@ -25,33 +26,17 @@ export const r2: Scenario = {
       rig.startAgent();
       await rig.agentUp();
       const published = rig.publish(events, { perOrder: 300, ratePerS: rate });
-      let killed = 0;
-      let earlyExits = 0;
-      const restartMs: number[] = [];
-      while (killed < kills) {
-        const child = rig.hub!;
-        const ended = await Promise.race([sleep(500 + rnd(3000)).then(() => undefined), child.exited]);
-        if (ended) earlyExits++;
-        await child.kill('SIGKILL');
-        killed++;
-        const t0 = Date.now();
-        rig.startHub();
-        if (killed % 5 === 0) continue;
-        await rig.hubUp();
-        restartMs.push(Date.now() - t0);
-        if (killed % 10 === 0) ctx.progress(`r2: ${killed}/${kills} kills, ${rig.produced.length} events published`);
-      }
+      const k = await killLoop(rig, 'hub', kills, seeded(23_002), ctx, 'r2');
       await published;
-      await rig.hubUp();
       const drained = await rig.drained(ctx.short ? 120_000 : 600_000);
       const erpCalls = rig.sap.stats();
       const ledger = await rig.ledger();
       return {
         ledger,
-        metrics: { kills: killed, events: rig.produced.length, restartMaxS: Math.max(...restartMs) / 1000, hubEarlyExits: earlyExits, erpPosts: erpCalls.posts, erpLookups: erpCalls.gets },
+        metrics: { kills: k.kills, events: rig.produced.length, restartMaxS: k.restartMaxS, hubEarlyExits: k.earlyExits, erpPosts: erpCalls.posts, erpLookups: erpCalls.gets },
         checks: [
           { name: 'drained', ok: drained, seen: drained ? 'agent and hub drained' : 'not drained in time' },
-          { name: 'no crash loop', ok: earlyExits === 0, seen: `${earlyExits} hub exits not caused by the harness` },
+          { name: 'no crash loop', ok: k.earlyExits === 0, seen: `${k.earlyExits} hub exits not caused by the harness` },
         ],
       };
     } finally {

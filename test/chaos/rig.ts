@@ -320,12 +320,18 @@ rules:
     await this.sap?.stop();
   }
 
-  tail(name: 'hub' | 'agent', lines = 20): string {
+  /** a child's log (stdout and stderr of every start) */
+  log(name: 'hub' | 'agent'): string {
     try {
-      return readFileSync(join(this.dir, `${name}.log`), 'utf8').split('\n').slice(-lines).join('\n');
+      return readFileSync(join(this.dir, `${name}.log`), 'utf8');
     } catch {
       return '';
     }
+  }
+
+  /** how often each child was started */
+  starts(): { hub: number; agent: number } {
+    return { ...this.#starts };
   }
 }
 

@@ -12,9 +12,10 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { r1 } from './r1-agent-sigkill.ts';
 import { r2 } from './r2-hub-sigkill.ts';
+import { r3 } from './r3-power-loss.ts';
 import type { Scenario, ScenarioResult } from './scenario.ts';
 
-export const SCENARIOS: Scenario[] = [r1, r2];
+export const SCENARIOS: Scenario[] = [r1, r2, r3];
 
 interface Line {
   scenario: string;
