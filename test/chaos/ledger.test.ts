@@ -123,6 +123,10 @@ void describe('ledger', () => {
     for (let i = 3; i < 6; i++) run.agent[i] = { ...run.agent[i], erpRef: null };
     assert.deepEqual(kinds(run), ['failed', 'lost']);
     assert.deepEqual(checkLedger({ ...run, rejectedOrders: new Set(['1000002']) }).findings, []);
+    // the order's later windows wait behind its failed one (the hub keeps an order in sequence): held, not lost
+    run.hub[5] = { ...run.hub[5], state: 'queued', errorCode: null };
+    assert.deepEqual(checkLedger({ ...run, rejectedOrders: new Set(['1000002']) }).findings, []);
+    assert.deepEqual(kinds(run), ['failed', 'lost', 'unsettled']);
   });
 
   void it('reports work still queued as unsettled, never as delivered', () => {

@@ -66,7 +66,10 @@ export interface LedgerInput {
   keyRef: (key: string) => string;
   /** the order a key names (keys are business identity: plant:workCenter:order:operation:…) */
   orderOfKey: (key: string) => string | undefined;
-  /** orders the ERP rejects by design (closed orders): their rows must fail with a business code, nothing reaches the ERP */
+  /**
+   * orders the ERP rejects by design (closed orders): their rows fail with a business code, or stay queued
+   * behind the order's failed row (the hub keeps an order's postings in sequence); nothing reaches the ERP
+   */
   rejectedOrders?: ReadonlySet<string>;
 }
 
@@ -169,7 +172,9 @@ export function checkLedger(input: LedgerInput): LedgerSummary {
   for (const r of input.hub) {
     const docs = docsByKey.get(input.keyRef(r.key)) ?? [];
     if (r.state === 'posted' && docs.length === 0) add({ kind: 'lost', key: r.key, order: r.order, detail: `the hub marks it posted as ${r.erpRef}, the ERP has no document` });
-    else if (r.state === 'queued') {
+    else if (r.state === 'queued' && rejected.has(r.order)) {
+      // held behind its order's failed row (the hub keeps an order in sequence): waits for the operator
+    } else if (r.state === 'queued') {
       unsettled++;
       add({ kind: 'unsettled', key: r.key, order: r.order, detail: 'still queued at the hub' });
     } else if (r.state === 'failed' || r.state === 'discarded') {

@@ -8,6 +8,7 @@ import { uuidv5 } from '../../contracts/index.ts';
 import { startSapSimulator, SAP_SIM_USER, type SapSimulator } from '../../central-hub/erp/sap-odata/sap-simulator.ts';
 import { SqliteHubStore } from '../../central-hub/store/sqlite/sqlite-store.ts';
 import { freePort, startMosquitto, type Broker } from '../helpers/services.ts';
+import { startProxy, type Proxy } from './tcp-proxy.ts';
 import { checkLedger, type AgentRow, type HubRow, type LedgerSummary, type ProducedFact } from './ledger.ts';
 
 /**
@@ -42,10 +43,12 @@ export interface RigOptions {
   /** extra environment for a child (LD_PRELOAD, FAKETIME, ...) */
   hubEnv?: Record<string, string>;
   agentEnv?: Record<string, string>;
-  /** the agent reaches the hub here (a proxy in between); default the hub's own port */
-  hubUrlForAgent?: (hubPort: number) => string;
-  /** the hub reaches the ERP here (a proxy in between); default the simulator's URL */
-  erpUrlForHub?: (sapUrl: string) => string;
+  /** put a TCP proxy (tcp-proxy.ts) between agent and hub: rig.hubProxy */
+  proxyAgentToHub?: boolean;
+  /** put a TCP proxy between hub and ERP: rig.erpProxy */
+  proxyHubToErp?: boolean;
+  /** the agent's hub.requestTimeout (default 10s) */
+  agentRequestTimeout?: string;
 }
 
 export interface Child {
@@ -54,6 +57,9 @@ export interface Child {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   kill(sig?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
+
+/** every child process a rig started and that is still running: run.ts kills them if the harness is interrupted */
+export const liveChildren = new Set<ChildProcess>();
 
 export class Rig {
   readonly dir: string;
@@ -64,6 +70,8 @@ export class Rig {
   statusPort = 0;
   hub?: Child;
   agent?: Child;
+  hubProxy?: Proxy;
+  erpProxy?: Proxy;
   readonly produced: ProducedFact[] = [];
   readonly topic: string;
   #pub?: MqttClient;
@@ -92,14 +100,21 @@ export class Rig {
     mkdirSync(this.dir, { recursive: true });
     this.sap = await startSapSimulator({ latencyMs: this.opts.erpLatencyMs ?? 2, closedOrders: this.opts.closedOrders });
     this.broker = await startMosquitto();
+    if (this.broker.process) {
+      const b = this.broker.process;
+      liveChildren.add(b);
+      b.once('exit', () => liveChildren.delete(b));
+    }
     this.hubPort = await freePort();
     this.statusPort = await freePort();
+    if (this.opts.proxyAgentToHub) this.hubProxy = await startProxy(this.hubPort);
+    if (this.opts.proxyHubToErp) this.erpProxy = await startProxy(Number(new URL(this.sap.url).port));
     await this.writeConfigs();
     this.#pub = await mqtt.connectAsync(this.broker.url, { clientId: `chaos-publisher-${process.pid}`, reconnectPeriod: 200 });
   }
 
   async writeConfigs(): Promise<void> {
-    const erpUrl = this.opts.erpUrlForHub ? this.opts.erpUrlForHub(this.sap.url) : this.sap.url;
+    const erpUrl = this.erpProxy ? this.erpProxy.url : this.sap.url;
     await writeFile(
       join(this.dir, 'hub.yaml'),
       `hub: { port: ${this.hubPort}, dataDir: ${join(this.dir, 'hub')} }
@@ -109,13 +124,13 @@ erp: { type: sap-odata, url: "${erpUrl}", auth: { type: basic, username: ${SAP_S
 posting: { concurrency: 4, retryMaxDelay: 2s, lease: 15s, inDoubtWait: 1s, maxAttempts: 1000 }
 `,
     );
-    const hubUrl = this.opts.hubUrlForAgent ? this.opts.hubUrlForAgent(this.hubPort) : this.hubUrl;
+    const hubUrl = this.hubProxy ? this.hubProxy.url : this.hubUrl;
     await writeFile(
       join(this.dir, 'agent.yaml'),
       `agent: { id: chaos-edge, plant: "${PLANT}", timeZone: Europe/Berlin, stateDir: ${join(this.dir, 'agent')} }
 log: { level: info }
 status: { port: ${this.statusPort} }
-hub: { url: "${hubUrl}", token: "\${CHAOS_TOKEN}", allowPlainHttp: true, heartbeatInterval: 1s, outcomesInterval: 1s, retryMaxDelay: 2s, requestTimeout: 10s }
+hub: { url: "${hubUrl}", token: "\${CHAOS_TOKEN}", allowPlainHttp: true, heartbeatInterval: 1s, outcomesInterval: 1s, retryMaxDelay: 2s, requestTimeout: ${this.opts.agentRequestTimeout ?? '10s'} }
 ${this.opts.agentOutbox ? `outbox: { ${this.opts.agentOutbox} }` : 'outbox: { minFreeDiskBytes: 0 }'}
 drivers:
   - name: cell
@@ -156,6 +171,8 @@ rules:
     const cmd = [...wrap, process.execPath, ...args];
     const proc = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', log, log], env, cwd: this.dir });
     closeSync(log);
+    liveChildren.add(proc);
+    proc.once('exit', () => liveChildren.delete(proc));
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
     return {
       proc,
@@ -229,8 +246,8 @@ rules:
   async drained(timeoutMs: number): Promise<boolean> {
     const end = Date.now() + timeoutMs;
     while (Date.now() < end) {
-      const a = this.#agentCounts();
-      const h = this.#hubCounts();
+      const a = this.agentCounts();
+      const h = this.hubCounts();
       // every produced part has left the rule's windows (the last window closes after maxInterval)
       if (a && h && a.open === 0 && a.pending === 0 && h.queued === 0 && a.events >= this.produced.length && a.total > 0) return true;
       await sleep(500);
@@ -238,7 +255,8 @@ rules:
     return false;
   }
 
-  #agentCounts(): { pending: number; total: number; events: number; open: number } | undefined {
+  /** the agent's outbox, read from outside: pending transactions, all transactions, cycle events, parts in open windows */
+  agentCounts(): { pending: number; total: number; events: number; open: number } | undefined {
     if (!existsSync(this.agentDb)) return undefined;
     let db: Database.Database | undefined;
     try {
@@ -257,7 +275,8 @@ rules:
     }
   }
 
-  #hubCounts(): { queued: number } | undefined {
+  /** the hub's store, read from outside: rows still queued for the ERP, all rows */
+  hubCounts(): { queued: number; total: number } | undefined {
     if (!existsSync(this.hubDb)) return undefined;
     let db: Database.Database | undefined;
     try {
@@ -266,8 +285,12 @@ rules:
       const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as Array<{ name: string }>;
       const table = tables.find((t) => t.name === 'transactions') ? 'transactions' : undefined;
       if (!table) return undefined;
-      const r = db.prepare("SELECT COUNT(*) AS n FROM transactions WHERE state = 'queued'").get() as { n: number };
-      return { queued: r.n };
+      // rows of orders the ERP rejects by design wait behind their order's failed row: not work left to do
+      const closed = JSON.stringify(this.opts.closedOrders ?? []);
+      const r = db
+        .prepare("SELECT SUM(state = 'queued' AND order_no NOT IN (SELECT value FROM json_each(?))) AS q, COUNT(*) AS n FROM transactions")
+        .get(closed) as { q: number | null; n: number };
+      return { queued: r.q ?? 0, total: r.n };
     } catch {
       return undefined;
     } finally {
@@ -316,6 +339,8 @@ rules:
     await this.agent?.kill('SIGKILL');
     await this.hub?.kill('SIGKILL');
     await this.#pub?.endAsync(true).catch(() => {});
+    await this.hubProxy?.close();
+    await this.erpProxy?.close();
     await this.broker?.stop();
     await this.sap?.stop();
   }
@@ -351,4 +376,32 @@ export async function until(what: string, fn: () => Promise<boolean> | boolean, 
 export function seeded(seed: number): (n: number) => number {
   let s = seed;
   return (n) => (s = (s * 1103515245 + 12345) & 0x7fffffff) % n;
+}
+
+/** resident set size of a process in MB (Linux /proc), undefined once it is gone */
+export function rssMB(pid: number | undefined): number | undefined {
+  if (!pid) return undefined;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** samples the agent's RSS every second (following restarts) until stopped; returns the maximum seen */
+export function rssSampler(rig: Rig): { stop(): number; max(): number; samples: number[] } {
+  const samples: number[] = [];
+  const t = setInterval(() => {
+    const v = rssMB(rig.agent?.proc.pid);
+    if (v !== undefined) samples.push(v);
+  }, 1000);
+  return {
+    samples,
+    max: () => Math.max(0, ...samples),
+    stop() {
+      clearInterval(t);
+      return Math.max(0, ...samples);
+    },
+  };
 }

@@ -13,9 +13,18 @@ import { parseArgs } from 'node:util';
 import { r1 } from './r1-agent-sigkill.ts';
 import { r2 } from './r2-hub-sigkill.ts';
 import { r3 } from './r3-power-loss.ts';
+import { r4 } from './r4-hub-unreachable.ts';
+import { r5 } from './r5-outbox-cap.ts';
+import { r6 } from './r6-enospc.ts';
+import { r9 } from './r9-erp-errors.ts';
+import { r11 } from './r11-clock-jumps.ts';
+import { r12 } from './r12-partitions.ts';
+import { r13 } from './r13-hub-sigstop.ts';
+import { r14 } from './r14-slow-hub.ts';
+import { liveChildren } from './rig.ts';
 import type { Scenario, ScenarioResult } from './scenario.ts';
 
-export const SCENARIOS: Scenario[] = [r1, r2, r3];
+export const SCENARIOS: Scenario[] = [r1, r2, r3, r4, r5, r6, r9, r11, r12, r13, r14];
 
 interface Line {
   scenario: string;
@@ -113,6 +122,14 @@ function table(lines: Line[]): string {
   const width = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const fmt = (r: string[]) => r.map((c, i) => c.padEnd(width[i])).join('  ').trimEnd();
   return [fmt(head), fmt(width.map((w) => '-'.repeat(w))), ...rows.map(fmt)].join('\n');
+}
+
+// an interrupted run leaves no hub, agent or broker behind
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    for (const c of liveChildren) c.kill('SIGKILL');
+    process.exit(130);
+  });
 }
 
 process.exitCode = await main();
