@@ -8,6 +8,8 @@ import { uuidv5 } from '../../contracts/index.ts';
 import { startSapSimulator, SAP_SIM_USER, type SapSimulator } from '../../central-hub/erp/sap-odata/sap-simulator.ts';
 import { SqliteHubStore } from '../../central-hub/store/sqlite/sqlite-store.ts';
 import { freePort, startMosquitto, type Broker } from '../helpers/services.ts';
+import { startLineServer, type LineServer } from '../plant-sim/opcua-line-server.ts';
+import type { LineParams } from '../../agent/drivers/simulator/line-model.ts';
 import { startProxy, type Proxy } from './tcp-proxy.ts';
 import { checkLedger, type AgentRow, type HubRow, type LedgerSummary, type ProducedFact } from './ledger.ts';
 
@@ -49,7 +51,12 @@ export interface RigOptions {
   proxyHubToErp?: boolean;
   /** the agent's hub.requestTimeout (default 10s) */
   agentRequestTimeout?: string;
+  /** also an OPC UA line (test/plant-sim): rig.line, driver "line", rule "line-yield" on work center WC-LINE */
+  opcua?: boolean;
 }
+
+/** the OPC UA line's model: 5 parts every 100 ms, a new order every 2,000 parts */
+export const LINE_PARAMS: LineParams = { intervalMs: 100, partsPerTick: 5, scrapEvery: 40, orderSize: 2000, firstOrder: 9_000_000, operation: '0010', counterBits: 32 };
 
 export interface Child {
   proc: ChildProcess;
@@ -72,6 +79,8 @@ export class Rig {
   agent?: Child;
   hubProxy?: Proxy;
   erpProxy?: Proxy;
+  line?: LineServer;
+  linePort = 0;
   readonly produced: ProducedFact[] = [];
   readonly topic: string;
   #pub?: MqttClient;
@@ -107,6 +116,7 @@ export class Rig {
     }
     this.hubPort = await freePort();
     this.statusPort = await freePort();
+    if (this.opts.opcua) await this.startLine();
     if (this.opts.proxyAgentToHub) this.hubProxy = await startProxy(this.hubPort);
     if (this.opts.proxyHubToErp) this.erpProxy = await startProxy(Number(new URL(this.sap.url).port));
     await this.writeConfigs();
@@ -125,9 +135,7 @@ posting: { concurrency: 4, retryMaxDelay: 2s, lease: 15s, inDoubtWait: 1s, maxAt
 `,
     );
     const hubUrl = this.hubProxy ? this.hubProxy.url : this.hubUrl;
-    await writeFile(
-      join(this.dir, 'agent.yaml'),
-      `agent: { id: chaos-edge, plant: "${PLANT}", timeZone: Europe/Berlin, stateDir: ${join(this.dir, 'agent')} }
+    const yaml = `agent: { id: chaos-edge, plant: "${PLANT}", timeZone: Europe/Berlin, stateDir: ${join(this.dir, 'agent')} }
 log: { level: info }
 status: { port: ${this.statusPort} }
 hub: { url: "${hubUrl}", token: "\${CHAOS_TOKEN}", allowPlainHttp: true, heartbeatInterval: 1s, outcomesInterval: 1s, retryMaxDelay: 2s, requestTimeout: ${this.opts.agentRequestTimeout ?? '10s'} }
@@ -154,8 +162,42 @@ rules:
     activeOrder: { fromCounter: true, orderPath: $.order, operationPath: $.op, operation: "${OPERATION}" }
     uom: EA
     emitEvery: { parts: 50, maxInterval: 2s }
-`,
-    );
+`;
+    await writeFile(join(this.dir, 'agent.yaml'), this.line ? this.#withLine(yaml, this.line) : yaml);
+  }
+
+  /** the OPC UA line's driver goes at the end of drivers:, its rule at the end of rules: */
+  #withLine(yaml: string, line: LineServer): string {
+    const driver = `  - name: line
+    type: opcua
+    endpoint: ${line.endpoint}
+    securityMode: None
+    securityPolicy: None
+    allowInsecure: true
+    publishingInterval: 200ms
+    reconnectMaxDelay: 1s
+    nodes:
+      - { ref: good, nodeId: "${line.nodeIds.good}", samplingInterval: 100ms }
+      - { ref: scrap, nodeId: "${line.nodeIds.scrap}", samplingInterval: 100ms }
+      - { ref: order, nodeId: "${line.nodeIds.order}" }
+`;
+    const rule = `  - id: line-yield
+    type: count-production
+    workCenter: WC-LINE
+    counter: { source: line, ref: good, counts: total, wrap: uint32, maxJump: 100000 }
+    scrapCounter: { source: line, ref: scrap, counts: total, wrap: uint32, maxJump: 100000 }
+    activeOrder: { source: line, ref: order, operation: "0010" }
+    uom: EA
+    emitEvery: { parts: 500, maxInterval: 2s }
+`;
+    return yaml.replace('rules:\n', `${driver}rules:\n`) + rule;
+  }
+
+  /** starts the OPC UA line server (again: same port and certificate, as a PLC that rebooted) */
+  async startLine(): Promise<LineServer> {
+    this.linePort ||= await freePort();
+    this.line = await startLineServer({ port: this.linePort, params: LINE_PARAMS, pkiDir: this.line?.pkiDir });
+    return this.line;
   }
 
   #spawn(name: 'hub' | 'agent', args: string[], wrap: string[] = [], extraEnv: Record<string, string> = {}): Child {
@@ -306,18 +348,19 @@ rules:
     let hub: HubRow[];
     try {
       const rows = await store.listTransactions({ limit: 10_000_000 });
-      hub = rows.map((r) => ({ key: r.idempotencyKey, order: r.order, state: r.state, erpRef: r.erpRef, quantity: r.quantity, errorCode: r.errorCode }));
+      hub = rows.filter((r) => r.workCenter === WORK_CENTER).map((r) => ({ key: r.idempotencyKey, order: r.order, state: r.state, erpRef: r.erpRef, quantity: r.quantity, errorCode: r.errorCode }));
     } finally {
       await store.close();
     }
     const db = new Database(this.agentDb, { readonly: true });
     let agent: AgentRow[];
     try {
-      agent = (db.prepare('SELECT idempotency_key AS key, status, erp_ref AS erpRef FROM transactions').all() as AgentRow[]).map((r) => ({ ...r }));
+      // the ledger is the MQTT cell's: its work center's rows (an OPC UA line, when there is one, has its own checks)
+      agent = db.prepare('SELECT idempotency_key AS key, status, erp_ref AS erpRef FROM transactions WHERE idempotency_key LIKE ?').all(`%:${WORK_CENTER}:%`) as AgentRow[];
     } finally {
       db.close();
     }
-    const erp = this.sap.confirmations().map((c) => ({
+    const erp = this.sap.confirmations().filter((c) => c.WorkCenter === WORK_CENTER).map((c) => ({
       ref: `${c.ConfirmationGroup}/${c.ConfirmationCount}`,
       keyRef: c.ExternalSystemConfirmation.toLowerCase(),
       order: c.OrderID,
@@ -343,6 +386,7 @@ rules:
     await this.erpProxy?.close();
     await this.broker?.stop();
     await this.sap?.stop();
+    await this.line?.stop();
   }
 
   /** a child's log (stdout and stderr of every start) */

@@ -21,10 +21,11 @@ import { r11 } from './r11-clock-jumps.ts';
 import { r12 } from './r12-partitions.ts';
 import { r13 } from './r13-hub-sigstop.ts';
 import { r14 } from './r14-slow-hub.ts';
+import { r15 } from './r15-soak.ts';
 import { liveChildren } from './rig.ts';
 import type { Scenario, ScenarioResult } from './scenario.ts';
 
-export const SCENARIOS: Scenario[] = [r1, r2, r3, r4, r5, r6, r9, r11, r12, r13, r14];
+export const SCENARIOS: Scenario[] = [r1, r2, r3, r4, r5, r6, r9, r11, r12, r13, r14, r15];
 
 interface Line {
   scenario: string;
