@@ -1,4 +1,5 @@
 import { existsSync, renameSync, statSync, statfsSync } from 'node:fs';
+import * as nodeFs from 'node:fs';
 import { dirname } from 'node:path';
 import { inspect } from 'node:util';
 import type { Logger } from 'pino';
@@ -348,7 +349,7 @@ export class Outbox {
     } else if (this.role === 'writer') {
       this.db = this.openWriter();
     } else {
-      preparePrivateDatabase(this.path);
+      preparePrivateDatabase(this.path, nodeFs);
       this.db = this.openChecked();
     }
     this.s = this.prepare();

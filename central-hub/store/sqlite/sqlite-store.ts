@@ -1,3 +1,4 @@
+import * as nodeFs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { AgentHeartbeat, ItemResult, Outcome, Transaction } from '../../../contracts/index.ts';
@@ -227,7 +228,7 @@ export class SqliteHubStore implements HubStore {
    * checkpoint thread's code is (the executable's asset, tests); by default checkpoint-worker.ts.
    */
   constructor(path: string, nativeBinding?: string, opts: { checkpointer?: CheckpointerSource } = {}) {
-    preparePrivateDatabase(path);
+    preparePrivateDatabase(path, nodeFs);
     this.db = new Database(path, nativeBinding ? { nativeBinding } : undefined);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
